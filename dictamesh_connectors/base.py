@@ -1,0 +1,411 @@
+"""The ``Connector`` base class: lifecycle, lock discipline, in-flight accounting, fork safety.
+
+A connector owns one *handle*: whatever its driver needs to talk to the
+server (a urllib3 pool, a ``psycopg_pool.ConnectionPool``, a ``MongoClient``,
+a librdkafka producer). The base class manages that handle's life; a
+subclass supplies four hooks:
+
+* ``_open()``: build and return a ready handle (network I/O, no lock held);
+* ``_close(handle, timeout)``: close it (network I/O, no lock held);
+* ``_ping(handle, timeout)``: raise if the server is unhealthy;
+* ``_translate_errors()``: a context manager mapping driver errors to
+  ``ConnectorError`` (its ``errors.py`` table).
+
+and runs its operations through ``self._run(fn, idempotent=...)``, which
+registers the operation as in-flight, reconnects a lost handle, translates
+errors and retries what is safe to retry.
+
+Lock discipline: one ``RLock`` per connector guards memory only (state,
+handle, counters). No network I/O, sleep or user callback ever runs with it
+held; concurrency comes from the driver's own pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, Generic, TypeVar
+
+from dictamesh_connectors._version import __version__
+from dictamesh_connectors.config import BaseConfig
+from dictamesh_connectors.errors import (
+    ConnectorError,
+    InvalidConfigError,
+    NotConnectedError,
+    RetryHint,
+)
+from dictamesh_connectors.retry import RetryPolicy, retry_call
+
+__all__ = ["Connector", "State"]
+
+logger = logging.getLogger(__name__)
+
+ConfigT = TypeVar("ConfigT", bound=BaseConfig)
+HandleT = TypeVar("HandleT")
+T = TypeVar("T")
+
+
+class State(enum.Enum):
+    """Lifecycle: DISCONNECTED -> CONNECTING -> CONNECTED -> DISCONNECTING -> DISCONNECTED."""
+
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTING = "disconnecting"
+
+
+# Every live connector, so a forked child can reset them all (see _after_fork_in_child).
+_LIVE: weakref.WeakSet[Connector[Any, Any]] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for connector in list(_LIVE):
+        connector._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Connector(Generic[ConfigT, HandleT]):
+    """Base class of every connector.
+
+    Thread safety: one instance is meant to be shared by every thread of a
+    process. ``connect``, ``disconnect``, ``ping`` and every operation may be
+    called concurrently from any thread. After ``os.fork()`` the child drops
+    (never closes) the parent's handle and opens its own on first use.
+
+    Lifecycle: ``connect()`` and ``disconnect()`` are idempotent. A failed
+    ``connect()`` leaves the connector DISCONNECTED and reusable. Once
+    ``disconnect()`` starts, new operations raise ``NotConnectedError``, the
+    ones in flight finish (up to ``timeout``), then the handle is closed.
+
+    Example::
+
+        with PostgreSQLConnector(PostgreSQLConfig.from_url(url)) as db:
+            db.query("SELECT 1")
+    """
+
+    name: ClassVar[str] = "connector"
+    """Short name of the technology ("http", "postgresql", ...)."""
+    version: ClassVar[str] = __version__
+    """Version of the connector implementation."""
+    config_class: ClassVar[type[BaseConfig]] = BaseConfig
+    """The config class ``__init__`` accepts."""
+
+    def __init__(self, config: ConfigT) -> None:
+        """Validate ``config`` and prepare a DISCONNECTED connector (no I/O).
+
+        Raises:
+            InvalidConfigError: ``config`` is not a valid ``config_class``.
+        """
+        if not isinstance(config, self.config_class):
+            raise InvalidConfigError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                f"got {type(config).__name__}",
+                connector=self.name,
+            )
+        config.validate()
+        self.config: ConfigT = config
+        self._lock = threading.RLock()
+        # Signalled (under _lock) whenever _state or _inflight changes.
+        self._changed = threading.Condition(self._lock)
+        self._state = State.DISCONNECTED
+        self._handle: HandleT | None = None
+        self._epoch = 0  # bumped by disconnect(); a connect() from an older epoch lost the race
+        self._inflight = 0
+        self._pid = os.getpid()
+        _LIVE.add(self)
+
+    # ------------------------------------------------------------------ hooks
+
+    def _open(self) -> HandleT:
+        """Open and return a ready handle. Runs without the lock held."""
+        raise NotImplementedError
+
+    def _close(self, handle: HandleT, timeout: float | None) -> None:
+        """Close ``handle``. Runs without the lock held."""
+        raise NotImplementedError
+
+    def _ping(self, handle: HandleT, timeout: float | None) -> None:
+        """Raise if the server behind ``handle`` is unhealthy."""
+        raise NotImplementedError
+
+    def _discard_after_fork(self, handle: HandleT) -> None:
+        """Forget a handle inherited from the parent without closing its sockets.
+
+        The default just drops the reference. Override when the driver needs
+        a word to not touch the parent's sockets when the object is collected.
+        """
+
+    def _translate_errors(self) -> contextlib.AbstractContextManager[None]:
+        """Map driver exceptions raised inside the block to ``ConnectorError``."""
+        return contextlib.nullcontext()
+
+    def _on_connection_lost(self, handle: HandleT, error: ConnectorError) -> None:
+        """React to an error whose hint is RECONNECT.
+
+        The default discards the handle so the next operation opens a new
+        one. Connectors whose driver pool heals itself (it drops broken
+        connections on checkout) override this to do nothing.
+        """
+        self._invalidate(handle)
+
+    # -------------------------------------------------------------- lifecycle
+
+    @property
+    def state(self) -> State:
+        """The current lifecycle state."""
+        return self._state
+
+    @property
+    def is_connected(self) -> bool:
+        """True once ``connect()`` succeeded and until ``disconnect()`` starts."""
+        return self._state is State.CONNECTED
+
+    def connect(self) -> None:
+        """Open the connection (pool). Idempotent; safe to race from many threads.
+
+        Raises:
+            ConnectorError: The server could not be reached or refused us;
+                the connector stays DISCONNECTED and may be connected again.
+            NotConnectedError: ``disconnect()`` ran while this call was connecting.
+        """
+        with self._lock:  # state, handle, epoch
+            while self._state is State.CONNECTING or self._state is State.DISCONNECTING:
+                self._changed.wait()
+            if self._state is State.CONNECTED and self._handle is not None:
+                return
+            was_connected = self._state is State.CONNECTED
+            self._state, epoch = State.CONNECTING, self._epoch
+            self._changed.notify_all()
+        self._open_outside_lock(epoch, restore=State.CONNECTED if was_connected else None)
+
+    def _open_outside_lock(self, epoch: int, restore: State | None) -> None:
+        try:
+            with self._translate_errors():
+                handle = self._open()
+        except BaseException:
+            with self._lock:  # state
+                if self._state is State.CONNECTING and self._epoch == epoch:
+                    # A reconnect that failed stays CONNECTED-without-handle so
+                    # the next operation tries again; a first connect goes back.
+                    self._state = restore or State.DISCONNECTED
+                self._changed.notify_all()
+            raise
+        with self._lock:  # state, handle
+            if self._state is State.CONNECTING and self._epoch == epoch:
+                self._handle, self._state = handle, State.CONNECTED
+                self._changed.notify_all()
+                logger.debug("%s: connected", self.name)
+                return
+        self._close_quietly(handle, timeout=0)  # lost the race with disconnect(): don't leak it
+        raise NotConnectedError(f"{self.name}: disconnected while connecting", connector=self.name)
+
+    def disconnect(self, timeout: float | None = None) -> None:
+        """Stop new operations, wait for in-flight ones, then close. Idempotent.
+
+        Args:
+            timeout: Seconds to wait for in-flight operations before closing
+                anyway (``None`` waits as long as they take).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:  # state, handle, in-flight count
+            if self._state is State.DISCONNECTED:
+                return
+            if self._state is State.DISCONNECTING:
+                while self._state is State.DISCONNECTING:
+                    self._changed.wait()
+                return
+            self._epoch += 1
+            if self._state is State.CONNECTING:
+                # The connecting thread sees the new epoch and closes its handle.
+                self._state = State.DISCONNECTED
+                self._changed.notify_all()
+                return
+            self._state = State.DISCONNECTING
+            self._changed.notify_all()
+            while self._inflight > 0:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    logger.warning(
+                        "%s: closing with %d operation(s) still in flight after %.1fs",
+                        self.name,
+                        self._inflight,
+                        timeout,
+                    )
+                    break
+                self._changed.wait(remaining)
+            handle, self._handle = self._handle, None
+        try:
+            if handle is not None:
+                self._close_quietly(
+                    handle,
+                    timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
+                )
+        finally:
+            with self._lock:  # state
+                self._state = State.DISCONNECTED
+                self._changed.notify_all()
+            logger.debug("%s: disconnected", self.name)
+
+    def _close_quietly(self, handle: HandleT, timeout: float | None) -> None:
+        try:
+            self._close(handle, timeout)
+        except Exception:
+            logger.warning("%s: error while closing", self.name, exc_info=True)
+
+    def ping(self, timeout: float | None = None) -> None:
+        """Check the server answers. Never holds the connector lock while waiting.
+
+        Raises:
+            NotConnectedError: The connector is not connected.
+            ConnectorError: The server is unreachable or unhealthy.
+        """
+        self._run(
+            lambda handle: self._ping(handle, timeout),
+            idempotent=True,
+            retry=RetryPolicy.no_retry(),
+            description="ping",
+        )
+
+    def __enter__(self: T) -> T:
+        self.connect()  # type: ignore[attr-defined]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.disconnect()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._state.value} {self._describe()}>"
+
+    def _describe(self) -> str:
+        """Where this connector points, credentials masked (for reprs and messages)."""
+        try:
+            return self.config.connection_string(redact=True)
+        except NotImplementedError:
+            return ""
+
+    # ------------------------------------------------------------- operations
+
+    @contextlib.contextmanager
+    def _use(self) -> Iterator[HandleT]:
+        """Register an in-flight operation and yield the handle.
+
+        Reopens a handle lost to a connection failure or to ``fork()``.
+        Driver errors are *not* translated here (see ``_run``).
+
+        Raises:
+            NotConnectedError: Not connected, or ``disconnect()`` has started.
+        """
+        handle = self._acquire()
+        try:
+            yield handle
+        finally:
+            with self._lock:  # in-flight count
+                self._inflight -= 1
+                if self._inflight == 0:
+                    self._changed.notify_all()
+
+    def _acquire(self) -> HandleT:
+        while True:
+            with self._lock:  # state, handle, in-flight count
+                while self._state is State.CONNECTING and self._handle is None:
+                    self._changed.wait()
+                if self._state is State.CONNECTED and self._handle is not None:
+                    self._inflight += 1
+                    return self._handle
+                if self._state is not State.CONNECTED:
+                    raise NotConnectedError(
+                        f"{self.name}: not connected ({self._state.value}); call connect() first",
+                        connector=self.name,
+                    )
+                # CONNECTED without a handle: lost or forked; reopen it outside the lock.
+                self._state, epoch = State.CONNECTING, self._epoch
+            self._open_outside_lock(epoch, restore=State.CONNECTED)
+
+    def _run(
+        self,
+        fn: Callable[[HandleT], T],
+        *,
+        idempotent: bool,
+        retry: RetryPolicy | None = None,
+        description: str = "operation",
+    ) -> T:
+        """Run ``fn(handle)`` as one in-flight operation, with translation and retries.
+
+        Args:
+            fn: The operation; it receives the handle.
+            idempotent: Whether repeating ``fn`` is harmless even if it took
+                effect (errors with ``maybe_applied`` are retried only then).
+            retry: Overrides the config's retry policy for this call.
+            description: Names the operation in retry warnings.
+
+        Raises:
+            ConnectorError: Translated from the driver; the last one when
+                retries ran out.
+        """
+
+        def attempt() -> T:
+            with self._use() as handle:
+                try:
+                    with self._translate_errors():
+                        return fn(handle)
+                except ConnectorError as err:
+                    if err.retry_hint is RetryHint.RECONNECT:
+                        self._on_connection_lost(handle, err)
+                    raise
+
+        policy = retry or self.config.retry
+        return retry_call(
+            attempt, policy, idempotent=idempotent, description=f"{self.name}: {description}"
+        )
+
+    def _invalidate(self, handle: HandleT) -> None:
+        """Discard ``handle`` (if still current) and close it outside the lock.
+
+        With ``auto_reconnect`` the next operation opens a new handle;
+        without it the connector goes DISCONNECTED until ``connect()``.
+        """
+        with self._lock:  # handle, state
+            if self._handle is not handle:
+                return  # another thread already replaced it
+            self._handle = None
+            if not self.config.auto_reconnect and self._state is State.CONNECTED:
+                self._state = State.DISCONNECTED
+                self._changed.notify_all()
+        logger.warning(
+            "%s: connection lost; %s",
+            self.name,
+            "will reconnect" if self.config.auto_reconnect else "call connect() to reconnect",
+        )
+        self._close_quietly(handle, timeout=0)
+
+    # ------------------------------------------------------------------- fork
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: forget the parent's handle, keep the lifecycle state."""
+        if self._pid == os.getpid():
+            return
+        # The parent's lock may have been held by a thread that does not exist here.
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._pid = os.getpid()
+        handle, self._handle = self._handle, None
+        self._inflight = 0
+        if self._state is State.CONNECTING:
+            # The connecting thread does not exist here: open lazily on first use.
+            self._state = State.CONNECTED
+        elif self._state is State.DISCONNECTING:
+            self._state = State.DISCONNECTED
+        if handle is not None:
+            try:
+                self._discard_after_fork(handle)
+            except Exception:
+                logger.debug("%s: error discarding the parent's handle", self.name, exc_info=True)

@@ -1,0 +1,411 @@
+"""Configuration building blocks: ``Secret``, ``BaseConfig`` and field converters.
+
+Every connector config is a frozen attrs class deriving from ``BaseConfig``.
+Configs are pure data: they do no I/O and hold no driver objects, so they
+import without any driver installed, compare by value and pickle.
+
+Any bad value in any field raises ``InvalidConfigError`` naming the field
+(never the value of a secret), and nothing else.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import os
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar, cast
+
+import attrs
+
+from dictamesh_connectors.errors import InvalidConfigError
+from dictamesh_connectors.retry import RetryPolicy
+
+__all__ = [
+    "BaseConfig",
+    "Secret",
+    "parse_url",
+    "to_bool",
+]
+
+C = TypeVar("C", bound="BaseConfig")
+
+_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+_FALSE = frozenset({"0", "false", "no", "off", "n", "f", ""})
+
+
+class Secret:
+    """A string that never shows itself: ``repr`` and ``str`` are ``'***'``.
+
+    Use ``get_secret_value()`` at the one place the driver needs the real
+    value. Equality is by value (constant-time), so configs holding secrets
+    still compare and hash.
+
+    Example::
+
+        >>> pw = Secret("hunter2")
+        >>> pw
+        Secret('***')
+        >>> f"{pw}"
+        '***'
+        >>> pw.get_secret_value()
+        'hunter2'
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if isinstance(value, Secret):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            raise InvalidConfigError(f"a secret must be a string, got {type(value).__name__}")
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        """Return the real value. Never log it."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Secret, (self._value,))
+
+
+def to_bool(value: object) -> bool:
+    """Convert a bool, 0/1 or an environment-style string ("yes", "off") to bool.
+
+    Raises:
+        InvalidConfigError: For anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    raise InvalidConfigError(f"expected a boolean, got {_describe(value)}")
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return f"{type(value).__name__} {value!r:.60}"
+    return type(value).__name__
+
+
+def _field_converter(fn: Callable[[Any], Any], *, secret: bool = False) -> attrs.Converter:  # type: ignore[type-arg]
+    """Wrap ``fn`` so any failure becomes an InvalidConfigError naming the field."""
+
+    def convert(value: Any, field: attrs.Attribute[Any]) -> Any:
+        try:
+            return fn(value)
+        except InvalidConfigError as err:
+            message = err.message if not secret else "invalid secret value"
+            raise InvalidConfigError(f"{field.name}: {message}") from None
+        except (TypeError, ValueError, OverflowError, AttributeError):
+            shown = "<redacted>" if secret else _describe(value)
+            raise InvalidConfigError(f"{field.name}: invalid value {shown}") from None
+
+    return attrs.Converter(convert, takes_field=True)
+
+
+def _number(
+    kind: type[int] | type[float],
+    minimum: float | None,
+    maximum: float | None,
+    optional: bool,
+) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip() and optional):
+            if optional:
+                return None
+            raise InvalidConfigError("a value is required")
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise InvalidConfigError(f"expected a number, got {_describe(value)}")
+        if isinstance(value, str):
+            value = value.strip()
+        number = kind(float(value)) if kind is int and isinstance(value, float) else kind(value)
+        if isinstance(number, float) and not math.isfinite(number):
+            raise InvalidConfigError(f"expected a finite number, got {number!r}")
+        if kind is int and isinstance(value, float) and value != number:
+            raise InvalidConfigError(f"expected an integer, got {value!r}")
+        if minimum is not None and number < minimum:
+            raise InvalidConfigError(f"{number!r} is below the minimum {minimum!r}")
+        if maximum is not None and number > maximum:
+            raise InvalidConfigError(f"{number!r} is above the maximum {maximum!r}")
+        return number
+
+    return convert
+
+
+def int_field(
+    default: int | None, *, min: int | None = None, max: int | None = None, optional: bool = False
+) -> Any:
+    """An int field accepting ints and numeric strings, range-checked."""
+    return attrs.field(
+        default=default, converter=_field_converter(_number(int, min, max, optional))
+    )
+
+
+def float_field(
+    default: float | None,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    optional: bool = False,
+) -> Any:
+    """A finite float field accepting numbers and numeric strings, range-checked."""
+    return attrs.field(
+        default=default, converter=_field_converter(_number(float, min, max, optional))
+    )
+
+
+def bool_field(default: bool) -> Any:
+    """A bool field accepting bools, 0/1 and environment-style strings."""
+    return attrs.field(default=default, converter=_field_converter(to_bool))
+
+
+def _string(optional: bool, nonempty: bool, choices: frozenset[str] | None) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if value is None:
+            if optional:
+                return None
+            raise InvalidConfigError("a value is required")
+        if not isinstance(value, str):
+            raise InvalidConfigError(f"expected a string, got {_describe(value)}")
+        if "\x00" in value:
+            raise InvalidConfigError("must not contain NUL characters")
+        if nonempty and not value:
+            raise InvalidConfigError("must not be empty")
+        if choices is not None and value not in choices:
+            raise InvalidConfigError(f"{value!r:.40} is not one of {', '.join(sorted(choices))}")
+        return value
+
+    return convert
+
+
+def str_field(
+    default: str | None,
+    *,
+    optional: bool = False,
+    nonempty: bool = False,
+    choices: frozenset[str] | None = None,
+) -> Any:
+    """A string field (no NUL characters), optionally restricted to ``choices``."""
+    return attrs.field(
+        default=default, converter=_field_converter(_string(optional, nonempty, choices))
+    )
+
+
+def _secret(value: Any) -> Secret | None:
+    if value is None:
+        return None
+    if isinstance(value, Secret):
+        return value
+    if not isinstance(value, str):
+        raise InvalidConfigError(f"expected a string, got {type(value).__name__}")
+    return Secret(value)
+
+
+def secret_field() -> Any:
+    """An optional ``Secret`` field; plain strings are wrapped on the way in."""
+    return attrs.field(default=None, converter=_field_converter(_secret, secret=True))
+
+
+def _retry_policy(value: Any) -> RetryPolicy:
+    if isinstance(value, RetryPolicy):
+        return value
+    if isinstance(value, Mapping):
+        return RetryPolicy(**{str(k): v for k, v in value.items()})
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        # An int (or numeric string, as from_url/from_env give) is max_attempts.
+        return RetryPolicy(max_attempts=cast(int, value))  # its converter parses strings
+    raise InvalidConfigError(f"expected a RetryPolicy, got {_describe(value)}")
+
+
+def retry_field() -> Any:
+    """A ``RetryPolicy`` field; a mapping or an int (max_attempts) is converted."""
+    return attrs.field(factory=RetryPolicy, converter=_field_converter(_retry_policy))
+
+
+def parse_url(url: object, schemes: tuple[str, ...]) -> urllib.parse.SplitResult:
+    """Split ``url`` and check its scheme, raising ``InvalidConfigError`` if bad.
+
+    Error messages never echo the URL, which may hold a password.
+    """
+    if not isinstance(url, str):
+        raise InvalidConfigError(f"a URL must be a string, got {type(url).__name__}")
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        parts.port  # noqa: B018 - validates the port
+    except ValueError as err:
+        raise InvalidConfigError(f"malformed URL ({err.__class__.__name__})") from None
+    if parts.scheme.lower() not in schemes:
+        raise InvalidConfigError(
+            f"URL scheme {parts.scheme!r:.20} is not one of {', '.join(schemes)}"
+        )
+    return parts
+
+
+def query_params(parts: urllib.parse.SplitResult) -> dict[str, str]:
+    """The URL's query string as a dict (last value wins for repeated keys)."""
+    return dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+
+
+def url_credentials(parts: urllib.parse.SplitResult) -> dict[str, Any]:
+    """Percent-decoded ``username`` and ``password`` from a URL, when present."""
+    fields: dict[str, Any] = {}
+    if parts.username:
+        fields["username"] = urllib.parse.unquote(parts.username)
+    if parts.password is not None:
+        fields["password"] = urllib.parse.unquote(parts.password)
+    return fields
+
+
+@attrs.frozen(kw_only=True)
+class BaseConfig:
+    """Fields and constructors every connector config shares.
+
+    Subclasses are ``@attrs.frozen(kw_only=True)`` classes that add their
+    fields with the ``*_field`` helpers of this module, set ``url_schemes``
+    and implement ``_fields_from_url`` and ``connection_string``.
+
+    Attributes:
+        retry: The retry policy for operations that are safe to retry.
+        auto_reconnect: Rebuild a lost connection on the next operation
+            (bounded by ``retry``) instead of failing until ``connect()``.
+    """
+
+    url_schemes: ClassVar[tuple[str, ...]] = ()
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
+
+    retry: RetryPolicy = retry_field()
+    auto_reconnect: bool = bool_field(True)
+
+    @classmethod
+    def create(cls: type[C], **fields: Any) -> C:
+        """Build the config from keyword fields; unknown names are an error.
+
+        Raises:
+            InvalidConfigError: An unknown field name or a bad value.
+        """
+        known = {a.name for a in attrs.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise InvalidConfigError(
+                f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return cls(**fields)
+
+    @classmethod
+    def from_url(cls: type[C], url: str, **overrides: Any) -> C:
+        """Build the config from a URL; ``overrides`` win over URL values.
+
+        Raises:
+            InvalidConfigError: A malformed URL, a wrong scheme or a bad value.
+        """
+        parts = parse_url(url, cls.url_schemes)
+        fields = cls._fields_from_url(parts)
+        fields.update(overrides)
+        return cls.create(**fields)
+
+    @classmethod
+    def from_env(cls: type[C], prefix: str, environ: Mapping[str, str] | None = None) -> C:
+        """Build the config from environment variables named ``{prefix}{FIELD}``.
+
+        ``{prefix}URL`` is read first (as ``from_url``), then each field's own
+        variable overrides it, e.g. ``DB_HOST``, ``DB_PASSWORD`` for prefix
+        ``DB_``. The retry policy reads ``{prefix}RETRY_MAX_ATTEMPTS``,
+        ``{prefix}RETRY_INITIAL_BACKOFF``, ``{prefix}RETRY_MAX_BACKOFF`` and
+        ``{prefix}RETRY_DEADLINE``.
+
+        Raises:
+            InvalidConfigError: A bad value in any variable.
+        """
+        env = os.environ if environ is None else environ
+        fields: dict[str, Any] = {}
+        if env.get(prefix + "URL"):
+            fields.update(cls._fields_from_url(parse_url(env[prefix + "URL"], cls.url_schemes)))
+        fields.update(cls._fields_from_environ(env, prefix))
+        for attribute in attrs.fields(cls):
+            if attribute.name == "retry":
+                continue
+            key = prefix + attribute.name.upper()
+            if key in env:
+                fields[attribute.name] = env[key]
+        retry = {
+            name: env[prefix + "RETRY_" + name.upper()]
+            for name in ("max_attempts", "initial_backoff", "max_backoff", "deadline")
+            if prefix + "RETRY_" + name.upper() in env
+        }
+        if retry:
+            fields["retry"] = retry
+        return cls.create(**fields)
+
+    @classmethod
+    def _fields_from_url(cls, parts: urllib.parse.SplitResult) -> dict[str, Any]:
+        raise NotImplementedError(f"{cls.__name__} cannot be built from a URL")
+
+    @classmethod
+    def _fields_from_environ(cls, environ: Mapping[str, str], prefix: str) -> dict[str, Any]:
+        """Extra environment variables a subclass understands (e.g. libpq PG*)."""
+        return {}
+
+    def validate(self) -> None:
+        """Re-run every field validator.
+
+        Raises:
+            InvalidConfigError: A field no longer holds a valid value.
+        """
+        try:
+            attrs.validate(self)
+        except InvalidConfigError:
+            raise
+        except (TypeError, ValueError) as err:
+            raise InvalidConfigError(f"{type(self).__name__}: {err}") from None
+
+    def connection_string(self, redact: bool = True) -> str:
+        """A URL for this config; secrets are ``***`` unless ``redact=False``."""
+        raise NotImplementedError
+
+    def evolve(self: C, **changes: Any) -> C:
+        """Return a copy with ``changes`` applied (validated like ``create``)."""
+        unknown = sorted(set(changes) - {a.name for a in attrs.fields(type(self))})
+        if unknown:
+            raise InvalidConfigError(
+                f"{type(self).__name__}: unknown option(s) {', '.join(unknown)}"
+            )
+        return attrs.evolve(self, **changes)
+
+
+def redact_url_password(url: str) -> str:
+    """Replace the password of ``url`` with ``***`` (for log and error text)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rsplit("@", 1)
+        user = parts.username or ""
+        return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+    except ValueError:
+        return "<unparseable URL>"

@@ -1,0 +1,285 @@
+"""The error model shared by every connector.
+
+No driver exception leaves a public method of a connector: each connector
+translates its driver's exceptions, in its own ``errors.py``, into one of the
+classes below, keeping the driver exception as ``__cause__``.
+
+Exception tree::
+
+    ConnectorError                    code, transient, retry_hint, retry_after,
+    |                                 maybe_applied, connector, details
+    +-- NotConnectedError             NOT_CONNECTED: closed or never connected
+    +-- InvalidConfigError            INVALID_CONFIG (also a ValueError)
+    +-- ConnectorTimeoutError         TIMEOUT (transient)
+    +-- AuthenticationError           AUTH_FAILED (permanent unless refreshable)
+    +-- MissingDependencyError        MISSING_DEPENDENCY: an extra is not installed
+
+Retryability is data on the error, not a class: check ``err.transient`` and
+``err.retry_hint``; ``err.maybe_applied`` says a write may have taken effect
+(retry it only if it is idempotent).
+
+Every error pickles with all of its attributes (Celery sends exceptions
+across processes); the driver exception in ``__cause__`` is not pickled, as
+with any Python exception.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "AuthenticationError",
+    "ConnectorError",
+    "ConnectorTimeoutError",
+    "ErrorCode",
+    "InvalidConfigError",
+    "MissingDependencyError",
+    "NotConnectedError",
+    "RetryHint",
+]
+
+
+class ErrorCode(str, enum.Enum):
+    """What went wrong, independent of the driver that reported it."""
+
+    CONNECTION_FAILED = "CONNECTION_FAILED"
+    """A connection could not be established."""
+    CONNECTION_LOST = "CONNECTION_LOST"
+    """An established connection broke."""
+    TIMEOUT = "TIMEOUT"
+    """An operation or connection attempt ran out of time."""
+    AUTH_FAILED = "AUTH_FAILED"
+    """The credentials were refused."""
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    """Authenticated, but not allowed to do this."""
+    NOT_CONNECTED = "NOT_CONNECTED"
+    """The connector is not connected (closed, or closing)."""
+    INVALID_CONFIG = "INVALID_CONFIG"
+    """A configuration value is invalid."""
+    INVALID_REQUEST = "INVALID_REQUEST"
+    """The request itself is malformed; the server was not contacted, or refused it."""
+    QUERY_FAILED = "QUERY_FAILED"
+    """A read failed for a reason with no more specific code."""
+    EXEC_FAILED = "EXEC_FAILED"
+    """A write failed for a reason with no more specific code."""
+    TRANSACTION_FAILED = "TRANSACTION_FAILED"
+    """The transaction is aborted and must be rolled back."""
+    SERIALIZATION_FAILURE = "SERIALIZATION_FAILURE"
+    """A concurrent transaction conflicted; rerun the whole transaction."""
+    DEADLOCK = "DEADLOCK"
+    """The server broke a deadlock by aborting this transaction."""
+    LOCK_TIMEOUT = "LOCK_TIMEOUT"
+    """A lock could not be taken in time."""
+    CONSTRAINT_VIOLATION = "CONSTRAINT_VIOLATION"
+    """A unique, foreign-key, check or not-null constraint refused the data."""
+    NOT_FOUND = "NOT_FOUND"
+    """The target (database, table, resource, topic) does not exist."""
+    CONFLICT = "CONFLICT"
+    """The request conflicts with the current state of the target."""
+    RATE_LIMITED = "RATE_LIMITED"
+    """The server asked the client to slow down."""
+    UNAVAILABLE = "UNAVAILABLE"
+    """The server is shutting down, starting up or overloaded."""
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    """The server (or a local pool/queue) ran out of a resource."""
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    """A request or response body exceeded a limit."""
+    PROTOCOL_ERROR = "PROTOCOL_ERROR"
+    """The peer answered with something the protocol does not allow."""
+    INVALID_INPUT = "INVALID_INPUT"
+    """The data sent was refused as invalid (type, range, format)."""
+    SERIALIZATION_ERROR = "SERIALIZATION_ERROR"
+    """A value could not be encoded or decoded."""
+    UNSUPPORTED = "UNSUPPORTED"
+    """The server or driver does not support the operation."""
+    GRAPHQL_ERROR = "GRAPHQL_ERROR"
+    """A GraphQL response carried errors with no more specific code."""
+    MISSING_DEPENDENCY = "MISSING_DEPENDENCY"
+    """An optional dependency (an extra) is not installed."""
+    INTERNAL = "INTERNAL"
+    """An error with no better classification."""
+
+
+class RetryHint(str, enum.Enum):
+    """What a caller (or the retry loop) should do about an error."""
+
+    NONE = "NONE"
+    """Do not retry: the same call will fail the same way."""
+    RETRY = "RETRY"
+    """Retry after a backoff."""
+    RETRY_AFTER = "RETRY_AFTER"
+    """Retry after ``retry_after`` seconds, as the server asked."""
+    RECONNECT = "RECONNECT"
+    """Drop the connection, reconnect, then retry."""
+    RETRY_TRANSACTION = "RETRY_TRANSACTION"
+    """Roll back and rerun the whole transaction, decisions included."""
+    REFRESH_CREDENTIALS = "REFRESH_CREDENTIALS"
+    """Obtain fresh credentials (token), then retry once."""
+
+
+# Codes that are transient unless the translator says otherwise.
+_TRANSIENT_CODES = frozenset(
+    {
+        ErrorCode.CONNECTION_FAILED,
+        ErrorCode.CONNECTION_LOST,
+        ErrorCode.TIMEOUT,
+        ErrorCode.SERIALIZATION_FAILURE,
+        ErrorCode.DEADLOCK,
+        ErrorCode.LOCK_TIMEOUT,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.UNAVAILABLE,
+        ErrorCode.RESOURCE_EXHAUSTED,
+    }
+)
+
+_DEFAULT_HINTS = {
+    ErrorCode.CONNECTION_LOST: RetryHint.RECONNECT,
+    ErrorCode.SERIALIZATION_FAILURE: RetryHint.RETRY_TRANSACTION,
+    ErrorCode.DEADLOCK: RetryHint.RETRY_TRANSACTION,
+}
+
+
+def is_transient_code(code: ErrorCode) -> bool:
+    """Tell whether errors with ``code`` are transient by default."""
+    return code in _TRANSIENT_CODES
+
+
+class ConnectorError(Exception):
+    """Base class of every error a connector raises.
+
+    Args:
+        message: What failed and where, with credentials masked.
+        code: The classification (defaults to the class's ``default_code``).
+        transient: Whether the same call may succeed if retried. Defaults to
+            what ``code`` implies.
+        retry_hint: What to do about it. Defaults to what ``code`` and
+            ``transient`` imply (and ``RETRY_AFTER`` when ``retry_after`` is set).
+        retry_after: Seconds the server asked to wait, if it said so.
+        maybe_applied: The operation may have taken effect (a write that
+            timed out or lost its connection): retry it only if idempotent.
+        connector: Name of the connector that raised it ("http", ...).
+        details: Extra, non-secret facts (SQLSTATE, status code, ...).
+
+    Example::
+
+        try:
+            db.execute("INSERT ...")
+        except ConnectorError as err:
+            if err.transient and not err.maybe_applied:
+                ...  # safe to try again
+    """
+
+    default_code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: ErrorCode | str | None = None,
+        transient: bool | None = None,
+        retry_hint: RetryHint | str | None = None,
+        retry_after: float | None = None,
+        maybe_applied: bool = False,
+        connector: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = ErrorCode(code) if code is not None else self.default_code
+        self.transient = is_transient_code(self.code) if transient is None else bool(transient)
+        if retry_hint is not None:
+            self.retry_hint = RetryHint(retry_hint)
+        elif retry_after is not None and self.transient:
+            self.retry_hint = RetryHint.RETRY_AFTER
+        elif self.transient:
+            self.retry_hint = _DEFAULT_HINTS.get(self.code, RetryHint.RETRY)
+        else:
+            self.retry_hint = RetryHint.NONE
+        self.retry_after = None if retry_after is None else max(0.0, float(retry_after))
+        self.maybe_applied = bool(maybe_applied)
+        self.connector = connector
+        self.details: dict[str, Any] = dict(details or {})
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, code={self.code.value}, "
+            f"transient={self.transient}, retry_hint={self.retry_hint.value}, "
+            f"connector={self.connector!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuild through the keyword constructor so every attribute survives
+        # pickling, whatever the subclass's __init__ signature.
+        return (_rebuild_error, (type(self), self.message, self._state()))
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "transient": self.transient,
+            "retry_hint": self.retry_hint,
+            "retry_after": self.retry_after,
+            "maybe_applied": self.maybe_applied,
+            "connector": self.connector,
+            "details": self.details,
+        }
+
+
+def _rebuild_error(
+    cls: type[ConnectorError], message: str, state: dict[str, Any]
+) -> ConnectorError:
+    err = cls.__new__(cls)
+    ConnectorError.__init__(err, message, **state)
+    return err
+
+
+class NotConnectedError(ConnectorError):
+    """The connector is not connected: never connected, disconnecting or closed."""
+
+    default_code = ErrorCode.NOT_CONNECTED
+
+
+class InvalidConfigError(ConnectorError, ValueError):
+    """A configuration value (or a request argument) is invalid. Never transient."""
+
+    default_code = ErrorCode.INVALID_CONFIG
+
+
+class ConnectorTimeoutError(ConnectorError):
+    """An operation ran out of time. Transient; ``maybe_applied`` for writes."""
+
+    default_code = ErrorCode.TIMEOUT
+
+
+class AuthenticationError(ConnectorError):
+    """The server refused the credentials."""
+
+    default_code = ErrorCode.AUTH_FAILED
+
+
+class MissingDependencyError(ConnectorError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    default_code = ErrorCode.MISSING_DEPENDENCY
+
+
+_CLASS_FOR_CODE: dict[ErrorCode, type[ConnectorError]] = {
+    ErrorCode.NOT_CONNECTED: NotConnectedError,
+    ErrorCode.INVALID_CONFIG: InvalidConfigError,
+    ErrorCode.TIMEOUT: ConnectorTimeoutError,
+    ErrorCode.AUTH_FAILED: AuthenticationError,
+    ErrorCode.MISSING_DEPENDENCY: MissingDependencyError,
+}
+
+
+def error_class_for(code: ErrorCode) -> type[ConnectorError]:
+    """Return the most specific ``ConnectorError`` subclass for ``code``.
+
+    Connector translation tables use this so that ``except
+    ConnectorTimeoutError`` catches every timeout, whatever the driver.
+    """
+    return _CLASS_FOR_CODE.get(code, ConnectorError)

@@ -1,0 +1,143 @@
+import pickle
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dictamesh_connectors.config import Secret, redact_url_password, to_bool
+from dictamesh_connectors.errors import InvalidConfigError
+from dictamesh_connectors.retry import RetryPolicy
+
+from .fakes import FakeConfig
+
+garbage = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(),
+    st.binary(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+    st.builds(object),
+    st.just(float("nan")),
+    st.just("\x00"),
+)
+
+
+def config_classes():
+    """Every config class the package ships (grows as connectors land)."""
+    import dictamesh_connectors.config as core
+
+    classes = [FakeConfig]
+    for module in ("http", "graphql", "postgresql", "mongodb", "kafka", "file"):
+        try:
+            mod = __import__(f"dictamesh_connectors.{module}.config", fromlist=["*"])
+        except ImportError:
+            continue
+        for value in vars(mod).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, core.BaseConfig)
+                and value is not core.BaseConfig
+                and attrs.has(value)
+            ):
+                classes.append(value)
+    return classes
+
+
+@pytest.mark.parametrize("cls", config_classes(), ids=lambda c: c.__name__)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_garbage_in_any_field_is_invalid_config_error_or_accepted(cls, data):
+    field = data.draw(st.sampled_from([a.name for a in attrs.fields(cls)]))
+    value = data.draw(garbage)
+    try:
+        config = cls.create(**{field: value})
+    except InvalidConfigError as err:
+        assert err.code.value == "INVALID_CONFIG"
+        if "password" in field or "secret" in field or "token" in field:
+            assert str(value) not in str(err) or str(value) in ("", "None")
+    else:
+        config.validate()
+        repr(config)
+
+
+def test_secret_hides_its_value():
+    s = Secret("hunter2")
+    assert repr(s) == "Secret('***')"
+    assert str(s) == "***" and f"{s}" == "***" and "%s" % (s,) == "***"  # noqa: UP031
+    assert s.get_secret_value() == "hunter2"
+    assert s == Secret("hunter2") and s != Secret("other")
+    assert hash(s) == hash(Secret("hunter2"))
+    assert pickle.loads(pickle.dumps(s)) == s
+    with pytest.raises(InvalidConfigError):
+        Secret(123)
+
+
+def test_config_repr_and_connection_string_mask_the_password():
+    cfg = FakeConfig.from_url("fake://alice:s3cr3t-pw@db.example")
+    assert cfg.username == "alice" and cfg.password.get_secret_value() == "s3cr3t-pw"
+    assert "s3cr3t-pw" not in repr(cfg)
+    assert cfg.connection_string() == "fake://alice:***@db.example"
+    assert cfg.connection_string(redact=False) == "fake://alice:s3cr3t-pw@db.example"
+
+
+def test_from_url_rejects_bad_urls_without_echoing_them():
+    with pytest.raises(InvalidConfigError) as info:
+        FakeConfig.from_url("http://alice:s3cr3t-pw@db")
+    assert "s3cr3t-pw" not in str(info.value)
+    with pytest.raises(InvalidConfigError):
+        FakeConfig.from_url("fake://alice:s3cr3t-pw@db:notaport")
+    with pytest.raises(InvalidConfigError):
+        FakeConfig.from_url(42)
+    with pytest.raises(InvalidConfigError, match="unknown option"):
+        FakeConfig.from_url("fake://db", nonsense=1)
+
+
+def test_from_env_reads_url_then_fields_then_retry():
+    env = {
+        "APP_URL": "fake://bob:pw1@one",
+        "APP_HOST": "two",
+        "APP_AUTO_RECONNECT": "off",
+        "APP_RETRY_MAX_ATTEMPTS": "7",
+        "APP_RETRY_DEADLINE": "2.5",
+        "OTHER_HOST": "ignored",
+    }
+    cfg = FakeConfig.from_env("APP_", environ=env)
+    assert cfg.host == "two" and cfg.username == "bob"
+    assert cfg.password == Secret("pw1")
+    assert cfg.auto_reconnect is False
+    assert cfg.retry == RetryPolicy(max_attempts=7, deadline=2.5)
+    with pytest.raises(InvalidConfigError, match="open_delay"):
+        FakeConfig.from_env("APP_", environ={"APP_OPEN_DELAY": "soon"})
+
+
+def test_configs_are_frozen_and_evolve():
+    cfg = FakeConfig(host="a")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        cfg.host = "b"
+    assert cfg.evolve(host="b").host == "b"
+    with pytest.raises(InvalidConfigError):
+        cfg.evolve(host="")
+    with pytest.raises(InvalidConfigError):
+        cfg.evolve(nope=1)
+    assert pickle.loads(pickle.dumps(cfg)) == cfg
+
+
+@pytest.mark.parametrize("text,expected", [("yes", True), ("0", False), ("On", True), ("", False)])
+def test_to_bool(text, expected):
+    assert to_bool(text) is expected
+
+
+def test_to_bool_rejects_garbage():
+    with pytest.raises(InvalidConfigError):
+        to_bool("maybe")
+    with pytest.raises(InvalidConfigError):
+        to_bool(2)
+
+
+def test_redact_url_password():
+    assert redact_url_password("postgresql://u:p%40ss@h:5/db") == "postgresql://u:***@h:5/db"
+    assert redact_url_password("http://h/x") == "http://h/x"

@@ -1,0 +1,102 @@
+import pickle
+
+import pytest
+
+from dictamesh_connectors.errors import (
+    AuthenticationError,
+    ConnectorError,
+    ConnectorTimeoutError,
+    ErrorCode,
+    InvalidConfigError,
+    MissingDependencyError,
+    NotConnectedError,
+    RetryHint,
+    error_class_for,
+    is_transient_code,
+)
+
+ALL_CLASSES = [
+    ConnectorError,
+    NotConnectedError,
+    InvalidConfigError,
+    ConnectorTimeoutError,
+    AuthenticationError,
+    MissingDependencyError,
+]
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES)
+def test_errors_pickle_with_every_attribute(cls):
+    err = cls(
+        "postgresql: query on db@host:5432: boom",
+        code=ErrorCode.DEADLOCK,
+        transient=True,
+        retry_hint=RetryHint.RETRY_TRANSACTION,
+        retry_after=1.5,
+        maybe_applied=True,
+        connector="postgresql",
+        details={"sqlstate": "40P01"},
+    )
+    clone = pickle.loads(pickle.dumps(err))
+    assert type(clone) is cls
+    for attr in (
+        "message",
+        "code",
+        "transient",
+        "retry_hint",
+        "retry_after",
+        "maybe_applied",
+        "connector",
+        "details",
+    ):
+        assert getattr(clone, attr) == getattr(err, attr), attr
+    assert str(clone) == str(err)
+    assert clone.args == err.args
+
+
+def test_defaults_follow_the_code():
+    assert ConnectorTimeoutError("t").transient is True
+    assert ConnectorTimeoutError("t").retry_hint is RetryHint.RETRY
+    assert AuthenticationError("a").transient is False
+    assert AuthenticationError("a").retry_hint is RetryHint.NONE
+    lost = ConnectorError("x", code=ErrorCode.CONNECTION_LOST)
+    assert lost.transient and lost.retry_hint is RetryHint.RECONNECT
+    ser = ConnectorError("x", code="SERIALIZATION_FAILURE")
+    assert ser.code is ErrorCode.SERIALIZATION_FAILURE
+    assert ser.retry_hint is RetryHint.RETRY_TRANSACTION
+    limited = ConnectorError("x", code=ErrorCode.RATE_LIMITED, retry_after=3)
+    assert limited.retry_hint is RetryHint.RETRY_AFTER and limited.retry_after == 3.0
+    assert ConnectorError("x", retry_after=-5, code=ErrorCode.RATE_LIMITED).retry_after == 0.0
+
+
+def test_invalid_config_is_a_value_error():
+    with pytest.raises(ValueError):
+        raise InvalidConfigError("bad")
+    assert InvalidConfigError("bad").code is ErrorCode.INVALID_CONFIG
+    assert NotConnectedError("x").code is ErrorCode.NOT_CONNECTED
+
+
+def test_cause_is_chained_and_repr_is_informative():
+    try:
+        try:
+            raise OSError("driver")
+        except OSError as exc:
+            raise ConnectorError(
+                "http: GET /x: driver", code=ErrorCode.UNAVAILABLE, connector="http"
+            ) from exc
+    except ConnectorError as err:
+        assert isinstance(err.__cause__, OSError)
+        assert "UNAVAILABLE" in repr(err) and "http" in repr(err)
+
+
+def test_error_class_for_codes():
+    assert error_class_for(ErrorCode.TIMEOUT) is ConnectorTimeoutError
+    assert error_class_for(ErrorCode.AUTH_FAILED) is AuthenticationError
+    assert error_class_for(ErrorCode.CONFLICT) is ConnectorError
+    assert is_transient_code(ErrorCode.UNAVAILABLE)
+    assert not is_transient_code(ErrorCode.CONSTRAINT_VIOLATION)
+
+
+def test_unknown_code_is_rejected():
+    with pytest.raises(ValueError):
+        ConnectorError("x", code="NOT_A_CODE")
