@@ -4,7 +4,7 @@ Examples::
 
     dictamesh-connectors schemes
     dictamesh-connectors ping postgresql://app@db:5432/app
-    DB_PASSWORD=... dictamesh-connectors ping postgresql://app@db/app --option password_env=DB_PASSWORD
+    dictamesh-connectors ping postgresql://app@db/app --option password_env=DB_PASSWORD
 
 Exit status: 0 healthy, 1 the connector raised a ConnectorError, 2 bad usage
 or configuration. Passwords in URLs are masked in everything printed.

@@ -44,7 +44,7 @@ def test_doc_examples_run(path, blocks, needs, request, monkeypatch, tmp_path):
     namespace: dict[str, object] = {"__name__": f"docs_{path.stem}"}
     for number, block in enumerate(blocks, 1):
         code = compile(block, f"{path.name}[block {number}]", "exec")
-        exec(code, namespace)  # noqa: S102 - running our own documentation
+        exec(code, namespace)  # running our own documentation
 
 
 def test_docs_exist():
