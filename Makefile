@@ -7,6 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+LINT_PATHS := dictamesh_connectors tests $(wildcard benchmarks examples)
 SERVICES := PYTHON=$(abspath $(PY)) scripts/services.sh
 
 .PHONY: help install test unit integration lint demo services-up services-down services-status bench clean
@@ -55,8 +56,8 @@ integration: $(STAMP)
 
 lint: $(STAMP)
 	@echo "==> ruff"
-	@$(PY) -m ruff check dictamesh_connectors tests benchmarks
-	@$(PY) -m ruff format --check dictamesh_connectors tests benchmarks
+	@$(PY) -m ruff check $(LINT_PATHS)
+	@$(PY) -m ruff format --check $(LINT_PATHS)
 	@echo "==> mypy --strict"
 	@$(PY) -m mypy dictamesh_connectors
 
