@@ -1,0 +1,487 @@
+"""HTTP status codes and requests/urllib3 exceptions -> ``ConnectorError``.
+
+The one place the HTTP connector classifies failures. Two tables: status
+codes (``error_for_status``) and transport exceptions
+(``translate_exception``). Others (the GraphQL and SOAP clients) reuse both.
+
+Exception tree (what ``HTTPConnector`` raises)::
+
+    ConnectorError
+    +-- InvalidConfigError
+    |   +-- InvalidRequestError         INVALID_REQUEST: bad method, header, URL;
+    |                                   nothing was sent
+    +-- HTTPStatusError                 the server answered >= 400 (``.response``,
+        |                               ``.status_code``); code from the table
+        +-- HTTPAuthenticationError     401 (also an AuthenticationError)
+        +-- HTTPTimeoutError            408 (also a ConnectorTimeoutError)
+    ConnectorTimeoutError               connect or read timeout
+    ConnectorError                      CONNECTION_FAILED (nothing sent),
+                                        CONNECTION_LOST (maybe sent),
+                                        PAYLOAD_TOO_LARGE, PROTOCOL_ERROR, ...
+
+Status table (``transient`` errors are retried by the connector; the ones
+marked *maybe applied* only when the request is idempotent)::
+
+    401            AUTH_FAILED        permanent, hint REFRESH_CREDENTIALS
+    403            PERMISSION_DENIED  permanent
+    404, 410       NOT_FOUND          permanent
+    408            TIMEOUT            transient, Retry-After honoured
+    409            CONFLICT           permanent (transient when the request
+                                      carried an Idempotency-Key: still running)
+    413            PAYLOAD_TOO_LARGE  permanent (transient with Retry-After)
+    422            INVALID_INPUT      permanent
+    423            LOCK_TIMEOUT       transient
+    425            UNAVAILABLE        transient, Retry-After honoured
+    429            RATE_LIMITED       transient, Retry-After honoured
+    other 4xx      INVALID_REQUEST    permanent
+    501, 505       UNSUPPORTED        permanent
+    503            UNAVAILABLE        transient, Retry-After honoured
+    500, 502, 504, UNAVAILABLE        transient, maybe applied
+    other 5xx
+
+Messages name the method and the URL with credentials removed:
+``http: GET https://host/path: 503 Service Unavailable``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http
+import math
+import socket
+import ssl
+import time
+import urllib.parse
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+import requests.exceptions as rexc
+import urllib3.exceptions as uexc
+
+from dictamesh_connectors.errors import (
+    AuthenticationError,
+    ConnectorError,
+    ConnectorTimeoutError,
+    ErrorCode,
+    InvalidConfigError,
+    RetryHint,
+)
+from dictamesh_connectors.http.retry import IDEMPOTENT_METHODS
+
+if TYPE_CHECKING:
+    from dictamesh_connectors.http.models import Response
+
+__all__ = [
+    "HTTPAuthenticationError",
+    "HTTPStatusError",
+    "HTTPTimeoutError",
+    "InvalidRequestError",
+    "error_for_status",
+    "parse_retry_after",
+    "redact_url",
+    "translate_exception",
+]
+
+SENSITIVE_PARAMS = frozenset(
+    {
+        "access_token",
+        "api_key",
+        "apikey",
+        "api-key",
+        "auth",
+        "client_secret",
+        "code",
+        "key",
+        "password",
+        "passwd",
+        "pwd",
+        "refresh_token",
+        "secret",
+        "sig",
+        "signature",
+        "token",
+        "x-api-key",
+    }
+)
+"""Query parameters whose values never appear in messages or logs."""
+
+
+class InvalidRequestError(InvalidConfigError):
+    """The request is malformed (method, header, URL); nothing was sent.
+
+    Also a ``ValueError`` (through ``InvalidConfigError``), with code
+    ``INVALID_REQUEST``.
+    """
+
+    default_code = ErrorCode.INVALID_REQUEST
+
+
+class HTTPStatusError(ConnectorError):
+    """The server answered with a status >= 400.
+
+    Attributes:
+        response: The ``Response`` (status, headers, body); ``None`` after
+            unpickling: the response is not pickled.
+        status_code: The HTTP status (also in ``details["status_code"]``).
+    """
+
+    default_code = ErrorCode.INVALID_REQUEST
+    response: Response | None = None
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status code."""
+        return int(self.details.get("status_code", 0))
+
+
+class HTTPAuthenticationError(HTTPStatusError, AuthenticationError):
+    """401 Unauthorized: ``except AuthenticationError`` catches it too."""
+
+    default_code = ErrorCode.AUTH_FAILED
+
+
+class HTTPTimeoutError(HTTPStatusError, ConnectorTimeoutError):
+    """408 Request Timeout: ``except ConnectorTimeoutError`` catches it too."""
+
+    default_code = ErrorCode.TIMEOUT
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Parse a ``Retry-After`` header (RFC 9110 section 10.2.3) into seconds.
+
+    Both forms are accepted: delay-seconds (``"120"``; a decimal fraction is
+    tolerated) and an HTTP-date (``"Fri, 31 Dec 1999 23:59:59 GMT"``). A
+    date in the past gives ``0.0``.
+
+    Args:
+        value: The header value, or ``None``.
+        now: The current time as a Unix timestamp (for tests); defaults to
+            ``time.time()``.
+
+    Returns:
+        Seconds to wait (never negative), or ``None`` when the header is
+        absent or unparseable.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text[0].isdigit():
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = math.nan
+        if math.isfinite(seconds):
+            return seconds
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None or when.tzinfo is None:  # RFC 9110 dates are always GMT
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def redact_url(url: str, secret_params: Collection[str] = ()) -> str:
+    """``url`` without userinfo and with sensitive query values as ``***``.
+
+    Args:
+        url: The URL to show.
+        secret_params: Extra parameter names to hide (e.g. the configured
+            API key parameter), compared case-insensitively.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = parts.netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        hidden = SENSITIVE_PARAMS | {p.lower() for p in secret_params}
+        pairs = []
+        for item in query.split("&"):
+            name, sep, _value = item.partition("=")
+            if sep and urllib.parse.unquote_plus(name).lower() in hidden:
+                item = f"{name}=***"
+            pairs.append(item)
+        query = "&".join(pairs)
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+# status -> (code, transient, maybe applied when not idempotent)
+_STATUS_TABLE: dict[int, tuple[ErrorCode, bool, bool]] = {
+    401: (ErrorCode.AUTH_FAILED, False, False),
+    403: (ErrorCode.PERMISSION_DENIED, False, False),
+    404: (ErrorCode.NOT_FOUND, False, False),
+    408: (ErrorCode.TIMEOUT, True, False),
+    409: (ErrorCode.CONFLICT, False, False),
+    410: (ErrorCode.NOT_FOUND, False, False),
+    413: (ErrorCode.PAYLOAD_TOO_LARGE, False, False),
+    422: (ErrorCode.INVALID_INPUT, False, False),
+    423: (ErrorCode.LOCK_TIMEOUT, True, False),
+    425: (ErrorCode.UNAVAILABLE, True, False),
+    429: (ErrorCode.RATE_LIMITED, True, False),
+    501: (ErrorCode.UNSUPPORTED, False, False),
+    503: (ErrorCode.UNAVAILABLE, True, False),
+    505: (ErrorCode.UNSUPPORTED, False, False),
+}
+_CLIENT_ERROR = (ErrorCode.INVALID_REQUEST, False, False)
+_SERVER_ERROR = (ErrorCode.UNAVAILABLE, True, True)
+
+
+def _reason(status_code: int) -> str:
+    try:
+        return http.HTTPStatus(status_code).phrase
+    except ValueError:
+        return "Unknown Status"
+
+
+def error_for_status(
+    status_code: int,
+    headers: Mapping[str, str] | None,
+    *,
+    method: str,
+    url: str,
+    connector: str = "http",
+    idempotent: bool | None = None,
+    idempotency_key: bool = False,
+    response: Response | None = None,
+    secret_params: Collection[str] = (),
+    now: float | None = None,
+) -> HTTPStatusError:
+    """Build the ``ConnectorError`` for an HTTP error status (see the module table).
+
+    Args:
+        status_code: The status, >= 400.
+        headers: The response headers (case-insensitive mapping); only
+            ``Retry-After`` is read.
+        method: The request method (for the message and idempotency).
+        url: The request URL; shown redacted.
+        connector: Name put on the error and in front of the message.
+        idempotent: Whether the request may be repeated; ``None`` decides
+            from ``method``. Non-idempotent requests that failed with a
+            maybe-processed status (500, 502, 504, ...) get ``maybe_applied``.
+        idempotency_key: The request carried an Idempotency-Key (a 409 then
+            means "the first request is still running": transient).
+        response: Attached as ``err.response`` (not pickled).
+        secret_params: Query parameter names to redact besides the usual ones.
+        now: Unix time for HTTP-date ``Retry-After`` values (tests).
+
+    Returns:
+        An ``HTTPStatusError`` (``HTTPAuthenticationError`` for 401,
+        ``HTTPTimeoutError`` for 408) with ``details`` holding
+        ``status_code``, ``method`` and the redacted ``url``.
+    """
+    if idempotent is None:
+        idempotent = method.upper() in IDEMPOTENT_METHODS
+    if status_code in _STATUS_TABLE:
+        code, transient, maybe = _STATUS_TABLE[status_code]
+    elif status_code >= 500:
+        code, transient, maybe = _SERVER_ERROR
+    else:
+        code, transient, maybe = _CLIENT_ERROR
+    retry_after = parse_retry_after(headers.get("Retry-After") if headers else None, now)
+    hint: RetryHint | None = None
+    if status_code == 401:
+        hint = RetryHint.REFRESH_CREDENTIALS
+    elif (status_code == 409 and idempotency_key) or (
+        status_code == 413 and retry_after is not None
+    ):
+        transient = True
+    if not transient:
+        retry_after = None
+    shown = redact_url(url, secret_params)
+    message = f"{connector}: {method} {shown}: {status_code} {_reason(status_code)}"
+    cls: type[HTTPStatusError] = HTTPStatusError
+    if status_code == 401:
+        cls = HTTPAuthenticationError
+    elif code is ErrorCode.TIMEOUT:
+        cls = HTTPTimeoutError
+    err = cls(
+        message,
+        code=code,
+        transient=transient,
+        retry_hint=hint,
+        retry_after=retry_after,
+        maybe_applied=maybe and not idempotent,
+        connector=connector,
+        details={"status_code": status_code, "method": method, "url": shown},
+    )
+    err.response = response
+    return err
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc``, its wrapped reason(s) and causes, outermost first."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        nxt: BaseException | None = None
+        for attr in ("reason",):
+            value = getattr(current, attr, None)
+            if isinstance(value, BaseException):
+                nxt = value
+        if nxt is None and current.args and isinstance(current.args[0], BaseException):
+            nxt = current.args[0]
+        current = nxt or current.__cause__ or current.__context__
+    return seen
+
+
+def _describe(chain: list[BaseException]) -> str:
+    """A safe one-line reason: OS error text or SSL reason, never a URL."""
+    for exc in chain:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return f"TLS certificate verification failed: {exc.verify_message or exc.reason}"
+        if isinstance(exc, ssl.SSLError):
+            return f"TLS error: {exc.reason or type(exc).__name__}"
+    for exc in reversed(chain):
+        if isinstance(exc, socket.gaierror):
+            return f"name resolution failed: {exc.strerror or exc}"
+        if isinstance(exc, OSError) and exc.strerror:
+            return exc.strerror
+    innermost = chain[-1]
+    return type(innermost).__name__
+
+
+def _has(chain: list[BaseException], *types: type[BaseException]) -> bool:
+    return any(isinstance(e, types) for e in chain)
+
+
+def translate_exception(
+    exc: BaseException,
+    *,
+    method: str,
+    url: str,
+    idempotent: bool,
+    connector: str = "http",
+    timeouts: tuple[float, float] | None = None,
+    secret_params: Collection[str] = (),
+) -> ConnectorError:
+    """Map a requests/urllib3/socket exception to a ``ConnectorError``.
+
+    Connection failures before anything was sent (refused, DNS, connect
+    timeout, TLS handshake) are transient with ``maybe_applied=False``, so
+    the retry loop repeats them for every method. Failures after the request
+    may have reached the server (reset, read timeout, truncated body) are
+    transient and, for non-idempotent requests, ``maybe_applied``. A TLS
+    certificate that fails verification is permanent.
+
+    Args:
+        exc: The exception from ``requests``/``urllib3``/the socket.
+        method, url: The request (the URL is shown redacted).
+        idempotent: Whether the request may be repeated.
+        connector: Name put on the error and the message.
+        timeouts: ``(connect, read)`` seconds, for the message.
+        secret_params: Query parameter names to redact besides the usual ones.
+
+    Returns:
+        The translated error; the caller raises it ``from exc``.
+    """
+    chain = _chain(exc)
+    prefix = f"{connector}: {method} {redact_url(url, secret_params)}: "
+    details = {"method": method, "url": redact_url(url, secret_params)}
+    connect_t, read_t = timeouts or (None, None)
+
+    def make(
+        what: str,
+        code: ErrorCode,
+        *,
+        sent: bool,
+        transient: bool | None = None,
+        hint: RetryHint | None = None,
+        cls: type[ConnectorError] = ConnectorError,
+    ) -> ConnectorError:
+        return cls(
+            prefix + what,
+            code=code,
+            transient=transient,
+            retry_hint=hint,
+            maybe_applied=sent and not idempotent,
+            connector=connector,
+            details={**details, "cause": type(exc).__name__},
+        )
+
+    if _has(chain, uexc.EmptyPoolError):
+        return make(
+            "no free connection in the pool (pool_timeout)",
+            ErrorCode.RESOURCE_EXHAUSTED,
+            sent=False,
+        )
+    if _has(chain, ssl.SSLCertVerificationError) or (
+        _has(chain, ssl.SSLError, uexc.SSLError, rexc.SSLError)
+        and "CERTIFICATE_VERIFY_FAILED" in " ".join(str(e) for e in chain)
+    ):
+        return make(
+            _describe(chain) + " (check ca_bundle / verify)",
+            ErrorCode.CONNECTION_FAILED,
+            sent=False,
+            transient=False,
+            hint=RetryHint.NONE,
+        )
+    if isinstance(exc, rexc.ConnectTimeout) or (
+        _has(chain, uexc.ConnectTimeoutError) and not _has(chain, uexc.NewConnectionError)
+    ):
+        return make(
+            f"connect timed out after {connect_t}s" if connect_t else "connect timed out",
+            ErrorCode.TIMEOUT,
+            sent=False,
+            cls=ConnectorTimeoutError,
+        )
+    if _has(chain, uexc.NewConnectionError, uexc.ClosedPoolError, uexc.ProxyError):
+        return make(
+            f"connection failed: {_describe(chain)}", ErrorCode.CONNECTION_FAILED, sent=False
+        )
+    if _has(chain, rexc.SSLError, uexc.SSLError, ssl.SSLError) and not _has(
+        chain, uexc.ProtocolError
+    ):
+        return make(_describe(chain), ErrorCode.CONNECTION_FAILED, sent=False)
+    if isinstance(exc, rexc.ReadTimeout) or _has(
+        chain, uexc.ReadTimeoutError, socket.timeout, TimeoutError
+    ):
+        return make(
+            f"read timed out after {read_t}s" if read_t else "read timed out",
+            ErrorCode.TIMEOUT,
+            sent=True,
+            cls=ConnectorTimeoutError,
+        )
+    if _has(chain, uexc.DecodeError, rexc.ContentDecodingError):
+        return make(
+            "could not decode the response body (Content-Encoding)",
+            ErrorCode.PROTOCOL_ERROR,
+            sent=True,
+            transient=False,
+        )
+    if _has(chain, rexc.InvalidURL, rexc.InvalidHeader, rexc.MissingSchema, rexc.InvalidSchema):
+        return InvalidRequestError(prefix + type(exc).__name__, connector=connector)
+    if _has(chain, uexc.ProtocolError, rexc.ChunkedEncodingError, OSError, uexc.HTTPError):
+        return make(f"connection lost: {_describe(chain)}", ErrorCode.CONNECTION_LOST, sent=True)
+    return make(f"request failed: {type(exc).__name__}", ErrorCode.CONNECTION_LOST, sent=True)
+
+
+def too_large(
+    method: str,
+    url: str,
+    limit: int,
+    *,
+    connector: str = "http",
+    secret_params: Collection[str] = (),
+    status_code: int | None = None,
+) -> ConnectorError:
+    """The error for a response body over ``max_response_bytes``.
+
+    Permanent: the same request would bring the same body back.
+    """
+    details: dict[str, Any] = {"method": method, "url": redact_url(url, secret_params)}
+    if status_code is not None:
+        details["status_code"] = status_code
+    return ConnectorError(
+        f"{connector}: {method} {redact_url(url, secret_params)}: response body exceeds "
+        f"max_response_bytes ({limit} bytes)",
+        code=ErrorCode.PAYLOAD_TOO_LARGE,
+        transient=False,
+        connector=connector,
+        details=details,
+    )

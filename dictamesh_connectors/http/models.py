@@ -1,0 +1,224 @@
+"""``Request`` and ``Response``: what goes into and comes out of ``HTTPConnector``."""
+
+from __future__ import annotations
+
+import codecs
+import datetime
+import json as jsonlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import attrs
+from requests.structures import CaseInsensitiveDict
+
+from dictamesh_connectors.errors import ConnectorError, ErrorCode
+from dictamesh_connectors.http.errors import redact_url
+
+__all__ = ["Request", "Response"]
+
+
+@attrs.frozen
+class Request:
+    """One HTTP request, as data (``HTTPConnector.execute`` sends it).
+
+    Frozen; safe to share and to send from several threads, unless its body
+    is a file object or an iterator (those are consumed by sending).
+
+    Attributes:
+        method: ``GET``, ``POST``, ... (case-insensitive; validated).
+        path: Joined to ``base_url`` (``"/users/1"``), or an absolute URL on
+            the base host or an ``allowed_hosts`` host.
+        headers: Extra headers; they win over the config's default headers.
+        body: Raw body: ``bytes``, ``str`` (UTF-8), a file object or an
+            iterator of ``bytes`` (streamed, chunked when its size is unknown).
+        query: Query parameters (mapping or pairs), appended to ``path``'s own.
+        json: A value sent as JSON (``Content-Type: application/json``).
+        data: Form fields (``application/x-www-form-urlencoded``; multipart
+            with ``files``).
+        files: Multipart files, as accepted by ``requests``.
+        timeout: Read timeout for this request, or ``(connect, read)``.
+        idempotency_key: Sent in the configured Idempotency-Key header; makes
+            the request retryable.
+        idempotent: ``None`` decides from the method and the key;
+            ``True``/``False`` overrides (a GraphQL query over POST is
+            ``True``).
+
+    Example::
+
+        connector.execute(Request("POST", "/orders", json={"sku": 1}, idempotency_key=key))
+    """
+
+    method: str
+    path: str = ""
+    headers: Mapping[str, str] | None = None
+    body: Any = None
+    query: Any = None
+    json: Any = attrs.field(default=None, kw_only=True)
+    data: Any = attrs.field(default=None, kw_only=True)
+    files: Any = attrs.field(default=None, kw_only=True)
+    timeout: float | tuple[float, float] | None = attrs.field(default=None, kw_only=True)
+    idempotency_key: str | None = attrs.field(default=None, kw_only=True)
+    idempotent: bool | None = attrs.field(default=None, kw_only=True)
+
+
+class Response:
+    """An HTTP response: status, case-insensitive headers and the body.
+
+    Non-streamed responses hold the whole body (``body``), read up to
+    ``max_response_bytes``. Streamed ones (``stream=True``,
+    ``HTTPConnector.stream``) read it on demand with ``iter_bytes()``; close
+    them (or use them as context managers) to return the connection.
+
+    A ``Response`` is not thread-safe (it is one caller's result); reading a
+    complete response's attributes from many threads is fine.
+
+    Attributes:
+        status_code: The HTTP status.
+        headers: Case-insensitive mapping of the response headers.
+        url: The final URL (after redirects), credentials stripped.
+        elapsed: Time from sending to the end of the headers.
+        request_method: The method of the final request (a 303 makes it GET).
+        reason: The reason phrase the server sent.
+        history: The redirect responses followed to get here (bodies empty).
+    """
+
+    __slots__ = (
+        "_body",
+        "_iter",
+        "_release",
+        "elapsed",
+        "headers",
+        "history",
+        "reason",
+        "request_method",
+        "status_code",
+        "url",
+    )
+
+    def __init__(
+        self,
+        status_code: int,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = b"",
+        *,
+        url: str = "",
+        elapsed: datetime.timedelta | None = None,
+        request_method: str = "GET",
+        reason: str = "",
+        history: list[Response] | None = None,
+        chunks: Iterator[bytes] | None = None,
+        release: Callable[[], None] | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.headers: CaseInsensitiveDict[str] = (
+            headers if isinstance(headers, CaseInsensitiveDict) else CaseInsensitiveDict(headers)
+        )
+        self._body = body
+        self._iter = chunks
+        self._release = release
+        self.url = url
+        self.elapsed = elapsed if elapsed is not None else datetime.timedelta(0)
+        self.request_method = request_method
+        self.reason = reason
+        self.history: list[Response] = history or []
+
+    # ---------------------------------------------------------------- body
+
+    @property
+    def body(self) -> bytes:
+        """The whole body (reads the rest of a streamed response first).
+
+        Raises:
+            ConnectorError: Reading failed (``CONNECTION_LOST``, ``TIMEOUT``)
+                or the body exceeds ``max_response_bytes``.
+        """
+        if self._body is None:
+            self._body = b"".join(self.iter_bytes())
+        return self._body
+
+    @property
+    def content(self) -> bytes:
+        """Alias of ``body`` (the ``requests`` name)."""
+        return self.body
+
+    @property
+    def encoding(self) -> str:
+        """The charset from ``Content-Type``; UTF-8 when absent or unknown."""
+        content_type = self.headers.get("Content-Type", "")
+        for param in content_type.split(";")[1:]:
+            name, _, value = param.strip().partition("=")
+            if name.lower() == "charset":
+                charset = value.strip("\"' ")
+                try:
+                    return codecs.lookup(charset).name
+                except LookupError:
+                    break
+        return "utf-8"
+
+    @property
+    def text(self) -> str:
+        """The body decoded with ``encoding`` (undecodable bytes replaced)."""
+        return self.body.decode(self.encoding, errors="replace")
+
+    def json(self) -> Any:
+        """Decode the body as JSON.
+
+        Raises:
+            ConnectorError: ``SERIALIZATION_ERROR`` when it is not valid JSON.
+        """
+        try:
+            return jsonlib.loads(self.body)
+        except ValueError as exc:
+            raise ConnectorError(
+                f"http: {self.request_method} {redact_url(self.url)}: response is not valid JSON "
+                f"({type(exc).__name__} at position {getattr(exc, 'pos', '?')})",
+                code=ErrorCode.SERIALIZATION_ERROR,
+                connector="http",
+                details={"status_code": self.status_code},
+            ) from exc
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """Yield the body in chunks (for a streamed response, as it arrives).
+
+        Raises:
+            ConnectorError: Reading failed or the body exceeds
+                ``max_response_bytes``.
+        """
+        if self._body is not None:
+            if self._body:
+                yield self._body
+            return
+        if self._iter is None:
+            return
+        chunks, self._iter = self._iter, None
+        yield from chunks
+
+    iter_content = iter_bytes
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.iter_bytes()
+
+    @property
+    def ok(self) -> bool:
+        """True when the status is below 400."""
+        return self.status_code < 400
+
+    @property
+    def is_streamed(self) -> bool:
+        """True while body bytes may still be unread from the connection."""
+        return self._body is None
+
+    def close(self) -> None:
+        """Release the connection of a streamed response (idempotent)."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status_code}] {self.request_method} {self.url}>"
