@@ -26,6 +26,7 @@ import contextlib
 import enum
 import logging
 import os
+import random
 import threading
 import time
 import weakref
@@ -121,6 +122,10 @@ class Connector(Generic[ConfigT, HandleT]):
         self._epoch = 0  # bumped by disconnect(); a connect() from an older epoch lost the race
         self._inflight = 0
         self._pid = os.getpid()
+        # The retry loop's time and randomness; tests substitute fakes.
+        self._sleep: Callable[[float], object] = time.sleep
+        self._clock: Callable[[], float] = time.monotonic
+        self._rand: Callable[[], float] = random.random
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ hooks
@@ -364,7 +369,13 @@ class Connector(Generic[ConfigT, HandleT]):
 
         policy = retry or self.config.retry
         return retry_call(
-            attempt, policy, idempotent=idempotent, description=f"{self.name}: {description}"
+            attempt,
+            policy,
+            idempotent=idempotent,
+            description=f"{self.name}: {description}",
+            sleep=self._sleep,
+            clock=self._clock,
+            rand=self._rand,
         )
 
     def _invalidate(self, handle: HandleT) -> None:

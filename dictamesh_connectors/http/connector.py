@@ -58,7 +58,7 @@ from dictamesh_connectors.http.errors import (
 from dictamesh_connectors.http.models import Request, Response
 from dictamesh_connectors.http.ratelimit import TokenBucket
 from dictamesh_connectors.http.retry import NO_DRIVER_RETRIES, is_idempotent
-from dictamesh_connectors.retry import RetryPolicy, retry_call
+from dictamesh_connectors.retry import RetryPolicy
 
 __all__ = ["HTTPConnector"]
 
@@ -438,30 +438,6 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
                 self._tokens.reset_after_fork()
             if self._limiter is not None:
                 self._limiter.reset_after_fork()
-
-    def _run(
-        self,
-        fn: Callable[[_SharedAdapter], T],
-        *,
-        idempotent: bool,
-        retry: RetryPolicy | None = None,
-        description: str = "operation",
-    ) -> T:
-        """As ``Connector._run``, with the injected sleep/clock/rand in the retry loop."""
-
-        def attempt() -> T:
-            with self._use() as handle, self._translate_errors():
-                return fn(handle)
-
-        return retry_call(
-            attempt,
-            retry or self.config.retry,
-            idempotent=idempotent,
-            description=f"{self.name}: {description}",
-            sleep=self._sleep,
-            clock=self._clock,
-            rand=self._rand,
-        )
 
     # ---------------------------------------------------------------- public
 
