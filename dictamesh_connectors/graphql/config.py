@@ -26,7 +26,8 @@ _PREFIX = "graphql+"
 class GraphQLConfig(HTTPConfig):
     """Configuration of a ``GraphQLConnector``: every ``HTTPConfig`` field, plus ``path``.
 
-    Frozen, validated on construction, compares by value and pickles. The
+    Frozen, validated on construction, compares by value and pickles;
+    immutable, so one instance is safely shared by any number of threads. The
     URL schemes ``graphql+https`` and ``graphql+http`` (what the registry
     dispatches on) and plain ``https``/``http`` are accepted by ``from_url``;
     everything after the scheme is read as by ``HTTPConfig.from_url``.

@@ -137,6 +137,9 @@ class GraphQLAuthenticationError(GraphQLError, AuthenticationError):
 class GraphQLResponse:
     """A successful GraphQL response (no ``errors``).
 
+    Frozen; reading it from several threads is safe (do not mutate ``data``
+    while another thread reads it: it is the caller's plain dict).
+
     Attributes:
         data: The response's ``data`` object.
         extensions: Its top-level ``extensions`` (``None`` if absent).

@@ -27,6 +27,7 @@ from dictamesh_connectors.config import (
     int_field,
     parse_url,
     query_params,
+    secret_field,
     str_field,
     url_credentials,
 )
@@ -44,7 +45,11 @@ _HOST = re.compile(r"^(\*\.)?[A-Za-z0-9._\-\[\]:]+$")
 
 
 class AuthType(str, enum.Enum):
-    """How the connector authenticates its requests."""
+    """How the connector authenticates its requests.
+
+    An enum: immutable, safe to share between threads. Strings work too
+    (``auth_type="oauth2"``).
+    """
 
     NONE = "none"
     """No credentials are sent."""
@@ -99,6 +104,27 @@ def check_header(name: object, value: object) -> tuple[str, str]:
     return name, value
 
 
+# Header names whose values are credentials (Authorization, X-API-Key, Cookie, ...).
+_SENSITIVE_HEADER = re.compile(r"auth|token|secret|key|passw|cookie|session|signature", re.I)
+
+
+def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> str:
+    """``repr`` of headers with the values of credential-looking headers shown as ``***``.
+
+    Used for the ``repr`` of ``HTTPConfig.headers`` and ``Request.headers``,
+    so an ``Authorization`` or ``X-API-Key`` header put there never shows in
+    a log line, an error tracker or a traceback with locals.
+    """
+    if headers is None:
+        return "None"
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    shown = [
+        (name, "***" if isinstance(name, str) and _SENSITIVE_HEADER.search(name) else value)
+        for name, value in items
+    ]
+    return repr(dict(shown)) if isinstance(headers, Mapping) else repr(tuple(shown))
+
+
 def _headers(value: Any) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
@@ -151,25 +177,11 @@ def _hosts(value: Any) -> tuple[str, ...]:
     return tuple(sorted(set(hosts)))
 
 
-def _secret_or_none(value: Any) -> Secret | None:
-    if value is None:
-        return None
-    if isinstance(value, Secret):
-        return value
-    if not isinstance(value, str):
-        raise InvalidConfigError(f"expected a string, got {type(value).__name__}")
-    return Secret(value)
-
-
-def _secret() -> Any:
-    return attrs.field(default=None, converter=_field_converter(_secret_or_none, secret=True))
-
-
-def _converted(fn: Any, default: Any = None, factory: Any = None) -> Any:
+def _converted(fn: Any, default: Any = None, factory: Any = None, repr: Any = True) -> Any:
     """A field converted (and checked) by ``fn``; errors become ``InvalidConfigError``."""
     if factory is not None:
-        return attrs.field(factory=factory, converter=_field_converter(fn))
-    return attrs.field(default=default, converter=_field_converter(fn))
+        return attrs.field(factory=factory, converter=_field_converter(fn), repr=repr)
+    return attrs.field(default=default, converter=_field_converter(fn), repr=repr)
 
 
 def _absolute_url(value: Any) -> str | None:
@@ -219,14 +231,14 @@ class Credentials:
     """
 
     username: str | None = str_field(None, optional=True)
-    password: Secret | None = _secret()
-    token: Secret | None = _secret()
-    api_key: Secret | None = _secret()
+    password: Secret | None = secret_field()
+    token: Secret | None = secret_field()
+    api_key: Secret | None = secret_field()
     api_key_name: str = str_field("X-API-Key", nonempty=True)
     api_key_in: str = str_field("header", choices=frozenset({"header", "query"}))
     token_url: str | None = _converted(_absolute_url)
     client_id: str | None = str_field(None, optional=True)
-    client_secret: Secret | None = _secret()
+    client_secret: Secret | None = secret_field()
     scope: str | None = str_field(None, optional=True)
     audience: str | None = str_field(None, optional=True)
     client_auth: str = str_field("basic", choices=frozenset({"basic", "body"}))
@@ -397,7 +409,7 @@ class HTTPConfig(BaseConfig):
     max_conns_per_host: int = int_field(0, min=0, max=100_000)
     pool_block: bool = bool_field(False)
     pool_timeout: float = float_field(30.0, min=0.0)
-    headers: tuple[tuple[str, str], ...] = _converted(_headers, ())
+    headers: tuple[tuple[str, str], ...] = _converted(_headers, (), repr=redact_headers)
     user_agent: str = str_field(DEFAULT_USER_AGENT)
     max_response_bytes: int = int_field(100 * 1024 * 1024, min=0)
     allowed_hosts: tuple[str, ...] = _converted(_hosts, ())

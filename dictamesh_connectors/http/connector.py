@@ -24,12 +24,13 @@ import logging
 import os
 import random
 import re
+import ssl
 import threading
 import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from typing import IO, Any, BinaryIO, TypeVar
+from typing import IO, Any, BinaryIO
 
 import requests
 import urllib3
@@ -52,6 +53,7 @@ from dictamesh_connectors.http.errors import (
     InvalidRequestError,
     error_for_status,
     redact_url,
+    scrub_secrets,
     too_large,
     translate_exception,
 )
@@ -71,6 +73,9 @@ _BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 # sub-delims, ":", "@", "/"); anything else goes through prepare_url.
 _PLAIN_URL = re.compile(r"[A-Za-z0-9\-._~:/@!$&'()*+,;=]*")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# What requests/urllib3/the socket raise while sending or reading (requests'
+# exceptions are OSErrors too); translated by errors.translate_exception.
+_DRIVER_ERRORS = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError)
 _CHUNK = 64 * 1024
 _DRAIN_LIMIT = 64 * 1024  # read at most this much of a redirect/401 body to reuse the connection
 _insecure_warned = False
@@ -91,8 +96,12 @@ class _RedactSecrets(logging.Filter):
         self._lock = threading.Lock()
 
     def add(self, secret: str) -> None:
-        with self._lock:  # secrets (copy-on-write)
+        """Mask ``secret`` from now on; installs the filter on urllib3's logger once."""
+        with self._lock:  # secrets (copy-on-write), the filter installation
             self.secrets = self.secrets | {secret, urllib.parse.quote_plus(secret)}
+            urllib3_logger = logging.getLogger("urllib3.connectionpool")
+            if self not in urllib3_logger.filters:
+                urllib3_logger.addFilter(self)
 
     def filter(self, record: logging.LogRecord) -> bool:
         secrets = self.secrets
@@ -117,8 +126,6 @@ def _reset_module_locks() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_module_locks)
-
-T = TypeVar("T")
 
 
 def _pool_classes(pool_timeout: float) -> dict[str, type[HTTPConnectionPool]]:
@@ -192,11 +199,43 @@ class _BorrowedAdapter(BaseAdapter):
             )
         if timeout is None:
             timeout = self._connector._timeouts
-        if self._connector._limiter is not None:
-            self._connector._limiter.acquire()
-        return self._adapter.send(
-            request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+        connector = self._connector
+        if connector._limiter is not None:
+            connector._limiter.acquire()
+        limit = connector._max_bytes
+        response = self._adapter.send(
+            request,
+            stream=stream or bool(limit),
+            timeout=timeout,
+            verify=verify,
+            cert=cert,
+            proxies=proxies,
         )
+        if limit and not stream:
+            self._read_bounded(response, limit)
+        return response
+
+    def _read_bounded(self, response: requests.Response, limit: int) -> None:
+        """Read the body like ``requests`` does, but stop past ``limit`` bytes.
+
+        Raises:
+            ConnectorError: ``PAYLOAD_TOO_LARGE`` (the connection is closed).
+            requests.RequestException: Reading failed, as ``requests`` reports it.
+        """
+        chunks: list[bytes] = []
+        total = 0
+        for chunk in response.iter_content(_CHUNK):
+            total += len(chunk)
+            if total > limit:
+                response.close()
+                request = response.request
+                raise self._connector._too_large(
+                    str(request.method if request is not None else "GET"),
+                    str(request.url if request is not None else response.url),
+                    response.status_code,
+                )
+            chunks.append(chunk)
+        response._content = b"".join(chunks)
 
     def close(self) -> None:
         """Do nothing: the pool belongs to the connector."""
@@ -380,18 +419,58 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
             if config.auth_type is AuthType.APIKEY and creds.api_key_in == "query"
             else ()
         )
+        # The API key's value when it travels in the query: scrubbed from urllib3's
+        # DEBUG lines and from the driver exceptions kept as __cause__.
+        self._query_secrets: tuple[str, ...] = ()
         if self._secret_params and creds.api_key:
+            self._query_secrets = (creds.api_key.get_secret_value(),)
             _redactor.add(creds.api_key.get_secret_value())
-            urllib3_logger = logging.getLogger("urllib3.connectionpool")
-            if _redactor not in urllib3_logger.filters:
-                urllib3_logger.addFilter(_redactor)
         self._max_bytes = config.max_response_bytes
         self._proxies: dict[str, str] = {}
 
     # ------------------------------------------------------------------ hooks
 
     def _open(self) -> _SharedAdapter:
+        self._check_tls_files()
         return _SharedAdapter(self.config)
+
+    def _check_tls_files(self) -> None:
+        """Load ``ca_bundle`` and the client certificate once, at connect.
+
+        requests reads them on each new connection and reports a missing or
+        unreadable file as a bare ``OSError``, which would look like a lost
+        connection (transient, retried). Loading them here turns a wrong path,
+        a file that is not PEM, or a key that does not match its certificate
+        into an ``InvalidConfigError`` from ``connect()``.
+
+        Raises:
+            InvalidConfigError: A TLS file cannot be read or loaded.
+        """
+        cfg = self.config
+        context = ssl.create_default_context()
+        checks: list[tuple[str, Callable[[], None]]] = []
+        if cfg.ca_bundle and cfg.tls_verify:
+            bundle = cfg.ca_bundle
+            if os.path.isdir(bundle):
+                checks.append(("ca_bundle", lambda: context.load_verify_locations(capath=bundle)))
+            else:
+                checks.append(("ca_bundle", lambda: context.load_verify_locations(cafile=bundle)))
+        if cfg.client_cert:
+            cert, key = cfg.client_cert, cfg.client_key
+            # An encrypted key cannot be used (requests has no key password): fail now.
+            checks.append(
+                ("client_cert/client_key", lambda: context.load_cert_chain(cert, key, lambda: ""))
+            )
+        for field, load in checks:
+            try:
+                load()
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None)
+                raise InvalidConfigError(
+                    f"{self.name}: cannot load {field} ({reason or type(exc).__name__}); "
+                    "check the path and that it is PEM (keys unencrypted)",
+                    connector=self.name,
+                ) from None
 
     def _close(self, handle: _SharedAdapter, timeout: float | None) -> None:
         handle.close()
@@ -695,9 +774,11 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
         it refreshes the token and resends once on 401), TLS verification
         and client certificate, default headers, default timeouts and rate
         limit. Credentials are only sent to ``base_url``'s origin and are
-        stripped on cross-origin redirects. Errors are ``requests``
-        exceptions, not ``ConnectorError``, and ``max_response_bytes`` is
-        not enforced.
+        stripped on cross-origin redirects. ``max_response_bytes`` is
+        enforced on bodies read by the session (``stream=False``, what zeep
+        does): a larger one raises ``ConnectorError`` (``PAYLOAD_TOO_LARGE``).
+        Other errors are ``requests`` exceptions, not ``ConnectorError``
+        (``NotConnectedError`` once the connector is disconnected).
 
         Example::
 
@@ -906,33 +987,13 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
         history: list[Response] = []
         hops = 0
         while True:
-            prepared = requests.PreparedRequest()
-            prepared.method = method
-            prepared.url = url
-            prepared.headers = headers.copy()
-            prepared.body = body
-            prepared.hooks = {"response": []}
+            prepared = _prepared(method, url, headers.copy(), body)
             token = self._auth.apply(prepared) if with_auth and self._auth is not None else None
             if self._limiter is not None:
                 self._limiter.acquire()
             call.rewind()
-            proxies = get_environ_proxies(url) if self.config.trust_env else self._proxies
             started = time.perf_counter()
-            try:
-                raw_response = adapter.send(
-                    prepared,
-                    stream=True,
-                    timeout=call.timeouts,
-                    verify=self._verify,
-                    cert=self._cert,
-                    proxies=proxies,
-                )
-            except (
-                requests.exceptions.RequestException,
-                urllib3.exceptions.HTTPError,
-                OSError,
-            ) as exc:
-                raise self._translate(exc, call, method, url) from exc
+            raw_response = self._send(adapter, prepared, call, method, url)
             elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
             status = raw_response.status_code
             if logger.isEnabledFor(logging.DEBUG):
@@ -992,6 +1053,28 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
                 continue
             return self._finish(raw_response, call, method, url, elapsed, history)
 
+    def _send(
+        self,
+        adapter: _SharedAdapter,
+        prepared: requests.PreparedRequest,
+        call: _Call,
+        method: str,
+        url: str,
+    ) -> requests.Response:
+        """Send ``prepared`` once through the pool (body unread); driver errors translated."""
+        proxies = get_environ_proxies(url) if self.config.trust_env else self._proxies
+        try:
+            return adapter.send(
+                prepared,
+                stream=True,
+                timeout=call.timeouts,
+                verify=self._verify,
+                cert=self._cert,
+                proxies=proxies,
+            )
+        except _DRIVER_ERRORS as exc:
+            raise self._translate(exc, call, method, url) from exc
+
     def _redirect_target(self, url: str, location: str, call: _Call) -> str:
         try:
             target = urllib.parse.urljoin(url, location.strip())
@@ -1024,30 +1107,21 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
     ) -> Response:
         status = raw_response.status_code
         error = status >= 400
-        if call.stream and not error:
-            return Response(
-                status,
-                raw_response.headers,
-                None,
-                url=url,
-                elapsed=elapsed,
-                request_method=method,
-                reason=raw_response.reason or "",
-                history=history,
-                chunks=self._chunks(raw_response, call, method, url),
-                release=lambda: _release(raw_response, complete=False),
-            )
-        body = self._read(raw_response, call, method, url)
+        streamed = call.stream and not error  # error bodies are always read
         response = Response(
             status,
             raw_response.headers,
-            body,
+            None if streamed else self._read(raw_response, call, method, url),
             url=url,
             elapsed=elapsed,
             request_method=method,
             reason=raw_response.reason or "",
             history=history,
+            chunks=self._chunks(raw_response, call, method, url) if streamed else None,
+            release=(lambda: _release(raw_response, complete=False)) if streamed else None,
         )
+        if streamed:
+            return response
         if error and call.mode != _RAISE_NONE:
             err = error_for_status(
                 status,
@@ -1076,21 +1150,14 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
             elif length is not None and length.isdigit() and not encoded:
                 if limit and int(length) > limit:
                     _release(raw_response, complete=False)
-                    raise too_large(
-                        method,
-                        url,
-                        limit,
-                        connector=self.name,
-                        secret_params=self._secret_params,
-                        status_code=raw_response.status_code,
-                    )
+                    raise self._too_large(method, url, raw_response.status_code)
                 data = raw.read()
             else:
                 data = b"".join(self._chunks(raw_response, call, method, url, release=False))
         except ConnectorError:
             _release(raw_response, complete=False)
             raise
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except _DRIVER_ERRORS as exc:
             _release(raw_response, complete=False)
             raise self._translate(exc, call, method, url) from exc
         _release(raw_response, complete=True)
@@ -1113,31 +1180,31 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
             while True:
                 try:
                     chunk = raw.read(_CHUNK, decode_content=True)
-                except (
-                    requests.exceptions.RequestException,
-                    urllib3.exceptions.HTTPError,
-                    OSError,
-                ) as exc:
+                except _DRIVER_ERRORS as exc:
                     raise self._translate(exc, call, method, url) from exc
                 if not chunk:
                     complete = True
                     return
                 total += len(chunk)
                 if limit and total > limit:
-                    raise too_large(
-                        method,
-                        url,
-                        limit,
-                        connector=self.name,
-                        secret_params=self._secret_params,
-                        status_code=raw_response.status_code,
-                    )
+                    raise self._too_large(method, url, raw_response.status_code)
                 yield chunk
         finally:
             if release or not complete:
                 _release(raw_response, complete=complete)
 
+    def _too_large(self, method: str, url: str, status_code: int) -> ConnectorError:
+        return too_large(
+            method,
+            url,
+            self._max_bytes,
+            connector=self.name,
+            secret_params=self._secret_params,
+            status_code=status_code,
+        )
+
     def _translate(self, exc: BaseException, call: _Call, method: str, url: str) -> ConnectorError:
+        scrub_secrets(exc, self._query_secrets)
         return translate_exception(
             exc,
             method=method,
@@ -1155,14 +1222,14 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
         adapter = self._handle
         if adapter is None:
             adapter = self._current_adapter()
-        prepared = requests.PreparedRequest()
-        prepared.method = "POST"
-        prepared.url = url
-        prepared.headers = CaseInsensitiveDict(
-            {"User-Agent": self.config.user_agent, "Content-Length": str(len(form)), **headers}
+        prepared = _prepared(
+            "POST",
+            url,
+            CaseInsensitiveDict(
+                {"User-Agent": self.config.user_agent, "Content-Length": str(len(form)), **headers}
+            ),
+            form,
         )
-        prepared.body = form
-        prepared.hooks = {"response": []}
         call = _Call(
             "POST",
             url,
@@ -1174,23 +1241,27 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
             mode=_RAISE_NONE,
             stream=False,
         )
-        proxies = get_environ_proxies(url) if self.config.trust_env else self._proxies
-        try:
-            raw_response = adapter.send(
-                prepared,
-                stream=True,
-                timeout=self._timeouts,
-                verify=self._verify,
-                cert=self._cert,
-                proxies=proxies,
-            )
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise self._translate(exc, call, "POST", url) from exc
+        raw_response = self._send(adapter, prepared, call, "POST", url)
         body = self._read(raw_response, call, "POST", url)
         return raw_response.status_code, raw_response.headers, body
 
 
 _STRIP = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def _prepared(
+    method: str, url: str, headers: CaseInsensitiveDict[str], body: Any
+) -> requests.PreparedRequest:
+    """A ``PreparedRequest`` built field by field (no hooks, no session state)."""
+    prepared = requests.PreparedRequest()
+    prepared.method = method
+    prepared.url = url
+    prepared.headers = headers
+    prepared.body = body
+    prepared.hooks = {"response": []}
+    return prepared
+
+
 _BODY_HEADERS = frozenset(
     {"content-type", "content-length", "transfer-encoding", "content-encoding"}
 )

@@ -30,7 +30,7 @@ marked *maybe applied* only when the request is idempotent)::
                                       carried an Idempotency-Key: still running)
     413            PAYLOAD_TOO_LARGE  permanent (transient with Retry-After)
     422            INVALID_INPUT      permanent
-    423            LOCK_TIMEOUT       transient
+    423            LOCK_TIMEOUT       permanent (like every 4xx not listed as transient)
     425            UNAVAILABLE        transient, Retry-After honoured
     429            RATE_LIMITED       transient, Retry-After honoured
     other 4xx      INVALID_REQUEST    permanent
@@ -45,6 +45,7 @@ Messages name the method and the URL with credentials removed:
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http
 import math
@@ -79,6 +80,7 @@ __all__ = [
     "error_for_status",
     "parse_retry_after",
     "redact_url",
+    "scrub_secrets",
     "translate_exception",
 ]
 
@@ -220,7 +222,7 @@ _STATUS_TABLE: dict[int, tuple[ErrorCode, bool, bool]] = {
     410: (ErrorCode.NOT_FOUND, False, False),
     413: (ErrorCode.PAYLOAD_TOO_LARGE, False, False),
     422: (ErrorCode.INVALID_INPUT, False, False),
-    423: (ErrorCode.LOCK_TIMEOUT, True, False),
+    423: (ErrorCode.LOCK_TIMEOUT, False, False),  # 4xx: permanent; the caller unlocks
     425: (ErrorCode.UNAVAILABLE, True, False),
     429: (ErrorCode.RATE_LIMITED, True, False),
     501: (ErrorCode.UNSUPPORTED, False, False),
@@ -319,15 +321,58 @@ def _chain(exc: BaseException) -> list[BaseException]:
     current: BaseException | None = exc
     while current is not None and current not in seen and len(seen) < 10:
         seen.append(current)
-        nxt: BaseException | None = None
-        for attr in ("reason",):
-            value = getattr(current, attr, None)
-            if isinstance(value, BaseException):
-                nxt = value
+        reason = getattr(current, "reason", None)
+        nxt = reason if isinstance(reason, BaseException) else None
         if nxt is None and current.args and isinstance(current.args[0], BaseException):
             nxt = current.args[0]
         current = nxt or current.__cause__ or current.__context__
     return seen
+
+
+def scrub_secrets(exc: BaseException, secrets: Collection[str]) -> None:
+    """Replace every secret value in ``exc``'s chain (args and ``url``) with ``***``, in place.
+
+    urllib3 puts the request URL, query string included, into its messages
+    (``Max retries exceeded with url: /x?key=...``). When an API key travels
+    in the query, the driver exception kept as ``__cause__`` would print it
+    in every traceback; this removes it (raw and form-encoded spellings)
+    from every exception of the chain.
+
+    Args:
+        exc: The driver exception (its reasons and causes are scrubbed too).
+        secrets: The secret values to hide; empty does nothing.
+    """
+    spellings = sorted(
+        {s for secret in secrets if secret for s in (secret, urllib.parse.quote_plus(secret))},
+        key=len,
+        reverse=True,
+    )
+    if not spellings:
+        return
+
+    def clean(value: object) -> object:
+        if isinstance(value, str):
+            for secret in spellings:
+                value = value.replace(secret, "***")
+        return value
+
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:  # every exception a traceback (or an error tracker) would show
+        current = pending.pop()
+        if id(current) in seen or len(seen) > 50:
+            continue
+        seen.add(id(current))
+        with contextlib.suppress(AttributeError, TypeError):
+            current.args = tuple(clean(arg) for arg in current.args)
+        for holder in (current, getattr(current, "request", None)):
+            url = getattr(holder, "url", None)
+            if isinstance(url, str):
+                with contextlib.suppress(AttributeError, TypeError):
+                    holder.url = clean(url)  # type: ignore[union-attr]
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        linked += [arg for arg in current.args if isinstance(arg, BaseException)]
+        pending += [e for e in linked if isinstance(e, BaseException)]
 
 
 def _describe(chain: list[BaseException]) -> str:

@@ -12,6 +12,7 @@ import attrs
 from requests.structures import CaseInsensitiveDict
 
 from dictamesh_connectors.errors import ConnectorError, ErrorCode
+from dictamesh_connectors.http.config import redact_headers
 from dictamesh_connectors.http.errors import redact_url
 
 __all__ = ["Request", "Response"]
@@ -50,7 +51,7 @@ class Request:
 
     method: str
     path: str = ""
-    headers: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None = attrs.field(default=None, repr=redact_headers)
     body: Any = None
     query: Any = None
     json: Any = attrs.field(default=None, kw_only=True)
@@ -221,4 +222,4 @@ class Response:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Response [{self.status_code}] {self.request_method} {self.url}>"
+        return f"<Response [{self.status_code}] {self.request_method} {redact_url(self.url)}>"

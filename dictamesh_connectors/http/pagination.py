@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from dictamesh_connectors.errors import ConnectorError, ErrorCode
+from dictamesh_connectors.http.errors import redact_url
 
 if TYPE_CHECKING:
     from dictamesh_connectors.http.connector import HTTPConnector
@@ -44,7 +45,12 @@ __all__ = [
 
 
 class Paginator(Protocol):
-    """What ``HTTPConnector.paginate`` and ``iter_items`` accept."""
+    """What ``HTTPConnector.paginate`` and ``iter_items`` accept.
+
+    Implementations should be immutable values, like the four here, so one
+    instance can serve every thread: each ``pages()`` call keeps its own
+    iteration state.
+    """
 
     def pages(self, connector: HTTPConnector, path: str, **kwargs: Any) -> Iterator[Response]:
         """Yield each page's response."""
@@ -143,12 +149,28 @@ def _items(response: Response, path: str | None) -> list[Any]:
         return []
     if not isinstance(found, list):
         raise ConnectorError(
-            f"http: {response.request_method} {response.url}: expected a list at "
+            f"http: {response.request_method} {redact_url(response.url)}: expected a list at "
             f"{path or 'the top level'} of the page, got {type(found).__name__}",
             code=ErrorCode.PROTOCOL_ERROR,
             connector="http",
         )
     return found
+
+
+class _ItemsAt:
+    """``items_of`` for the paginators: the list at their ``items`` path."""
+
+    __slots__ = ()
+    items: str | None
+
+    def items_of(self, response: Response) -> list[Any]:
+        """The items of one page (the list at ``items``; the body when ``None``).
+
+        Raises:
+            ConnectorError: ``PROTOCOL_ERROR`` when there is no list there;
+                ``SERIALIZATION_ERROR`` when the body is not JSON.
+        """
+        return _items(response, self.items)
 
 
 def _merge_params(kwargs: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +184,7 @@ def _merge_params(kwargs: dict[str, Any], extra: dict[str, Any]) -> dict[str, An
 
 
 @attrs.frozen
-class LinkHeader:
+class LinkHeader(_ItemsAt):
     """Follow ``Link: <url>; rel="next"`` until there is none.
 
     Immutable (like every paginator here): one instance may be reused by
@@ -201,14 +223,13 @@ class LinkHeader:
             seen.add(target)
             response = connector.get(target, **kwargs)
 
-    def items_of(self, response: Response) -> list[Any]:
-        """The items of one page (see ``items``)."""
-        return _items(response, self.items)
-
 
 @attrs.frozen
-class Cursor:
+class Cursor(_ItemsAt):
     """Send back the cursor each page gives, until it is empty.
+
+    Immutable: one instance may be reused by many threads (each ``pages()``
+    call has its own iteration state).
 
     Example::
 
@@ -241,14 +262,13 @@ class Cursor:
             seen.add(cursor)
             response = connector.get(path, **_merge_params(kwargs, {self.cursor_param: cursor}))
 
-    def items_of(self, response: Response) -> list[Any]:
-        """The items of one page (see ``items``)."""
-        return _items(response, self.items)
-
 
 @attrs.frozen
-class OffsetLimit:
+class OffsetLimit(_ItemsAt):
     """``offset``/``limit`` parameters; stops on a short or empty page.
+
+    Immutable: one instance may be reused by many threads (each ``pages()``
+    call has its own iteration state).
 
     Example::
 
@@ -281,14 +301,13 @@ class OffsetLimit:
                 return
             offset += count
 
-    def items_of(self, response: Response) -> list[Any]:
-        """The items of one page (see ``items``)."""
-        return _items(response, self.items)
-
 
 @attrs.frozen
-class PageNumber:
+class PageNumber(_ItemsAt):
     """``page``/``per_page`` parameters; stops on a short or empty page.
+
+    Immutable: one instance may be reused by many threads (each ``pages()``
+    call has its own iteration state).
 
     Example::
 
@@ -321,10 +340,6 @@ class PageNumber:
             count = len(self.items_of(response))
             if count == 0 or (self.per_page and count < self.per_page):
                 return
-
-    def items_of(self, response: Response) -> list[Any]:
-        """The items of one page (see ``items``)."""
-        return _items(response, self.items)
 
 
 def iter_items(

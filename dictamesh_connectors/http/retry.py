@@ -23,7 +23,6 @@ from urllib3.util.retry import Retry
 __all__ = [
     "IDEMPOTENT_METHODS",
     "NO_DRIVER_RETRIES",
-    "RETRY_AFTER_STATUSES",
     "SAFE_METHODS",
     "is_idempotent",
 ]
@@ -33,9 +32,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 IDEMPOTENT_METHODS = SAFE_METHODS | {"PUT", "DELETE"}
 """Methods whose repetition is harmless (RFC 9110 section 9.2.2)."""
-
-RETRY_AFTER_STATUSES = frozenset({408, 413, 425, 429, 503})
-"""Statuses where the server did not process the request and may say when to come back."""
 
 NO_DRIVER_RETRIES = Retry(total=0, connect=0, read=False, redirect=False, status=0, other=0)
 """urllib3 retries nothing and follows no redirect: the connector's loop is the only one."""

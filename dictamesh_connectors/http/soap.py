@@ -49,7 +49,12 @@ import urllib3
 
 from dictamesh_connectors._compat import require
 from dictamesh_connectors.errors import ConnectorError, ErrorCode, InvalidConfigError
-from dictamesh_connectors.http.errors import error_for_status, translate_exception
+from dictamesh_connectors.http.errors import (
+    error_for_status,
+    redact_url,
+    scrub_secrets,
+    translate_exception,
+)
 from dictamesh_connectors.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -203,6 +208,16 @@ _transport_class: type[Any] | None = None
 _transport_lock = threading.Lock()
 
 
+def _reset_transport_lock() -> None:
+    # A parent thread may have held it at fork(): the child gets a fresh one.
+    global _transport_lock
+    _transport_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_transport_lock)
+
+
 def _make_transport_class(zeep: Any) -> type[Any]:
     """Build (once) the zeep ``Transport`` subclass; zeep is imported lazily."""
     global _transport_class
@@ -323,9 +338,13 @@ class SOAPClient:
         self._fetching: dict[str, threading.Lock] = {}
         self._local = threading.local()
         self._pid = os.getpid()
+        # For messages and reprs: no userinfo, no key in the query.
+        self._wsdl_shown = redact_url(self.wsdl_url, http._secret_params)
 
     def __repr__(self) -> str:
-        return f"<SOAPClient {self.wsdl_url!r} service={self.service_name} port={self.port_name}>"
+        return (
+            f"<SOAPClient {self._wsdl_shown!r} service={self.service_name} port={self.port_name}>"
+        )
 
     # ------------------------------------------------------------------ calls
 
@@ -372,12 +391,12 @@ class SOAPClient:
                 method = proxy[operation]
             except AttributeError:
                 raise ConnectorError(
-                    f"{CONNECTOR}: the WSDL {self.wsdl_url} has no operation {operation!r}",
+                    f"{CONNECTOR}: the WSDL {self._wsdl_shown} has no operation {operation!r}",
                     code=ErrorCode.INVALID_REQUEST,
                     connector=CONNECTOR,
                 ) from None
             except self._zeep.exceptions.Error as exc:
-                raise self._zeep_error(exc, operation, idempotent) from exc
+                raise self._zeep_error(exc, operation, idempotent, "") from exc
             try:
                 return method(*args, **kwargs)
             except self._zeep.exceptions.Fault as exc:
@@ -385,7 +404,7 @@ class SOAPClient:
                     exc, operation=operation, idempotent=idempotent, url=self._address(proxy)
                 ) from exc
             except self._zeep.exceptions.Error as exc:
-                raise self._zeep_error(exc, operation, idempotent) from exc
+                raise self._zeep_error(exc, operation, idempotent, self._address(proxy)) from exc
 
         return self.http._run(
             attempt,
@@ -406,16 +425,15 @@ class SOAPClient:
     def _http_error(
         self, status: int, headers: Mapping[str, str], method: str, url: str, idempotent: bool
     ) -> ConnectorError:
-        error = error_for_status(
-            status, headers, method=method, url=url, connector=self.http.name, idempotent=idempotent
+        return error_for_status(
+            status,
+            headers,
+            method=method,
+            url=url,
+            connector=self.http.name,
+            idempotent=idempotent,
+            secret_params=self.http._secret_params,
         )
-        if error is None:  # pragma: no cover - only called for status >= 300
-            error = ConnectorError(
-                f"{CONNECTOR}: {method} {url}: unexpected HTTP {status}",
-                code=ErrorCode.PROTOCOL_ERROR,
-                connector=CONNECTOR,
-            )
-        return error
 
     @contextlib.contextmanager
     def _translating(self, method: str, url: str, idempotent: bool) -> Iterator[None]:
@@ -423,6 +441,7 @@ class SOAPClient:
         try:
             yield
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            scrub_secrets(exc, self.http._query_secrets)  # an API key in the query
             timeouts = self._timeout if isinstance(self._timeout, tuple) else None
             raise translate_exception(
                 exc,
@@ -431,9 +450,12 @@ class SOAPClient:
                 idempotent=idempotent,
                 connector=self.http.name,
                 timeouts=timeouts,
+                secret_params=self.http._secret_params,
             ) from exc
 
-    def _zeep_error(self, exc: Exception, operation: str, idempotent: bool) -> ConnectorError:
+    def _zeep_error(
+        self, exc: Exception, operation: str, idempotent: bool, url: str
+    ) -> ConnectorError:
         errors = self._zeep.exceptions
         if isinstance(exc, errors.ValidationError):
             return ConnectorError(
@@ -442,7 +464,7 @@ class SOAPClient:
                 connector=CONNECTOR,
             )
         if isinstance(exc, errors.TransportError) and exc.status_code >= 400:
-            return self._http_error(exc.status_code, {}, "POST", self.wsdl_url, idempotent)
+            return self._http_error(exc.status_code, {}, "POST", url or self.wsdl_url, idempotent)
         return ConnectorError(
             f"{CONNECTOR}: {operation}: {type(exc).__name__}: {str(exc)[:500]}",
             code=ErrorCode.PROTOCOL_ERROR,
@@ -486,10 +508,10 @@ class SOAPClient:
         if state is not None and state.pid == pid:
             if state.handle is not handle:
                 # The connector reopened its pool: move to a session on the new one.
-                state.transport.session = self._session()
+                state.transport.session = self.http.session()
                 state.handle = handle
             return state
-        transport = _make_transport_class(self._zeep)(self, self._session())
+        transport = _make_transport_class(self._zeep)(self, self.http.session())
         try:
             client = self._zeep.Client(
                 self.wsdl_url,
@@ -500,20 +522,22 @@ class SOAPClient:
             client.service  # noqa: B018 - binds now, so a bad service/port name fails here
         except ValueError as exc:
             raise InvalidConfigError(
-                f"{CONNECTOR}: {self.wsdl_url}: {exc} (service_name={self.service_name!r}, "
+                f"{CONNECTOR}: {self._wsdl_shown}: {exc} (service_name={self.service_name!r}, "
                 f"port_name={self.port_name!r})",
                 connector=CONNECTOR,
             ) from exc
         except self._zeep.exceptions.Error as exc:
             raise ConnectorError(
-                f"{CONNECTOR}: cannot load the WSDL {self.wsdl_url}: {str(exc)[:500]}",
+                f"{CONNECTOR}: cannot load the WSDL {self._wsdl_shown}: {str(exc)[:500]}",
                 code=ErrorCode.PROTOCOL_ERROR,
+                connector=CONNECTOR,
+            ) from exc
+        except OSError as exc:  # a local WSDL file (remote fetches are translated already)
+            raise InvalidConfigError(
+                f"{CONNECTOR}: cannot read the WSDL file {self._wsdl_shown}: "
+                f"{exc.strerror or type(exc).__name__}",
                 connector=CONNECTOR,
             ) from exc
         state = _ThreadState(pid, handle, transport, client)
         self._local.state = state
         return state
-
-    def _session(self) -> requests.Session:
-        session = self.http.session()
-        return session

@@ -1,4 +1,4 @@
-"""A connector whose "server" is in memory, for testing the base class."""
+"""A connector whose "server" is in memory, for testing the base class; a fake clock."""
 
 from __future__ import annotations
 
@@ -19,6 +19,21 @@ from dictamesh_connectors.config import (
     url_credentials,
 )
 from dictamesh_connectors.errors import ConnectorError, ErrorCode
+
+
+class FakeClock:
+    """A monotonic clock that only moves when ``sleep`` is called (retry loops, buckets)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 class FakeDriverError(Exception):

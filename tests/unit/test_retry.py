@@ -8,18 +8,7 @@ from hypothesis import strategies as st
 from dictamesh_connectors.errors import ConnectorError, ErrorCode, InvalidConfigError
 from dictamesh_connectors.retry import RetryPolicy, retry_call
 
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-
-    def clock(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
+from .fakes import FakeClock
 
 
 def failing(errors, result="ok"):

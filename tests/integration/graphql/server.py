@@ -22,14 +22,14 @@ from __future__ import annotations
 import base64
 import collections
 import json
-import socketserver
 import threading
 from collections.abc import Iterable
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from graphql import GraphQLError, build_schema, graphql_sync, parse
 from graphql.error import GraphQLSyntaxError
+
+from ..http.servers import LocalServer
 
 SDL = """
 type Query {
@@ -92,17 +92,6 @@ def _index(cursor: str) -> int:
         raise GraphQLError("invalid cursor", extensions={"code": "BAD_USER_INPUT"}) from exc
 
 
-class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128  # the default 5 resets connections under 16 threads
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 class GraphQLTestServer:
     """graphql-core served over HTTP on 127.0.0.1:<random port>, in a thread."""
 
@@ -119,27 +108,16 @@ class GraphQLTestServer:
         self.valid_tokens: set[str] = {GOOD_TOKEN}
         self.reject_all_tokens = False
         self._script: collections.deque[dict[str, Any]] = collections.deque()
-        self._server = make_server(
-            "127.0.0.1",
-            0,
-            self._app,
-            server_class=_ThreadingWSGIServer,
-            handler_class=_QuietHandler,
-        )
-        self.port = self._server.server_address[1]
+        self._server = LocalServer(self._app)
+        self.port = self._server.port
         self.url = f"http://127.0.0.1:{self.port}/graphql"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
 
     def __enter__(self) -> GraphQLTestServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.stop()
 
     # ------------------------------------------------------------ scripting
 

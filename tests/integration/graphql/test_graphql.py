@@ -63,6 +63,14 @@ def make(server: GraphQLTestServer, **overrides: Any) -> GraphQLConnector:
     return GraphQLConnector(config)
 
 
+def oauth2_credentials(server: GraphQLTestServer) -> dict[str, str]:
+    return {
+        "token_url": server.url.replace("/graphql", "/token"),
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+    }
+
+
 @pytest.fixture
 def gql(server: GraphQLTestServer) -> Iterator[GraphQLConnector]:
     with make(server) as connector:
@@ -149,12 +157,7 @@ def test_bearer_token_from_the_http_config_reaches_the_server(
 def test_oauth2_token_is_refreshed_once_on_graphql_unauthenticated(
     server: GraphQLTestServer,
 ) -> None:
-    oauth2 = {
-        "token_url": server.url.replace("/graphql", "/token"),
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-    }
-    with make(server, credentials=oauth2) as gql:
+    with make(server, credentials=oauth2_credentials(server)) as gql:
         assert gql.query("{ secret }") == {"secret": "the-secret"}
         assert server.issued_tokens == ["oauth-1"]
         server.revoke_tokens()  # the server expires the token before the client thinks it should
@@ -169,12 +172,7 @@ def test_oauth2_token_is_refreshed_once_on_graphql_unauthenticated(
 def test_oauth2_unauthenticated_that_persists_is_raised_after_one_refresh(
     server: GraphQLTestServer,
 ) -> None:
-    oauth2 = {
-        "token_url": server.url.replace("/graphql", "/token"),
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-    }
-    with make(server, credentials=oauth2) as gql:
+    with make(server, credentials=oauth2_credentials(server)) as gql:
         server.reject_all_tokens = True
         with pytest.raises(GraphQLAuthenticationError):
             gql.query("query S { secret }", operation_name="S")
@@ -433,3 +431,14 @@ def test_forked_child_opens_its_own_pool(gql: GraphQLConnector, server: GraphQLT
     assert server.count("C") == 1
     assert gql._handle is parent_http
     assert gql.query("query P { hello }", operation_name="P") == {"hello": "hello world"}
+
+
+def test_connect_by_url_through_the_registry(server: GraphQLTestServer) -> None:
+    import dictamesh_connectors
+
+    gql = dictamesh_connectors.connect("graphql+" + server.url + "?timeout=5", retry=FAST_RETRY)
+    try:
+        assert isinstance(gql, GraphQLConnector) and gql.config.timeout == 5.0
+        assert gql.query("{ hello }") == {"hello": "hello world"}
+    finally:
+        gql.disconnect()

@@ -79,7 +79,15 @@ def test_echo_round_trip_and_keep_alive(server, app, connect):
 
 
 def test_64_threads_share_one_connector_without_cross_talk(server, app, connect):
-    api = connect(base_url=server.url, max_idle_conns_per_host=64)
+    echo = ScriptedApp.echo()
+
+    def echo_and_set_cookie(environ):
+        status, headers, body = echo(environ)
+        tag = environ["PATH_INFO"].rsplit("/", 1)[-1]
+        return status, [*headers, ("Set-Cookie", f"owner={tag}; Path=/")], body
+
+    app.default = echo_and_set_cookie
+    api = connect(base_url=server.url, max_idle_conns_per_host=64, credentials={"token": PASSWORD})
     per_thread = 20
     barrier = threading.Barrier(64)
 
@@ -110,16 +118,22 @@ def test_64_threads_share_one_connector_without_cross_talk(server, app, connect)
     assert len(app.requests) == 64 * per_thread
     assert len({r.id for r in app.requests}) == 64 * per_thread
     assert len({r.client_port for r in app.requests}) <= 64 + 8  # the pool was reused
+    # No cookie jar is shared (or kept): a cookie set for one thread never reaches another.
+    assert all(r.header("Cookie") is None for r in app.requests)
+    assert {r.header("Authorization") for r in app.requests} == {"Bearer " + PASSWORD}
 
 
-def test_connection_refused_is_retried_then_connection_failed(connect):
+def test_connection_refused_is_retried_then_connection_failed(connect, caplog):
     with LocalServer(ScriptedApp()) as srv:
         url = srv.url
     api = connect(base_url=url)  # nothing listens there any more
+    caplog.set_level(logging.WARNING, logger="dictamesh_connectors")
     with pytest.raises(ConnectorError) as info:
-        api.post("/x", json={})
+        api.post("/x", json={})  # nothing was sent, so even a POST is retried
     err = info.value
     assert err.code is ErrorCode.CONNECTION_FAILED and err.transient and not err.maybe_applied
+    retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(retries) == FAST.max_attempts - 1
 
 
 # ----------------------------------------------------------------------- TLS
@@ -189,11 +203,16 @@ def _oauth(srv, oauth, **extra):
     }
 
 
+def _protected_by(oauth, handler):
+    """An app serving ``oauth``'s token endpoint at /token and ``handler`` to its tokens."""
+    app = ScriptedApp().route("/token", oauth.token_endpoint)
+    app.default = oauth.bearer_required(handler)
+    return app
+
+
 def test_oauth2_32_threads_one_token_request_per_expiry(connect):
     oauth = OAuth2Server(ttl=1.0, delay=0.05)
-    app = ScriptedApp()
-    app.route("/token", oauth.token_endpoint)
-    app.default = oauth.bearer_required(ScriptedApp.echo())
+    app = _protected_by(oauth, ScriptedApp.echo())
     with LocalServer(app) as srv:
         api = connect(**_oauth(srv, oauth, max_idle_conns_per_host=32))
         stop = time.monotonic() + 2.6
@@ -220,9 +239,7 @@ def test_oauth2_32_threads_one_token_request_per_expiry(connect):
 
 def test_oauth2_revoked_tokens_one_refresh_for_32_threads(connect):
     oauth = OAuth2Server(ttl=300, delay=0.1)
-    app = ScriptedApp()
-    app.route("/token", oauth.token_endpoint)
-    app.default = oauth.bearer_required(ScriptedApp.echo())
+    app = _protected_by(oauth, ScriptedApp.echo())
     with LocalServer(app) as srv:
         api = connect(**_oauth(srv, oauth, max_idle_conns_per_host=32))
         with ThreadPoolExecutor(32) as pool:
@@ -416,9 +433,7 @@ def test_forked_child_uses_its_own_pool(server, app, connect):
 def test_secrets_never_in_logs_reprs_or_errors(connect, caplog):
     caplog.set_level(logging.DEBUG)
     oauth = OAuth2Server(client_secret=PASSWORD)
-    app = ScriptedApp()
-    app.route("/token", oauth.token_endpoint)
-    app.default = oauth.bearer_required(ScriptedApp.status(503))
+    app = _protected_by(oauth, ScriptedApp.status(503))
     with LocalServer(app) as srv:
         api = connect(**_oauth(srv, oauth))
         with pytest.raises(ConnectorError) as info:
@@ -520,3 +535,59 @@ def test_operations_race_disconnect_and_reconnect(server, app):
     api.disconnect()
     assert not unexpected, unexpected[:3]
     assert done[0] > 0
+
+
+def test_api_key_in_the_query_never_in_tracebacks_or_logs(server, app, connect, caplog):
+    import urllib.parse
+
+    caplog.set_level(logging.DEBUG)
+    app.route("/reset", ScriptedApp.reset_mid_body())
+    creds = {"api_key": PASSWORD, "api_key_in": "query", "api_key_name": "key"}
+    api = connect(base_url=server.url, credentials=creds, retry=RetryPolicy.no_retry())
+    assert api.get("/echo").json()["query"] == {"key": PASSWORD}  # it is sent
+    errors = []
+    with pytest.raises(ConnectorError) as info:
+        api.get("/reset")
+    errors.append(info.value)
+    with LocalServer(ScriptedApp()) as gone:
+        url = gone.url
+    refused = connect(base_url=url, credentials=creds, retry=RetryPolicy.no_retry())
+    with pytest.raises(ConnectorError) as info:
+        refused.get("/x")  # urllib3 puts the URL, query included, in its message
+    errors.append(info.value)
+    texts = [r.getMessage() for r in caplog.records]
+    assert any("key=***" in text for text in texts)  # urllib3's DEBUG request line
+    for err in errors:
+        texts += [str(err), repr(err), "".join(traceback.format_exception(err))]
+    for text in texts:
+        assert PASSWORD not in text and urllib.parse.quote_plus(PASSWORD) not in text
+
+
+def test_unloadable_tls_files_fail_connect_clearly(tls, tmp_path):
+    from dictamesh_connectors.errors import InvalidConfigError
+
+    missing = str(tmp_path / "missing.pem")
+    cases = [
+        {"ca_bundle": missing},
+        {"ca_bundle": tls.ca_pem, "client_cert": missing},
+        # a certificate where the key should be: not a key, so not loadable
+        {"ca_bundle": tls.ca_pem, "client_cert": tls.client_cert_pem, "client_key": tls.ca_pem},
+    ]
+    with LocalServer(ScriptedApp(), tls=server_tls_context(tls)) as srv:
+        for fields in cases:
+            api = HTTPConnector(HTTPConfig(base_url=srv.url, **fields))
+            with pytest.raises(InvalidConfigError) as info:
+                api.connect()  # not a transient "connection lost" on every request
+            assert "cannot load" in str(info.value) and not api.is_connected
+
+
+def test_session_enforces_max_response_bytes(server, app, connect):
+    app.route("/big", ScriptedApp.big(3_000_000, declare_length=False))
+    api = connect(base_url=server.url, max_response_bytes=1_000_000)
+    session = api.session()
+    with pytest.raises(ConnectorError) as info:
+        session.get(server.url + "/big")
+    assert info.value.code is ErrorCode.PAYLOAD_TOO_LARGE
+    assert session.get(server.url + "/small").json()["path"] == "/small"
+    with session.get(server.url + "/big", stream=True) as response:  # the caller reads
+        assert response.status_code == 200

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import base64
 import collections
-import socketserver
 import ssl
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from ..http.servers import LocalServer
 
 TNS = "urn:dictamesh:test:calculator"
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -109,17 +109,6 @@ def build_wsdl(soap11_url: str, soap12_url: str) -> str:
 """
 
 
-class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128  # the default 5 resets connections under 16 threads
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 def _fault11(code: str, message: str) -> bytes:
     return (
         f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{SOAP11_ENV}">'
@@ -152,34 +141,19 @@ class SOAPTestServer:
         self._script: collections.deque[tuple[int, bytes, list[tuple[str, str]]]] = (
             collections.deque()
         )
-        self._server = make_server(
-            "127.0.0.1",
-            0,
-            self._app,
-            server_class=_ThreadingWSGIServer,
-            handler_class=_QuietHandler,
-        )
-        if ssl_context is not None:
-            self._server.socket = ssl_context.wrap_socket(
-                self._server.socket, server_side=True, do_handshake_on_connect=False
-            )
+        self._server = LocalServer(self._app, tls=ssl_context)
         scheme = "https" if ssl_context is not None else "http"
-        self.port = self._server.server_address[1]
+        self.port = self._server.port
         self.base_url = f"{scheme}://127.0.0.1:{self.port}"
         self.wsdl_url = f"{self.base_url}/calculator?wsdl"
         self._wsdl = build_wsdl(f"{self.base_url}/soap11", f"{self.base_url}/soap12").encode()
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
 
     def __enter__(self) -> SOAPTestServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.stop()
 
     def script(
         self, status: int, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()

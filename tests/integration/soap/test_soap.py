@@ -313,3 +313,33 @@ def test_forked_child_builds_its_own_client(http: HTTPConnector, server: SOAPTes
     assert os.waitstatus_to_exitcode(status) == 0
     assert server.count("Add") == 2
     assert soap._local.state.client is parent_client
+
+
+def test_missing_local_wsdl_file_is_invalid_config(http: HTTPConnector, tmp_path: Any) -> None:
+    client = SOAPClient(http, str(tmp_path / "missing.wsdl"))
+    with pytest.raises(InvalidConfigError) as info:
+        client.call("Add", a=1, b=2)
+    assert "cannot read the WSDL file" in str(info.value)
+
+
+def test_max_response_bytes_bounds_what_zeep_reads(server: SOAPTestServer, ca_path: str) -> None:
+    config = http_config(server, ca_path, max_response_bytes=512)
+    with HTTPConnector(config) as http, pytest.raises(ConnectorError) as info:
+        SOAPClient(http, server.wsdl_url).call("Add", a=1, b=2)  # the WSDL is larger
+    assert info.value.code is ErrorCode.PAYLOAD_TOO_LARGE
+
+
+def test_api_key_in_the_query_never_in_soap_tracebacks(ca_path: str) -> None:
+    import traceback
+
+    with SOAPTestServer() as gone:
+        base = gone.base_url
+    config = HTTPConfig(
+        base_url=base,
+        credentials={"api_key": PASSWORD, "api_key_in": "query", "api_key_name": "key"},
+        retry=RetryPolicy.no_retry(),
+    )
+    with HTTPConnector(config) as http, pytest.raises(ConnectorError) as info:
+        SOAPClient(http, base + "/calculator?wsdl").call("Add", a=1, b=2)
+    assert info.value.code is ErrorCode.CONNECTION_FAILED
+    assert PASSWORD not in "".join(traceback.format_exception(info.value))

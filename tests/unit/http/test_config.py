@@ -213,3 +213,44 @@ def test_garbage_in_any_credential_never_echoes_a_secret(name, value):
     except InvalidConfigError as err:
         if name in ("password", "token", "api_key", "client_secret") and isinstance(value, str):
             assert value not in str(err) or len(value) < 3
+
+
+def test_credential_headers_are_masked_in_config_and_request_reprs():
+    from dictamesh_connectors.http import Request
+
+    config = HTTPConfig(
+        base_url="https://h",
+        headers={"Authorization": "Bearer s3cr3t", "X-Api-Key": "k3y", "Accept": "text/plain"},
+    )
+    request = Request("GET", "/", headers={"Cookie": "sid=s3cr3t", "X-Trace": "abc"})
+    for text in (repr(config), repr(request)):
+        assert "s3cr3t" not in text and "k3y" not in text and "***" in text
+    assert "text/plain" in repr(config) and "abc" in repr(request)
+    assert dict(config.headers)["Authorization"] == "Bearer s3cr3t"  # still sent as given
+
+
+def test_every_field_name_the_issue_mandates_is_accepted():
+    from dictamesh_connectors.http import AuthType
+
+    cfg = HTTPConfig(
+        base_url="https://api.example.com/v1",
+        timeout=5,
+        connect_timeout=2,
+        max_retries=4,
+        verify=True,
+        skip_verify=False,
+        ca_bundle="/etc/ssl/ca.pem",
+        client_cert="/etc/ssl/client.pem",
+        client_key="/etc/ssl/client.key",
+        auth_type=AuthType.BEARER,
+        credentials={"token": "t"},
+        max_idle_conns=20,
+        max_idle_conns_per_host=8,
+        max_conns_per_host=16,
+        pool_block=True,
+        headers={"X-Tenant": "7"},
+        user_agent="adapter/1.0",
+        max_response_bytes=1024,
+    )
+    assert cfg.retry.max_attempts == 5 and cfg.tls_verify and cfg.max_conns_per_host == 16
+    assert cfg.evolve(retry=RetryPolicy(max_attempts=2)).retry.max_attempts == 5  # max_retries wins

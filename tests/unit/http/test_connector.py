@@ -34,22 +34,11 @@ from dictamesh_connectors.http import (
 )
 from dictamesh_connectors.retry import RetryPolicy
 
+from ..fakes import FakeClock
+
 BASE = "https://api.test/v1"
 SECRET = "Sup3r-Secret-T0ken"
 POLICY = RetryPolicy(max_attempts=3, initial_backoff=0.5, max_backoff=10.0, jitter=False)
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-
-    def clock(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
@@ -422,7 +411,7 @@ def test_oauth2_token_is_cached_and_refreshed_before_expiry(rsps, make, clock):
     assert used == ["Bearer t1"] * 3 + ["Bearer t2"]
 
 
-def test_oauth2_401_forces_one_refresh_and_one_resend(rsps, make):
+def _old_token_refused_new_accepted(rsps):
     rsps.post(OAUTH["token_url"], json=_token_body("old"))
     rsps.post(OAUTH["token_url"], json=_token_body("new"))
     rsps.get(
@@ -431,6 +420,10 @@ def test_oauth2_401_forces_one_refresh_and_one_resend(rsps, make):
     rsps.get(
         BASE + "/x", body="ok", match=[matchers.header_matcher({"Authorization": "Bearer new"})]
     )
+
+
+def test_oauth2_401_forces_one_refresh_and_one_resend(rsps, make):
+    _old_token_refused_new_accepted(rsps)
     assert make(credentials=OAUTH).get("/x").text == "ok"
     assert len(calls(rsps, OAUTH["token_url"])) == 2
 
@@ -661,14 +654,7 @@ def test_session_uses_auth_defaults_and_strips_cross_origin(rsps, make):
 
 
 def test_session_oauth2_resends_once_on_401(rsps, make):
-    rsps.post(OAUTH["token_url"], json=_token_body("old"))
-    rsps.post(OAUTH["token_url"], json=_token_body("new"))
-    rsps.get(
-        BASE + "/x", status=401, match=[matchers.header_matcher({"Authorization": "Bearer old"})]
-    )
-    rsps.get(
-        BASE + "/x", body="ok", match=[matchers.header_matcher({"Authorization": "Bearer new"})]
-    )
+    _old_token_refused_new_accepted(rsps)
     session = make(credentials=OAUTH).session()
     assert session.get(BASE + "/x").text == "ok"
 

@@ -48,6 +48,7 @@ NOW = 1_700_000_000.0
         (413, ErrorCode.PAYLOAD_TOO_LARGE, False, False),
         (418, ErrorCode.INVALID_REQUEST, False, False),
         (422, ErrorCode.INVALID_INPUT, False, False),
+        (423, ErrorCode.LOCK_TIMEOUT, False, False),
         (425, ErrorCode.UNAVAILABLE, True, False),
         (429, ErrorCode.RATE_LIMITED, True, False),
         (500, ErrorCode.UNAVAILABLE, True, True),
