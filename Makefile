@@ -63,7 +63,7 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	@$(SERVICES) up
-	@$(PY) -m dictamesh_connectors.demo
+	@$(PY) examples/demo.py
 
 bench: $(STAMP)
 	@$(SERVICES) up

@@ -30,7 +30,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
 from dictamesh_connectors._version import __version__
@@ -299,9 +299,8 @@ class Connector(Generic[ConfigT, HandleT]):
 
     # ------------------------------------------------------------- operations
 
-    @contextlib.contextmanager
-    def _use(self) -> Iterator[HandleT]:
-        """Register an in-flight operation and yield the handle.
+    def _use(self) -> _InFlight[HandleT]:
+        """Register an in-flight operation; ``with self._use() as handle: ...``.
 
         Reopens a handle lost to a connection failure or to ``fork()``.
         Driver errors are *not* translated here (see ``_run``).
@@ -309,14 +308,13 @@ class Connector(Generic[ConfigT, HandleT]):
         Raises:
             NotConnectedError: Not connected, or ``disconnect()`` has started.
         """
-        handle = self._acquire()
-        try:
-            yield handle
-        finally:
-            with self._lock:  # in-flight count
-                self._inflight -= 1
-                if self._inflight == 0:
-                    self._changed.notify_all()
+        return _InFlight(self)
+
+    def _release(self) -> None:
+        with self._lock:  # in-flight count
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._changed.notify_all()
 
     def _acquire(self) -> HandleT:
         while True:
@@ -420,3 +418,18 @@ class Connector(Generic[ConfigT, HandleT]):
                 self._discard_after_fork(handle)
             except Exception:
                 logger.debug("%s: error discarding the parent's handle", self.name, exc_info=True)
+
+
+class _InFlight(Generic[HandleT]):
+    """Context manager for one in-flight operation (a class: it is on every hot path)."""
+
+    __slots__ = ("_connector",)
+
+    def __init__(self, connector: Connector[Any, HandleT]) -> None:
+        self._connector = connector
+
+    def __enter__(self) -> HandleT:
+        return self._connector._acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._connector._release()

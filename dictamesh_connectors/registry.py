@@ -28,7 +28,14 @@ __all__ = ["ENTRY_POINT_GROUP", "connect", "connector_class", "known_schemes", "
 ENTRY_POINT_GROUP = "dictamesh_connectors.connectors"
 
 # scheme -> "module:Class"; imported on first use.
-_BUILTIN: dict[str, str] = {}
+_BUILTIN: dict[str, str] = {
+    "graphql+http": "dictamesh_connectors.graphql.connector:GraphQLConnector",
+    "graphql+https": "dictamesh_connectors.graphql.connector:GraphQLConnector",
+    "http": "dictamesh_connectors.http.connector:HTTPConnector",
+    "https": "dictamesh_connectors.http.connector:HTTPConnector",
+    "postgres": "dictamesh_connectors.postgresql.connector:PostgreSQLConnector",
+    "postgresql": "dictamesh_connectors.postgresql.connector:PostgreSQLConnector",
+}
 
 _lock = threading.Lock()  # guards _registered and _entry_points_loaded
 _registered: dict[str, Any] = {}

@@ -3,6 +3,7 @@
 import contextlib
 import pickle
 
+import psycopg
 import pytest
 
 import dictamesh_connectors.postgresql as pg_package
@@ -149,10 +150,9 @@ def test_run_in_transaction_reruns_the_whole_function_on_conflicts(monkeypatch, 
     fake = FakeTransactions([conflict(code), conflict(code)])
     monkeypatch.setattr(db, "transaction", fake)
     waits, calls = [], []
+    db._sleep = waits.append
     policy = RetryPolicy(max_attempts=5, initial_backoff=0.01, deadline=None)
-    result = db.run_in_transaction(
-        lambda tx: calls.append(tx) or "done", retry=policy, sleep=waits.append
-    )
+    result = db.run_in_transaction(lambda tx: calls.append(tx) or "done", retry=policy)
     assert result == "done" and fake.attempts == 3 and calls == ["tx"] * 3
     assert len(waits) == 2 and all(0 <= w <= 0.02 for w in waits)
 
@@ -161,10 +161,9 @@ def test_run_in_transaction_gives_up_after_the_policy():
     db = make()
     fake = FakeTransactions([conflict(ErrorCode.SERIALIZATION_FAILURE)] * 10)
     db.transaction = fake
+    db._sleep = lambda s: None
     with pytest.raises(ConnectorError) as info:
-        db.run_in_transaction(
-            lambda tx: None, retry=RetryPolicy(max_attempts=3), sleep=lambda s: None
-        )
+        db.run_in_transaction(lambda tx: None, retry=RetryPolicy(max_attempts=3))
     assert info.value.code is ErrorCode.SERIALIZATION_FAILURE and fake.attempts == 3
 
 
@@ -181,8 +180,9 @@ def test_run_in_transaction_propagates_anything_else_at_once(error):
     db = make()
     fake = FakeTransactions([error])
     db.transaction = fake
+    db._sleep = lambda s: pytest.fail("must not wait")
     with pytest.raises(type(error)):
-        db.run_in_transaction(lambda tx: None, sleep=lambda s: pytest.fail("must not wait"))
+        db.run_in_transaction(lambda tx: None)
     assert fake.attempts == 1
 
 
@@ -191,8 +191,9 @@ def test_run_in_transaction_respects_the_deadline():
     fake = FakeTransactions([conflict(ErrorCode.DEADLOCK)] * 5)
     db.transaction = fake
     policy = RetryPolicy(max_attempts=10, initial_backoff=5, jitter=False, deadline=1)
+    db._sleep = lambda s: pytest.fail("no wait")
     with pytest.raises(ConnectorError):
-        db.run_in_transaction(lambda tx: None, retry=policy, sleep=lambda s: pytest.fail("no wait"))
+        db.run_in_transaction(lambda tx: None, retry=policy)
     assert fake.attempts == 1
 
 
@@ -246,3 +247,76 @@ def test_query_result_value_semantics():
     copy = pickle.loads(pickle.dumps(e))
     assert type(copy) is ExecResult and copy.rows == e.rows and copy.rows_affected == 3
     assert "rows_affected=3" in repr(e) and "rows=2" in repr(r)
+
+
+class FakePGconn:
+    def __init__(self, dead):
+        self.dead = dead
+        self.reads = 0
+        self.status = 0  # OK
+        self.transaction_status = 0  # IDLE
+
+    def consume_input(self):
+        self.reads += 1
+        if self.dead:
+            self.status = 1  # BAD
+            raise psycopg.OperationalError("consuming input failed: server closed the connection")
+
+    def is_busy(self):
+        return 0
+
+
+class FakeConn:
+    def __init__(self, dead=False):
+        self.pgconn = FakePGconn(dead)
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+class FakePool:
+    def __init__(self, conns):
+        self.idle = list(conns)
+        self.returned = []
+
+    def getconn(self, timeout=None):
+        return self.idle.pop(0)
+
+    def putconn(self, conn):
+        self.returned.append(conn)
+
+
+def test_checkout_discards_dead_connections_without_sleeping():
+    db = make(max_open_conns=4)
+    dead1, dead2, good = FakeConn(dead=True), FakeConn(dead=True), FakeConn()
+    pool = FakePool([dead1, dead2, good])
+    assert db._getconn(pool) is good
+    assert pool.returned == [dead1, dead2] and dead1.closed and dead2.closed
+    assert good.pgconn.reads == 1
+
+
+def test_checkout_skips_the_read_for_a_connection_used_a_moment_ago(monkeypatch):
+    from dictamesh_connectors.postgresql import connector as module
+
+    db = make()
+    conn = FakeConn()
+    pool = FakePool([])
+    module._putconn(pool, conn)  # stamps the release time
+    pool.idle.append(pool.returned.pop())
+    assert db._getconn(pool) is conn and conn.pgconn.reads == 0
+    # Once a dead connection has been seen, every checkout is checked again.
+    db._note_lost()
+    pool.idle.append(conn)
+    assert db._getconn(pool) is conn and conn.pgconn.reads == 1
+    # An old release time is checked too.
+    db._suspicious_until = 0.0
+    monkeypatch.setattr(module, "_RECENTLY_USED", 0.0)
+    pool.idle.append(conn)
+    assert db._getconn(pool) is conn and conn.pgconn.reads == 2
+
+
+def test_health_check_off_never_reads():
+    db = make(health_check="off")
+    conn = FakeConn(dead=True)
+    assert db._getconn(FakePool([conn])) is conn and conn.pgconn.reads == 0

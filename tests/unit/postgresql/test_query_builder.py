@@ -34,6 +34,8 @@ def test_insert_update_delete_upsert():
     assert text(u) == 'UPDATE "t" SET "a" = %(p0)s WHERE "id" = %(p1)s RETURNING *'
     assert u.params == {"p0": 2, "p1": 1}
     assert text(qb.delete("t", where={"id": 1})) == 'DELETE FROM "t" WHERE "id" = %(p0)s'
+    # Only the string "*" means every column: a column may be named "*".
+    assert text(qb.delete("t", where={"a": 1}, returning=["*"])).endswith('RETURNING "*"')
     up = qb.upsert("t", {"id": 1, "a": 2, "b": 3}, conflict=["id"])
     assert text(up) == (
         'INSERT INTO "t" ("id", "a", "b") VALUES (%(p0)s, %(p1)s, %(p2)s) ON CONFLICT ("id") '
@@ -93,12 +95,13 @@ def test_any_names_and_values_stay_out_of_the_sql_text(table, row):
     # Every value is a parameter, in order, under generated names.
     assert list(s.params.values()) == list(row.values())
     assert list(s.params) == [f"p{i}" for i in range(len(row))]
-    rendered = text(s)
-    # Stripping the quoted identifiers leaves only our own keywords and placeholders.
-    skeleton = rendered
-    for name in sorted([table, *row], key=len, reverse=True):
-        quoted = '"' + name.replace('"', '""').replace("%", "%%") + '"'
-        skeleton = skeleton.replace(quoted, "I")
-    cols = ", ".join("I" for _ in row)
+
+    # The SQL text is exactly our keywords, the quoted names and placeholders.
+    def quoted(name):
+        return '"' + name.replace('"', '""').replace("%", "%%") + '"'
+
+    cols = ", ".join(quoted(c) for c in row)
     placeholders = ", ".join(f"%(p{i})s" for i in range(len(row)))
-    assert skeleton == f"INSERT INTO I ({cols}) VALUES ({placeholders}) RETURNING {cols}"
+    assert text(s) == (
+        f"INSERT INTO {quoted(table)} ({cols}) VALUES ({placeholders}) RETURNING {cols}"
+    )

@@ -1,0 +1,250 @@
+"""``PostgreSQLConfig``: where and how to connect, and how big the pool is.
+
+Pure data (no psycopg import): it validates, compares, pickles and builds
+from a URL or the environment without the driver installed.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import attrs
+
+from dictamesh_connectors.config import (
+    BaseConfig,
+    Secret,
+    bool_field,
+    float_field,
+    int_field,
+    parse_url,
+    query_params,
+    secret_field,
+    str_field,
+    url_credentials,
+)
+from dictamesh_connectors.errors import InvalidConfigError
+
+__all__ = ["SSL_MODES", "PostgreSQLConfig"]
+
+SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+"""The libpq ``sslmode`` values."""
+
+HEALTH_CHECKS = frozenset({"auto", "always", "off"})
+
+# URL query / libpq parameter names -> our field names.
+_URL_ALIASES = {
+    "sslmode": "ssl_mode",
+    "sslcert": "ssl_cert",
+    "sslkey": "ssl_key",
+    "sslrootcert": "ssl_root_cert",
+    "search_path": "schema",
+    "currentschema": "schema",
+    "user": "username",
+    "dbname": "database",
+    "pool_max_conns": "max_open_conns",
+    "pool_min_conns": "max_idle_conns",
+}
+
+# libpq environment variables (https://www.postgresql.org/docs/current/libpq-envars.html).
+_LIBPQ_ENV = {
+    "PGHOST": "host",
+    "PGPORT": "port",
+    "PGDATABASE": "database",
+    "PGUSER": "username",
+    "PGPASSWORD": "password",
+    "PGSSLMODE": "ssl_mode",
+    "PGSSLCERT": "ssl_cert",
+    "PGSSLKEY": "ssl_key",
+    "PGSSLROOTCERT": "ssl_root_cert",
+    "PGOPTIONS": "options",
+    "PGAPPNAME": "application_name",
+    "PGCONNECT_TIMEOUT": "connect_timeout",
+}
+
+
+def _positive(_instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise InvalidConfigError(f"{attribute.name}: must be greater than 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class PostgreSQLConfig(BaseConfig):
+    """Configuration of a ``PostgreSQLConnector``.
+
+    Immutable and validated on construction (every bad value raises
+    ``InvalidConfigError`` naming the field), so one instance is safe to
+    share between threads and processes; it pickles, and its ``repr`` never
+    shows the password. Build it with keywords, from a URL or from the
+    environment::
+
+        PostgreSQLConfig(host="db", database="app", username="app", password="pw")
+        PostgreSQLConfig.from_url("postgresql://app:pw@db:5432/app?sslmode=require")
+        PostgreSQLConfig.from_env("APP_DB_")   # APP_DB_URL, APP_DB_HOST, ..., then PG*
+
+    Attributes:
+        host: Server host name, IP address or Unix socket directory (libpq ``host``).
+        port: Server port (libpq ``port``).
+        database: Database name (libpq ``dbname``); ``None`` lets libpq use
+            the user name.
+        schema: Put first in ``search_path`` on every connection
+            (``-c search_path=...`` in the startup packet, no extra round trip).
+        username: Role to log in as (libpq ``user``).
+        password: The role's password, a ``Secret`` (libpq ``password``).
+        max_open_conns: Most connections open at once (psycopg_pool ``max_size``).
+        max_idle_conns: Connections kept open while idle (psycopg_pool ``min_size``).
+        conn_max_lifetime: Seconds after which a connection is replaced
+            (psycopg_pool ``max_lifetime``, which adds 5% jitter).
+        conn_max_idle_time: Seconds an idle connection above
+            ``max_idle_conns`` lives before it is closed (psycopg_pool ``max_idle``).
+        ssl_mode: libpq ``sslmode``: disable, allow, prefer, require,
+            verify-ca or verify-full.
+        ssl_cert: Client certificate file (libpq ``sslcert``).
+        ssl_key: Client private key file (libpq ``sslkey``).
+        ssl_root_cert: CA certificate file to verify the server (libpq ``sslrootcert``).
+        options: Extra server options sent at startup (libpq ``options``,
+            e.g. ``"-c work_mem=64MB"``).
+        connect_timeout: Seconds to establish one connection (libpq
+            ``connect_timeout``, rounded up to whole seconds, at least 2).
+        statement_timeout: Default per-statement limit in seconds, set at
+            startup (server ``statement_timeout``); 0 disables it. A
+            ``timeout=`` argument overrides it for one statement.
+        application_name: Shown in ``pg_stat_activity`` (libpq ``application_name``).
+        pool_timeout: Seconds an operation waits for a free connection from
+            the pool before raising ``ConnectorTimeoutError``
+            (psycopg_pool ``timeout``).
+        health_check: How a connection is checked when taken from the pool:
+            ``"auto"`` (default) reads, without blocking and without a round
+            trip, whatever the server sent while the connection sat idle: a
+            server that ended the session (restart, failover,
+            ``pg_terminate_backend``) sent an error and closed the socket,
+            and the connection is discarded. A connection given back less
+            than 25 ms earlier skips the read (a system call on the hot
+            path of a busy pool), except for a second after any connection
+            was found dead. ``"always"`` pings the server
+            every time (one extra round trip per operation, like
+            SQLAlchemy's ``pool_pre_ping``; also catches connections dropped
+            silently by the network). ``"off"`` trusts the pool.
+        retry_reads: Retry a read outside a transaction once, on a fresh
+            connection, when its connection was lost.
+    """
+
+    url_schemes: ClassVar[tuple[str, ...]] = ("postgresql", "postgres")
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"password"})
+
+    host: str = str_field("localhost", nonempty=True)
+    port: int = int_field(5432, min=1, max=65535)
+    database: str | None = str_field(None, optional=True)
+    schema: str | None = str_field(None, optional=True)
+    username: str | None = str_field(None, optional=True)
+    password: Secret | None = secret_field()
+    max_open_conns: int = int_field(10, min=1, max=10_000)
+    max_idle_conns: int = int_field(2, min=0, max=10_000)
+    conn_max_lifetime: float = float_field(3600.0, min=1.0)
+    conn_max_idle_time: float = float_field(600.0, min=1.0)
+    ssl_mode: str = str_field("prefer", choices=SSL_MODES)
+    ssl_cert: str | None = str_field(None, optional=True)
+    ssl_key: str | None = str_field(None, optional=True)
+    ssl_root_cert: str | None = str_field(None, optional=True)
+    options: str | None = str_field(None, optional=True)
+    connect_timeout: float = float_field(10.0, min=1.0, max=3600.0)
+    statement_timeout: float = float_field(300.0, min=0.0)
+    application_name: str = str_field("dictamesh-connectors")
+    pool_timeout: float = float_field(30.0, min=0.0)
+    health_check: str = str_field("auto", choices=HEALTH_CHECKS)
+    retry_reads: bool = bool_field(True)
+
+    @pool_timeout.validator
+    def _check_pool_timeout(self, attribute: attrs.Attribute[float], value: float) -> None:
+        _positive(self, attribute, value)
+
+    @max_idle_conns.validator
+    def _check_idle(self, _attribute: attrs.Attribute[int], value: int) -> None:
+        if value > self.max_open_conns:
+            raise InvalidConfigError(
+                f"max_idle_conns ({value}) cannot exceed max_open_conns ({self.max_open_conns})"
+            )
+
+    @ssl_key.validator
+    def _check_key(self, _attribute: attrs.Attribute[str | None], value: str | None) -> None:
+        if value is not None and self.ssl_cert is None:
+            raise InvalidConfigError("ssl_key needs ssl_cert")
+
+    @schema.validator
+    def _check_schema(self, _attribute: attrs.Attribute[str | None], value: str | None) -> None:
+        if value is not None and not value:
+            raise InvalidConfigError("schema: must not be empty")
+
+    @property
+    def target(self) -> str:
+        """``database@host:port``, the "where" of every error message (no credentials)."""
+        return f"{self.database or self.username or ''}@{self.host}:{self.port}"
+
+    # ------------------------------------------------------------ constructors
+
+    @classmethod
+    def _fields_from_url(cls, parts: urllib.parse.SplitResult) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if parts.hostname:
+            fields["host"] = urllib.parse.unquote(parts.hostname)
+        if parts.port is not None:
+            fields["port"] = parts.port
+        database = urllib.parse.unquote(parts.path.lstrip("/"))
+        if database:
+            fields["database"] = database
+        fields.update(url_credentials(parts))
+        for key, value in query_params(parts).items():
+            fields[_URL_ALIASES.get(key, key)] = value
+        return fields
+
+    @classmethod
+    def _fields_from_environ(cls, environ: Mapping[str, str], prefix: str) -> dict[str, Any]:
+        """The libpq ``PG*`` variables, for the fields ``{prefix}URL`` does not set.
+
+        Precedence, lowest first: ``PG*`` variables, ``{prefix}URL``, then
+        each ``{prefix}{FIELD}`` variable.
+        """
+        fields = {
+            name: environ[var] for var, name in _LIBPQ_ENV.items() if environ.get(var, "") != ""
+        }
+        url = environ.get(prefix + "URL")
+        if url:
+            for name in cls._fields_from_url(parse_url(url, cls.url_schemes)):
+                fields.pop(name, None)
+        return fields
+
+    def connection_string(self, redact: bool = True) -> str:
+        """A ``postgresql://`` URL for this config (password ``***`` unless ``redact=False``).
+
+        ``from_url(config.connection_string(redact=False))`` rebuilds an equal
+        config (retry policy aside).
+        """
+        quote = urllib.parse.quote
+        userinfo = ""
+        if self.username is not None:
+            userinfo = quote(self.username, safe="")
+            if self.password is not None:
+                shown = "***" if redact else quote(self.password.get_secret_value(), safe="")
+                userinfo += ":" + shown
+            userinfo += "@"
+        host = self.host
+        query: dict[str, str] = {}
+        if host.startswith("/") or "," in host:
+            query["host"] = host
+            host = ""
+        elif ":" in host:
+            host = f"[{host}]"
+        netloc = f"{userinfo}{quote(host, safe='[]:')}:{self.port}" if host else userinfo
+        path = "/" + quote(self.database, safe="") if self.database else ""
+        defaults = PostgreSQLConfig()
+        for attribute in attrs.fields(type(self)):
+            name = attribute.name
+            if name in ("host", "port", "database", "username", "password", "retry"):
+                continue
+            value = getattr(self, name)
+            if value == getattr(defaults, name) or value is None:
+                continue
+            query[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        suffix = "?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote) if query else ""
+        return f"postgresql://{netloc}{path}{suffix}"
