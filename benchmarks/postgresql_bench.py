@@ -16,6 +16,16 @@ One run, side by side, on the same server:
 2. Bulk load of 1,000,000 rows (id, name, amount): ``copy_in`` vs
    ``executemany`` (pipelined) vs row-by-row ``execute`` (measured on a
    sample and extrapolated; the output says so).
+3. A paired measurement: each thread alternates connector and raw pool
+   call by call, so both see the same instants of load (the most robust
+   ratio on a shared machine), with and without the checkout check.
+4. Client CPU time per call at 1 thread, connector vs raw pool: the
+   connector's own overhead, steadier than wall-clock rates on a busy box.
+
+Fairness: the default connector checks each connection on checkout (a
+non-blocking read, skipped for a connection returned < 25 ms earlier); the
+raw pool checks nothing. Both ratios are printed: ``connector/raw`` (more
+safety on the connector's side) and ``check=off/raw`` (equal safety).
 
 Usage: python benchmarks/postgresql_bench.py [--seconds 3] [--rows 1000000]
 Reads the server from DICTAMESH_TEST_POSTGRES_DSN (default: the local test server).
@@ -44,11 +54,13 @@ DSN = os.environ.get(
 )
 THREADS = (1, 8, 32)
 POOL_SIZE = 32
-ROUNDS = 10
+ROUNDS = 20
 SETTLE = 0.05
 
 
-def run_threads(op: Callable[[int], Any], threads: int, seconds: float) -> float:
+def run_threads(
+    op: Callable[[int], Any], threads: int, seconds: float, *, named: bool = False
+) -> float:
     """Call op(i) in a loop from ``threads`` threads for ``seconds``; return ops/s."""
     counts = [0] * threads
     start = threading.Barrier(threads + 1)
@@ -66,7 +78,10 @@ def run_threads(op: Callable[[int], Any], threads: int, seconds: float) -> float
             errors.append(exc)
         counts[n] = i
 
-    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    pool = [
+        threading.Thread(target=worker, args=(n,), name=str(n) if named else None)
+        for n in range(threads)
+    ]
     for t in pool:
         t.start()
     start.wait()
@@ -135,13 +150,18 @@ def bench_round_trips(seconds: float) -> None:
     for _name, op in contenders:  # warm up every pool and prepared statement
         run_threads(op, 4, 0.3)
     header = f"{'threads':>7} " + " ".join(f"{n:>17}" for n, _ in contenders)
-    print(header + f" {'connector/raw':>14} {'(IQR)':>13} {'check=off/raw':>14}")
+    print(
+        header + f" {'connector/raw':>14} {'(IQR)':>13} {'check=off/raw':>14}"
+        f" {'paired c/raw':>13} {'paired off/raw':>15}"
+    )
     for threads in THREADS:
         # Interleave the contenders over several short rounds so that noise
         # from other processes on the machine hits them all alike; report
         # medians, and the ratio's median over the rounds.
         rates: dict[str, list[float]] = {n: [] for n, _ in contenders}
         pooled = contenders[:-1]
+        for _name, op in pooled:  # warm up at this thread count; not measured
+            run_threads(op, threads, 0.2)
         for round_ in range(ROUNDS):
             # Rotate the order: no contender always runs first (or right
             # after another's burst of server work).
@@ -160,14 +180,59 @@ def bench_round_trips(seconds: float) -> None:
         cells = " ".join(f"{statistics.median(rates[n]):>11.0f} ops/s" for n, _ in contenders)
         quartile = len(ratios) // 4
         spread = f"{ratios[quartile]:.2f}-{ratios[-1 - quartile]:.2f}"
+        paired = paired_ratio(connector_op, raw_op, threads, seconds / 2)
+        paired_off = paired_ratio(unchecked_op, raw_op, threads, seconds / 2)
         print(
             f"{threads:>7} {cells} {statistics.median(ratios):>13.3f}x {spread:>13} "
-            f"{statistics.median(off):>13.3f}x"
+            f"{statistics.median(off):>13.3f}x {paired:>12.3f}x {paired_off:>14.3f}x"
         )
+    cpu_per_call({"connector": connector_op, "raw psycopg_pool": raw_op})
     db.disconnect()
     unchecked.disconnect()
     raw.close()
     engine.dispose()
+
+
+def paired_ratio(
+    mine: Callable[[int], Any], theirs: Callable[[int], Any], threads: int, seconds: float
+) -> float:
+    """Throughput ratio mine/theirs, with both measured in the very same instants.
+
+    Every thread alternates the two call by call (order swapped each time)
+    and times each call. Both get exactly as many calls, under the same load
+    from the server and the neighbours, so the ratio of the total times is
+    the throughput ratio with the machine's noise paired away.
+    """
+    spent = [[0, 0] for _ in range(threads)]  # per thread: ns in mine, ns in theirs
+    pair = ((0, mine), (1, theirs))
+
+    def both(i: int) -> None:
+        n = int(threading.current_thread().name)
+        for k, op in pair if i % 2 else pair[::-1]:
+            t0 = time.perf_counter_ns()
+            op(i)
+            spent[n][k] += time.perf_counter_ns() - t0
+
+    run_threads(both, threads, seconds, named=True)
+    return sum(s[1] for s in spent) / sum(s[0] for s in spent)
+
+
+def cpu_per_call(ops: dict[str, Callable[[int], Any]], calls: int = 2000, rounds: int = 6) -> None:
+    """Client CPU time per call, one thread: the connector's own overhead, minus the network.
+
+    Wall-clock rates on a shared machine move with the server's and the
+    neighbours' load; the client process's CPU time per call does not.
+    """
+    cpu: dict[str, list[float]] = {name: [] for name in ops}
+    items = list(ops.items())
+    for round_ in range(rounds):
+        for name, op in items if round_ % 2 else items[::-1]:
+            t0 = time.process_time()
+            for i in range(calls):
+                op(i)
+            cpu[name].append((time.process_time() - t0) / calls * 1e6)
+    cells = ", ".join(f"{name} {statistics.median(v):.1f} us" for name, v in cpu.items())
+    print(f"client CPU per call, 1 thread (median of {rounds} interleaved rounds): {cells}")
 
 
 def bench_bulk_load(rows: int, sample: int) -> None:

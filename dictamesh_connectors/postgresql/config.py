@@ -122,7 +122,12 @@ class PostgreSQLConfig(BaseConfig):
             and the connection is discarded. A connection given back less
             than 25 ms earlier skips the read (a system call on the hot
             path of a busy pool), except for a second after any connection
-            was found dead. ``"always"`` pings the server
+            was found dead. A statement that meets a connection the
+            server ended inside that window fails as if the connection had
+            dropped mid-flight (reads and ``BEGIN`` are retried once; a
+            write outside a transaction raises a transient error with
+            ``maybe_applied=True``): never a silently lost write.
+            ``"always"`` pings the server
             every time (one extra round trip per operation, like
             SQLAlchemy's ``pool_pre_ping``; also catches connections dropped
             silently by the network). ``"off"`` trusts the pool.

@@ -55,12 +55,9 @@ Params = Sequence[Any] | Mapping[str, Any] | None
 """Statement parameters: a sequence for ``%s``, a mapping for ``%(name)s``."""
 
 _TX_RETRY_CODES = frozenset({ErrorCode.SERIALIZATION_FAILURE, ErrorCode.DEADLOCK})
-_ISOLATION_LEVELS = {
-    "READ UNCOMMITTED": "READ UNCOMMITTED",
-    "READ COMMITTED": "READ COMMITTED",
-    "REPEATABLE READ": "REPEATABLE READ",
-    "SERIALIZABLE": "SERIALIZABLE",
-}
+_ISOLATION_LEVELS = frozenset(
+    {"READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"}
+)
 _COPY_FORMATS = frozenset({"text", "csv", "binary"})
 _GET_AND_SET_TIMEOUT = (
     "SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, %s)"
@@ -77,6 +74,7 @@ _RECENTLY_USED = 0.025
 _SUSPICIOUS_FOR = 1.0
 _RELEASED_AT = "_dictamesh_released_at"
 _IDLE = psycopg.pq.TransactionStatus.IDLE
+_INERROR = psycopg.pq.TransactionStatus.INERROR
 
 
 class _Writable(Protocol):
@@ -241,7 +239,7 @@ def _execute(
     try:
         cur.execute(query, params)
     finally:
-        if conn.pgconn.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+        if conn.pgconn.transaction_status != _INERROR:
             try:
                 conn.execute(_SET_TIMEOUT, (old, local))
             except psycopg.Error:
@@ -263,7 +261,7 @@ def _begin_statement(isolation_level: str | None, read_only: bool, deferrable: b
                 f"isolation_level must be one of {', '.join(sorted(_ISOLATION_LEVELS))}, "
                 f"got {isolation_level!r:.40}"
             )
-        parts.append("ISOLATION LEVEL " + _ISOLATION_LEVELS[key])
+        parts.append("ISOLATION LEVEL " + key)
     if read_only:
         parts.append("READ ONLY")
     if deferrable:
@@ -478,13 +476,23 @@ class RowStream:
             for row in rows:
                 handle(row)
 
+    Dropping the last reference to an unfinished stream (``del``, or a
+    ``break`` out of ``for row in db.stream(...)``) also releases it at once:
+    the generator behind it holds no reference back to the stream, so
+    reference counting finalises it without waiting for the cycle collector.
+
     Attributes:
         columns: The column names, known once the first row was fetched.
     """
 
-    def __init__(self, rows: Callable[[RowStream], Generator[dict[str, Any], None, None]]) -> None:
+    __slots__ = ("_rows", "columns")
+
+    def __init__(self, rows: Callable[[list[str]], Generator[dict[str, Any], None, None]]) -> None:
+        # The generator fills this list in place: it must not reference the
+        # stream itself (a cycle would keep an abandoned stream, and its
+        # pooled connection, alive until the next garbage collection).
         self.columns: list[str] = []
-        self._rows = rows(self)
+        self._rows = rows(self.columns)
 
     def __iter__(self) -> RowStream:
         return self
@@ -753,37 +761,43 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         is the hot path of every operation: ``_use()`` does the in-flight
         accounting, without the general retry loop of ``_run()``.
         """
-        target = self._target
-        try:
-            with self._use() as pool, translate(operation, target, write=write):
-                conn = self._getconn(pool)
-                try:
-                    return body(conn)
-                finally:
-                    _putconn(pool, conn)
-        except ConnectorError as err:
-            if err.retry_hint is RetryHint.RECONNECT:
-                self._note_lost()
-            if (
-                write
-                or not self.config.retry_reads
-                or err.retry_hint is not RetryHint.RECONNECT
-                or (retry_once is not None and not retry_once())
-            ):
-                raise
-            logger.warning(
-                "postgresql: %s on %s lost its connection (%s: %s); retrying once",
-                operation,
-                target,
-                err.code.value,
-                err.message,
-            )
-        with self._use() as pool, translate(operation, target, write=write):
-            conn = self._getconn(pool)
+        translator = translate(operation, self._target, write=write)
+        for attempt in (1, 2):
             try:
-                return body(conn)
-            finally:
-                _putconn(pool, conn)
+                with self._use() as pool, translator:
+                    conn = self._getconn(pool)
+                    try:
+                        return body(conn)
+                    finally:
+                        _putconn(pool, conn)
+            except ConnectorError as err:
+                allowed = not write and self.config.retry_reads
+                if not self._retry_lost(
+                    operation, err, attempt, allowed and (retry_once is None or retry_once())
+                ):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_lost(self, operation: str, err: ConnectorError, attempt: int, allowed: bool) -> bool:
+        """After attempt ``attempt`` failed with ``err``: run it once more?
+
+        Only a lost connection (hint RECONNECT) on the first attempt of an
+        operation that may safely run twice (``allowed``) is retried, on a
+        connection the checkout then health-checks whatever the 25 ms rule.
+        """
+        if err.retry_hint is not RetryHint.RECONNECT:
+            return False
+        self._note_lost()
+        if attempt > 1 or not allowed:
+            return False
+        logger.warning(
+            "postgresql: %s on %s lost its connection (%s: %s); retrying once",
+            operation,
+            self._target,
+            err.code.value,
+            err.message,
+        )
+        return True
 
     # -------------------------------------------------------- operations
 
@@ -990,16 +1004,16 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidConfigError("batch_size must be a positive int")
 
-        def rows(stream: RowStream) -> Generator[dict[str, Any], None, None]:
+        def rows(columns: list[str]) -> Generator[dict[str, Any], None, None]:
             with self._use() as pool:
-                yield from self._stream_rows(pool, stream, sql, params, batch_size)
+                yield from self._stream_rows(pool, columns, sql, params, batch_size)
 
         return RowStream(rows)
 
     def _stream_rows(
         self,
         pool: psycopg_pool.ConnectionPool[Any],
-        stream: RowStream,
+        columns: list[str],
         query: SQL,
         params: Params,
         batch_size: int,
@@ -1019,19 +1033,10 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                         raise
                 break
             except ConnectorError as err:
-                if err.retry_hint is not RetryHint.RECONNECT:
+                if not self._retry_lost("stream", err, attempt, self.config.retry_reads):
                     raise
-                self._note_lost()
-                if attempt == 2 or not self.config.retry_reads:
-                    raise
-                logger.warning(
-                    "postgresql: stream on %s lost its connection (%s); retrying once",
-                    target,
-                    err.code.value,
-                )
         try:
-            columns = [c.name for c in cur.description or ()]
-            stream.columns = columns
+            columns[:] = [c.name for c in cur.description or ()]
             while batch:
                 for row in batch:
                     yield dict(zip(columns, row, strict=False))
@@ -1090,7 +1095,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                     _rollback_quietly(conn)
                     raise
                 tx._active = False
-                if conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                if conn.pgconn.transaction_status == _INERROR:
                     _rollback_quietly(conn)
                     raise ConnectorError(
                         f"postgresql: transaction on {target}: a statement failed inside "
@@ -1101,9 +1106,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                 with translate("commit", target, write=True):
                     conn.execute("COMMIT")
             finally:
-                if not conn.closed and (
-                    conn.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE
-                ):
+                if not conn.closed and (conn.pgconn.transaction_status != _IDLE):
                     _rollback_quietly(conn)
                 _putconn(pool, conn)
 
@@ -1122,15 +1125,8 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                         raise
                     return conn
             except ConnectorError as err:
-                if err.retry_hint is RetryHint.RECONNECT:
-                    self._note_lost()
-                if attempt == 2 or err.retry_hint is not RetryHint.RECONNECT:
+                if not self._retry_lost("BEGIN", err, attempt, True):
                     raise
-                logger.warning(
-                    "postgresql: BEGIN on %s lost its connection (%s); retrying once",
-                    target,
-                    err.code.value,
-                )
         raise AssertionError("unreachable")  # pragma: no cover
 
     def run_in_transaction(
@@ -1165,7 +1161,8 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                 exhausted; any other error at once.
         """
         policy = retry or self.config.retry
-        start = self._clock()
+        clock = self._clock
+        start = clock()
         for attempt in itertools.count(1):
             try:
                 with self.transaction(isolation_level, read_only, deferrable) as tx:
@@ -1174,10 +1171,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                 if err.code not in _TX_RETRY_CODES or attempt >= policy.max_attempts:
                     raise
                 wait = policy.delay(attempt, self._rand())
-                if (
-                    policy.deadline is not None
-                    and time.monotonic() - start + wait > policy.deadline
-                ):
+                if policy.deadline is not None and clock() - start + wait > policy.deadline:
                     raise
                 logger.warning(
                     "postgresql: transaction on %s failed (attempt %d of %d, %s); "
@@ -1197,7 +1191,7 @@ def _end_stream(
     conn: psycopg.Connection[Any],
     cur: psycopg.ServerCursor[Any],
 ) -> None:
-    if conn.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+    if conn.pgconn.transaction_status != _IDLE:
         # Stopped early or failed: the rollback also drops the server cursor.
         _rollback_quietly(conn)
     with contextlib.suppress(psycopg.Error):

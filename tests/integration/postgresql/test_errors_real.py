@@ -13,6 +13,7 @@ from dictamesh_connectors.errors import (
     RetryHint,
 )
 from dictamesh_connectors.postgresql import PostgreSQLConfig, PostgreSQLConnector
+from dictamesh_connectors.postgresql import connector as pg_connector
 
 from .conftest import backend_pids, terminate, unique, wait_for
 
@@ -207,6 +208,34 @@ def test_terminated_connection_without_health_check(make_db, admin):
     assert db.query("SELECT 3").scalar() == 3
 
 
+def test_a_write_that_skipped_the_checkout_check_fails_loudly_never_silently(
+    make_db, admin, table, monkeypatch
+):
+    # health_check="auto" skips the checkout read for a connection given back
+    # less than _RECENTLY_USED seconds ago. Stretch that window so the skip is
+    # certain: a write then runs on a connection the server has already ended.
+    monkeypatch.setattr(pg_connector, "_RECENTLY_USED", 3600.0)
+    monkeypatch.setattr(pg_connector, "_SUSPICIOUS_FOR", 3600.0)
+    db = make_db(max_open_conns=1, max_idle_conns=1)
+    app = db.config.application_name
+    db.execute(f'CREATE TABLE "{table}" (id int)')
+    terminate(admin, app)
+    assert wait_for(lambda: backend_pids(admin, app) == [])
+    with pytest.raises(ConnectorError) as info:
+        db.execute(f'INSERT INTO "{table}" VALUES (%s)', [1])
+    err = info.value
+    # Not lost, not silently dropped: a transient error whose outcome is unknown.
+    assert err.code in (ErrorCode.UNAVAILABLE, ErrorCode.CONNECTION_LOST), err
+    assert err.transient and err.retry_hint is RetryHint.RECONNECT and err.maybe_applied
+    # Once a dead connection was seen, every checkout is checked again: a
+    # second kill is caught by the check, and the write (never retried) succeeds.
+    assert wait_for(lambda: len(backend_pids(admin, app)) == 1)
+    terminate(admin, app)
+    assert wait_for(lambda: backend_pids(admin, app) == [])
+    assert db.execute(f'INSERT INTO "{table}" VALUES (%s)', [2]).rows_affected == 1
+    assert admin.execute(f'SELECT id FROM "{table}"').fetchall() == [(2,)]
+
+
 def test_connection_killed_during_a_query(make_db, admin):
     db = make_db(max_open_conns=2, max_idle_conns=2)
     app = db.config.application_name
@@ -289,3 +318,16 @@ def test_too_many_connections_for_a_role(postgres_dsn, admin, make_db):
             )
         )
         admin.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))
+
+
+def test_pool_exhausted_is_a_transient_timeout(make_db):
+    db = make_db(max_open_conns=1, max_idle_conns=1, pool_timeout=0.3)
+    with db.transaction() as tx:  # holds the only connection
+        tx.query("SELECT 1")
+        with pytest.raises(ConnectorTimeoutError) as info:
+            db.execute("INSERT INTO nowhere VALUES (1)")
+    err = info.value
+    assert err.code is ErrorCode.TIMEOUT and err.transient and err.retry_hint is RetryHint.RETRY
+    assert err.details["pool"] == "timeout"
+    assert not err.maybe_applied  # nothing was sent
+    assert db.query("SELECT 1").scalar() == 1  # the connection came back

@@ -167,3 +167,43 @@ def test_disconnect_during_load_drains_then_closes_everything(make_db, admin, ta
     assert stored == set(succeeded)  # nothing lost, nothing half-done
     # Every server connection of this connector is gone.
     assert wait_for(lambda: backend_pids(admin, app) == [], timeout=30)
+
+
+def test_the_connector_lock_is_never_held_across_network_io(make_db):
+    db = make_db(max_open_conns=6, max_idle_conns=6)
+    errors = []
+
+    def in_transaction():
+        with db.transaction() as tx:
+            tx.query("SELECT pg_sleep(1)")
+
+    slow = [
+        lambda: db.query("SELECT pg_sleep(1)"),
+        lambda: db.execute("SELECT pg_sleep(1)"),
+        in_transaction,
+        lambda: list(db.stream("SELECT pg_sleep(1)")),
+        lambda: db.copy_out("SELECT pg_sleep(1)"),
+    ]
+
+    def run(op):
+        try:
+            op()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(op,)) for op in slow]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    # All five are in flight, each waiting on the server ...
+    assert wait_for(lambda: db._inflight == 5, timeout=5)
+    for _ in range(5):
+        # ... and the connector lock stays free the whole time.
+        assert db._lock.acquire(timeout=0.1)
+        db._lock.release()
+        assert db.is_connected
+        time.sleep(0.05)
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert time.monotonic() - t0 < 2.5  # they ran side by side, not one after another

@@ -1,5 +1,6 @@
 """query / execute / executemany / COPY / stream / transactions against the real server."""
 
+import gc
 import io
 
 import psycopg
@@ -40,10 +41,22 @@ def test_execute_rows_affected_and_returning(db, table):
     assert db.execute(f'DELETE FROM "{table}" WHERE id = %s', [1]).rows_affected == 1
 
 
-def test_executemany_is_pipelined_and_atomic(db, table):
+def test_executemany_is_pipelined_and_atomic(db, table, monkeypatch):
     create(db, table)
     insert = f'INSERT INTO "{table}" VALUES (%s, %s)'
+    pipelines = []
+    original = psycopg.Connection.pipeline
+
+    def spy(self):
+        pipelines.append(self)
+        return original(self)
+
+    monkeypatch.setattr(psycopg.Connection, "pipeline", spy)
     assert db.executemany(insert, [(i, f"n{i}") for i in range(500)]).rows_affected == 500
+    with db.transaction() as tx:
+        assert tx.executemany(insert, [(600, "a"), (601, "b")]).rows_affected == 2
+        tx.execute(f'DELETE FROM "{table}" WHERE id >= 600')
+    assert len(pipelines) == 2  # both ran in psycopg's pipeline mode
     with pytest.raises(ConnectorError) as info:
         db.executemany(insert, [(1000, "ok"), (1001, "ok"), (1, "duplicate")])
     assert info.value.code is ErrorCode.CONSTRAINT_VIOLATION
@@ -106,6 +119,36 @@ def test_stream_closed_early_ends_its_transaction(make_db, admin):
         assert next(rows) == {"generate_series": 1}
     assert db.query("SELECT count(*) FROM pg_cursors").scalar() == 0
     assert db.query("SELECT now() = statement_timestamp()").scalar() is True  # not in a transaction
+
+
+def test_abandoned_streams_release_their_connection_without_the_garbage_collector(make_db, admin):
+    # One connection and a short pool wait: a stream that kept its connection
+    # would make the next query fail with a pool timeout.
+    db = make_db(max_open_conns=1, max_idle_conns=1, pool_timeout=2)
+    query = "SELECT * FROM generate_series(1, 100000)"
+    gc.disable()  # reference counting alone must release an abandoned stream
+    try:
+        rows = db.stream(query, batch_size=10)
+        assert next(rows) == {"generate_series": 1}
+        del rows
+        assert db._inflight == 0
+        assert db.query("SELECT count(*) FROM pg_cursors").scalar() == 0
+        for row in db.stream(query, batch_size=10):
+            assert row == {"generate_series": 1}
+            break
+        assert db._inflight == 0
+        assert db.query("SELECT now() = statement_timestamp()").scalar() is True
+    finally:
+        gc.enable()
+    states = admin.execute(
+        "SELECT state FROM pg_stat_activity WHERE application_name = %s",
+        [db.config.application_name],
+    ).fetchall()
+    assert states == [("idle",)]
+    db.disconnect(timeout=5)  # nothing in flight: returns at once
+    assert backend_pids(admin, db.config.application_name) == [] or wait_for(
+        lambda: backend_pids(admin, db.config.application_name) == []
+    )
 
 
 def test_stream_errors_are_translated(db):

@@ -197,6 +197,22 @@ def test_run_in_transaction_respects_the_deadline():
     assert fake.attempts == 1
 
 
+def test_run_in_transaction_measures_the_deadline_on_the_connectors_clock():
+    db = make()
+    fake = FakeTransactions([conflict(ErrorCode.DEADLOCK)] * 10)
+    db.transaction = fake
+    now = [1_000_000.0]  # a fake clock far from time.monotonic()
+    db._clock = lambda: now[0]
+    db._sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
+    policy = RetryPolicy(
+        max_attempts=10, initial_backoff=1, multiplier=2, max_backoff=100, jitter=False, deadline=5
+    )
+    with pytest.raises(ConnectorError):
+        db.run_in_transaction(lambda tx: None, retry=policy)
+    # Waits of 1 s and 2 s fit in the 5 s budget; the next (4 s) would not.
+    assert fake.attempts == 3 and now[0] == 1_000_003.0
+
+
 def test_reads_are_retried_once_on_reconnect_hints_and_writes_never(monkeypatch):
     db = make()
     attempts = []
@@ -320,3 +336,17 @@ def test_health_check_off_never_reads():
     db = make(health_check="off")
     conn = FakeConn(dead=True)
     assert db._getconn(FakePool([conn])) is conn and conn.pgconn.reads == 0
+
+
+def test_the_documented_health_check_windows_are_the_real_ones():
+    from pathlib import Path
+
+    from dictamesh_connectors.postgresql import connector as module
+
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "postgresql.md").read_text()
+    docstring = " ".join(PostgreSQLConfig.__doc__.split())
+    recently = f"{round(module._RECENTLY_USED * 1000)} ms"
+    assert module._SUSPICIOUS_FOR == 1.0  # "for a second" in both texts
+    assert f"less than {recently} earlier" in " ".join(docs.split())
+    assert f"than {recently} earlier" in docstring and "for a second" in docstring
+    assert "during the second after any connection was found dead" in " ".join(docs.split())

@@ -1,6 +1,8 @@
 """The psycopg -> ConnectorError table, on real psycopg exception instances (no server)."""
 
 import pickle
+import re
+from pathlib import Path
 
 import psycopg
 import psycopg_pool
@@ -306,3 +308,59 @@ def test_translated_errors_pickle_with_every_attribute(sqlstate):
         "details",
     ):
         assert getattr(copy, attr) == getattr(err, attr), attr
+
+
+# ------------------------------------------------- docs/postgresql.md agrees
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "postgresql.md"
+_DOC_SQLSTATE = re.compile(r"\b(?=[0-9A-Z]*[0-9])[0-9A-Z]{5}\b")
+_DOC_CLASS = re.compile(r"\bclass ([0-9A-Z]{2})\b")
+_DOC_AT_CONNECT = re.compile(r"at connect time ([\"'])(.+?)\1")
+_DOC_DRIVER_CLASS = re.compile(r"`(psycopg_pool|psycopg\.errors)\.(\w+)`")
+
+
+def documented_error_table():
+    """The rows of the table in the "Errors" section: (source text, (code, transient, hint))."""
+    section = DOCS.read_text().split("\n## Errors\n", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or len(cells) != 4 or cells[0] in ("Source", "---"):
+            continue
+        source, code, transient, hint = cells
+        assert transient in ("yes", "no"), line
+        first_code = re.search(r"`(\w+)`", code).group(1)
+        rule = (ErrorCode[first_code], transient == "yes", RetryHint[hint.strip("`")])
+        rows.append((source, rule))
+    return rows
+
+
+def rule_of(err):
+    return (err.code, err.transient, err.retry_hint)
+
+
+def test_the_documented_error_table_matches_errors_py():
+    rows = documented_error_table()
+    assert len(rows) > 15
+    states, classes, drivers = set(), set(), set()
+    for source, rule in rows:
+        for state in _DOC_SQLSTATE.findall(source):
+            states.add(state)
+            assert rule_of(classify(server_error(state))) == rule, (source, state)
+        for cls in _DOC_CLASS.findall(source):
+            classes.add(cls)
+            if "while connecting" in source:
+                assert rule_of(classify(server_error(cls + "000"), connecting=True)) == rule
+            else:
+                assert rule_of(classify(server_error(cls + "000"))) == rule, (source, cls)
+        for _quote, text in _DOC_AT_CONNECT.findall(source):
+            exc = psycopg.OperationalError(f"connection failed: FATAL:  {text}")
+            assert rule_of(classify(exc, connecting=True)) == rule, (source, text)
+        for module, name in _DOC_DRIVER_CLASS.findall(source):
+            drivers.add(name)
+            exc = getattr(psycopg_pool if module == "psycopg_pool" else pgerrors, name)("x")
+            assert rule_of(classify(exc)) == rule, source
+    # ... and nothing in the table of errors.py is left out of the docs.
+    assert set(SQLSTATE_CODES) <= states, set(SQLSTATE_CODES) - states
+    assert set(SQLSTATE_CLASSES) <= classes, set(SQLSTATE_CLASSES) - classes
+    assert {"PoolTimeout", "TooManyRequests", "PoolClosed", "ConnectionTimeout"} <= drivers
