@@ -9,12 +9,13 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 LINT_PATHS := dictamesh_connectors tests $(wildcard benchmarks examples)
 SERVICES := PYTHON=$(abspath $(PY)) scripts/services.sh
+SERVICE_NAMES := postgres kafka mongodb
 
 .PHONY: help install test unit integration lint demo services-up services-down services-status bench clean
 
 help:
-	@echo "make demo            run the demo on local services (starts them)"
-	@echo "make test            lint-free unit + integration tests on real local services"
+	@echo "make demo            run examples/demo.py on the local PostgreSQL (starts it)"
+	@echo "make test            unit + integration tests on real local services (starts, then stops them)"
 	@echo "make unit            unit tests only (no services)"
 	@echo "make lint            ruff + mypy --strict"
 	@echo "make bench           benchmarks: connector vs raw driver"
@@ -38,14 +39,33 @@ services-down:
 services-status:
 	@$(SERVICES) status
 
-# Starts the services, runs every test, then stops the services it started
-# (KEEP_SERVICES=1 leaves them running for a faster next run).
+# Starts the services, runs every test, then stops the services this run
+# started (ones already running before are left alone; KEEP_SERVICES=1 leaves
+# all of them running for a faster next run). Fails when a service cannot
+# start, when any test fails, and when pytest collects no test (exit 5).
 test: $(STAMP)
-	@$(SERVICES) up
-	@echo "==> running the tests (unit + integration)"
-	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
-	if [ "$(KEEP_SERVICES)" != "1" ]; then $(SERVICES) down; fi; \
-	exit $$status
+	@echo "==> make test: the unit tests and the integration tests against real local servers"
+	@started=""; \
+	for s in $(SERVICE_NAMES); do \
+		PYTHON=$(abspath $(PY)) bash scripts/services/$$s.sh status >/dev/null 2>&1 || started="$$started $$s"; \
+	done; \
+	echo "==> starting the test services (scripts/services.sh up):$${started:- all already running}"; \
+	if ! $(SERVICES) up; then \
+		echo "make test: FAILED: a test service could not start (see its log above)" >&2; \
+		if [ "$(KEEP_SERVICES)" != "1" ] && [ -n "$$started" ]; then $(SERVICES) down $$started >/dev/null 2>&1 || true; fi; \
+		exit 1; \
+	fi; \
+	echo "==> running the tests: $(PY) -m pytest $(PYTEST_ARGS)"; \
+	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -eq 5 ]; then \
+		echo "make test: pytest collected no tests (exit status 5); that is a failure" >&2; \
+	fi; \
+	if [ "$(KEEP_SERVICES)" != "1" ] && [ -n "$$started" ]; then \
+		echo "==> stopping the services this run started:$$started (KEEP_SERVICES=1 keeps them)"; \
+		$(SERVICES) down $$started; \
+	fi; \
+	if [ $$status -eq 0 ]; then echo "==> make test: all tests passed"; \
+	else echo "==> make test: FAILED (pytest exit status $$status)" >&2; exit 1; fi
 
 unit: $(STAMP)
 	@$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
@@ -62,8 +82,12 @@ lint: $(STAMP)
 	@$(PY) -m mypy dictamesh_connectors
 
 demo: $(STAMP)
-	@$(SERVICES) up
+	@echo "==> make demo: connectors from URLs, a thread pool, classified errors, a clean shutdown"
+	@echo "==> starting the local service it uses: PostgreSQL (scripts/services.sh up postgres); it keeps running afterwards"
+	@$(SERVICES) up postgres || { echo "make demo: FAILED: PostgreSQL could not start (see above)" >&2; exit 1; }
+	@echo "==> running examples/demo.py"
 	@$(PY) examples/demo.py
+	@echo "==> make demo: done. The services are still running: 'make services-status', 'make services-down'"
 
 bench: $(STAMP)
 	@$(SERVICES) up

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from types import ModuleType
 
 from dictamesh_connectors.errors import MissingDependencyError
+
+__all__ = ["require"]
+
+logger = logging.getLogger(__name__)
 
 
 def require(module: str, *, extra: str, connector: str) -> ModuleType:

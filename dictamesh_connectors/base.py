@@ -121,6 +121,10 @@ class Connector(Generic[ConfigT, HandleT]):
         self._handle: HandleT | None = None
         self._epoch = 0  # bumped by disconnect(); a connect() from an older epoch lost the race
         self._inflight = 0
+        # Bumped when the in-flight count restarts at zero (a fork, or a
+        # disconnect() that gave up waiting): operations registered under an
+        # older generation no longer count, and their end is ignored.
+        self._generation = 0
         self._pid = os.getpid()
         # The retry loop's time and randomness; tests substitute fakes.
         self._sleep: Callable[[float], object] = time.sleep
@@ -205,22 +209,32 @@ class Connector(Generic[ConfigT, HandleT]):
                 self._changed.notify_all()
             raise
         with self._lock:  # state, handle
-            if self._state is State.CONNECTING and self._epoch == epoch:
+            won = self._state is State.CONNECTING and self._epoch == epoch
+            if won:
                 self._handle, self._state = handle, State.CONNECTED
                 self._changed.notify_all()
-                logger.debug("%s: connected", self.name)
-                return
+        if won:
+            logger.debug("%s: connected", self.name)  # outside the lock: handlers may do I/O
+            return
         self._close_quietly(handle, timeout=0)  # lost the race with disconnect(): don't leak it
         raise NotConnectedError(f"{self.name}: disconnected while connecting", connector=self.name)
 
     def disconnect(self, timeout: float | None = None) -> None:
         """Stop new operations, wait for in-flight ones, then close. Idempotent.
 
+        A ``connect()`` (or an automatic reconnection) still opening when
+        this is called loses the race: it closes what it opened and raises
+        ``NotConnectedError``. A second ``disconnect()`` racing the first
+        waits for it to finish.
+
         Args:
             timeout: Seconds to wait for in-flight operations before closing
-                anyway (``None`` waits as long as they take).
+                anyway (``None`` waits as long as they take). Operations still
+                running then keep their (closed) handle and fail on their own.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        abandoned = 0
+        interrupt: BaseException | None = None
         with self._lock:  # state, handle, in-flight count
             if self._state is State.DISCONNECTED:
                 return
@@ -228,37 +242,52 @@ class Connector(Generic[ConfigT, HandleT]):
                 while self._state is State.DISCONNECTING:
                     self._changed.wait()
                 return
+            # A connect() or reconnect from an older epoch closes what it opens.
             self._epoch += 1
-            if self._state is State.CONNECTING:
-                # The connecting thread sees the new epoch and closes its handle.
-                self._state = State.DISCONNECTED
-                self._changed.notify_all()
-                return
             self._state = State.DISCONNECTING
             self._changed.notify_all()
-            while self._inflight > 0:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    logger.warning(
-                        "%s: closing with %d operation(s) still in flight after %.1fs",
-                        self.name,
-                        self._inflight,
-                        timeout,
-                    )
-                    break
-                self._changed.wait(remaining)
+            try:
+                while self._inflight > 0:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        # Give up on them: they fail on the closed handle, and
+                        # a later connect()/disconnect() does not wait for them.
+                        abandoned, self._inflight = self._inflight, 0
+                        self._generation += 1
+                        break
+                    self._changed.wait(remaining)
+            except BaseException as exc:
+                # KeyboardInterrupt in wait(): finish the disconnect anyway
+                # (closing at once, abandoning what still runs), never leave
+                # DISCONNECTING behind, where connect() and disconnect() would
+                # wait forever.
+                interrupt = exc
+                self._inflight = 0
+                self._generation += 1
             handle, self._handle = self._handle, None
+        if abandoned:
+            logger.warning(
+                "%s: closing with %d operation(s) still in flight after %.1fs",
+                self.name,
+                abandoned,
+                timeout,
+            )
         try:
             if handle is not None:
-                self._close_quietly(
-                    handle,
-                    timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
-                )
+                if interrupt is not None:
+                    close_timeout: float | None = 0.0
+                elif deadline is None:
+                    close_timeout = None
+                else:
+                    close_timeout = max(0.0, deadline - time.monotonic())
+                self._close_quietly(handle, timeout=close_timeout)
         finally:
             with self._lock:  # state
                 self._state = State.DISCONNECTED
                 self._changed.notify_all()
             logger.debug("%s: disconnected", self.name)
+        if interrupt is not None:
+            raise interrupt
 
     def _close_quietly(self, handle: HandleT, timeout: float | None) -> None:
         try:
@@ -281,10 +310,12 @@ class Connector(Generic[ConfigT, HandleT]):
         )
 
     def __enter__(self: T) -> T:
+        """``connect()`` and return the connector."""
         self.connect()  # type: ignore[attr-defined]
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """``disconnect()``, draining in-flight operations (no timeout)."""
         self.disconnect()
 
     def __repr__(self) -> str:
@@ -310,20 +341,32 @@ class Connector(Generic[ConfigT, HandleT]):
         """
         return _InFlight(self)
 
-    def _release(self) -> None:
+    def _release(self, generation: int) -> None:
+        """End an in-flight operation registered by ``_acquire`` in ``generation``."""
         with self._lock:  # in-flight count
+            if generation != self._generation:
+                # Registered before a fork() made by the very thread running
+                # it, or abandoned by a disconnect() that timed out: the
+                # count restarted at zero without it.
+                return
             self._inflight -= 1
-            if self._inflight == 0:
+            # Only a draining disconnect() waits for the count to reach zero.
+            if self._inflight == 0 and self._state is State.DISCONNECTING:
                 self._changed.notify_all()
 
-    def _acquire(self) -> HandleT:
+    def _acquire(self) -> tuple[HandleT, int]:
+        """Register an in-flight operation; return the handle and its accounting generation.
+
+        Raises:
+            NotConnectedError: Not connected, or ``disconnect()`` has started.
+        """
         while True:
             with self._lock:  # state, handle, in-flight count
                 while self._state is State.CONNECTING and self._handle is None:
                     self._changed.wait()
                 if self._state is State.CONNECTED and self._handle is not None:
                     self._inflight += 1
-                    return self._handle
+                    return self._handle, self._generation
                 if self._state is not State.CONNECTED:
                     raise NotConnectedError(
                         f"{self.name}: not connected ({self._state.value}); call connect() first",
@@ -408,6 +451,7 @@ class Connector(Generic[ConfigT, HandleT]):
         self._pid = os.getpid()
         handle, self._handle = self._handle, None
         self._inflight = 0
+        self._generation += 1
         if self._state is State.CONNECTING:
             # The connecting thread does not exist here: open lazily on first use.
             self._state = State.CONNECTED
@@ -423,13 +467,15 @@ class Connector(Generic[ConfigT, HandleT]):
 class _InFlight(Generic[HandleT]):
     """Context manager for one in-flight operation (a class: it is on every hot path)."""
 
-    __slots__ = ("_connector",)
+    __slots__ = ("_connector", "_generation")
 
     def __init__(self, connector: Connector[Any, HandleT]) -> None:
         self._connector = connector
+        self._generation = 0
 
     def __enter__(self) -> HandleT:
-        return self._connector._acquire()
+        handle, self._generation = self._connector._acquire()
+        return handle
 
     def __exit__(self, *exc_info: object) -> None:
-        self._connector._release()
+        self._connector._release(self._generation)

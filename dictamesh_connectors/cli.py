@@ -13,6 +13,7 @@ or configuration. Passwords in URLs are masked in everything printed.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -23,6 +24,8 @@ from dictamesh_connectors.errors import ConnectorError, InvalidConfigError
 from dictamesh_connectors.registry import connector_class, known_schemes
 
 __all__ = ["main"]
+
+logger = logging.getLogger(__name__)
 
 
 def _options(pairs: Sequence[str]) -> dict[str, str]:

@@ -11,6 +11,7 @@ Any bad value in any field raises ``InvalidConfigError`` naming the field
 from __future__ import annotations
 
 import hmac
+import logging
 import math
 import os
 import urllib.parse
@@ -25,9 +26,22 @@ from dictamesh_connectors.retry import RetryPolicy
 __all__ = [
     "BaseConfig",
     "Secret",
+    "bool_field",
+    "describe_value",
+    "field_converter",
+    "float_field",
+    "int_field",
     "parse_url",
+    "query_params",
+    "redact_url_password",
+    "retry_field",
+    "secret_field",
+    "str_field",
     "to_bool",
+    "url_credentials",
 ]
+
+logger = logging.getLogger(__name__)
 
 C = TypeVar("C", bound="BaseConfig")
 
@@ -78,7 +92,11 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
+        # surrogatepass: a str may hold lone surrogates; comparing must not raise.
+        return hmac.compare_digest(
+            self._value.encode("utf-8", "surrogatepass"),
+            other._value.encode("utf-8", "surrogatepass"),
+        )
 
     def __hash__(self) -> int:
         return hash((Secret, self._value))
@@ -103,17 +121,50 @@ def to_bool(value: object) -> bool:
             return True
         if lowered in _FALSE:
             return False
-    raise InvalidConfigError(f"expected a boolean, got {_describe(value)}")
+    raise InvalidConfigError(f"expected a boolean, got {describe_value(value)}")
 
 
-def _describe(value: object) -> str:
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return f"{type(value).__name__} {value!r:.60}"
-    return type(value).__name__
+def describe_value(value: object) -> str:
+    """Describe a (non-secret) value for an error message: its type and a short repr.
+
+    Never raises, whatever the value: only plain ``str``, ``int`` and
+    ``float`` values are shown (at most 60 characters; an int too long to
+    print is shown by its size), anything else by its type name alone, so a
+    hostile ``__repr__`` is never called.
+
+    Example::
+
+        >>> describe_value("soon")
+        "str 'soon'"
+        >>> describe_value(object())
+        'object'
+    """
+    kind = type(value)
+    if kind is int and isinstance(value, int):
+        if value.bit_length() > 128:
+            return f"int with {value.bit_length()} bits"
+        return f"int {value!r}"
+    if kind is float or kind is str:
+        return f"{kind.__name__} {value!r:.60}"
+    return kind.__name__
 
 
-def _field_converter(fn: Callable[[Any], Any], *, secret: bool = False) -> attrs.Converter:  # type: ignore[type-arg]
-    """Wrap ``fn`` so any failure becomes an InvalidConfigError naming the field."""
+def field_converter(fn: Callable[[Any], Any], *, secret: bool = False) -> attrs.Converter:  # type: ignore[type-arg]
+    """Wrap the converter ``fn`` so any failure becomes an ``InvalidConfigError``.
+
+    The error names the field. For a ``secret`` field it never shows the
+    value nor the message ``fn`` raised (which might quote it). Exceptions
+    other than ``InvalidConfigError`` are not chained, so the driver-free
+    message is all a traceback shows.
+
+    Args:
+        fn: Takes the raw value, returns the converted one; raises
+            ``InvalidConfigError`` (or any ``Exception``) for a bad value.
+        secret: The field holds a credential.
+
+    Returns:
+        An attrs converter for ``attrs.field(converter=...)``.
+    """
 
     def convert(value: Any, field: attrs.Attribute[Any]) -> Any:
         try:
@@ -121,8 +172,10 @@ def _field_converter(fn: Callable[[Any], Any], *, secret: bool = False) -> attrs
         except InvalidConfigError as err:
             message = err.message if not secret else "invalid secret value"
             raise InvalidConfigError(f"{field.name}: {message}") from None
-        except (TypeError, ValueError, OverflowError, AttributeError):
-            shown = "<redacted>" if secret else _describe(value)
+        except Exception:
+            # Anything a converter trips over (TypeError, OverflowError,
+            # RecursionError, a hostile __int__...) is a bad value.
+            shown = "<redacted>" if secret else describe_value(value)
             raise InvalidConfigError(f"{field.name}: invalid value {shown}") from None
 
     return attrs.Converter(convert, takes_field=True)
@@ -140,7 +193,7 @@ def _number(
                 return None
             raise InvalidConfigError("a value is required")
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise InvalidConfigError(f"expected a number, got {_describe(value)}")
+            raise InvalidConfigError(f"expected a number, got {describe_value(value)}")
         if isinstance(value, str):
             value = value.strip()
         number = kind(float(value)) if kind is int and isinstance(value, float) else kind(value)
@@ -149,9 +202,9 @@ def _number(
         if kind is int and isinstance(value, float) and value != number:
             raise InvalidConfigError(f"expected an integer, got {value!r}")
         if minimum is not None and number < minimum:
-            raise InvalidConfigError(f"{number!r} is below the minimum {minimum!r}")
+            raise InvalidConfigError(f"{describe_value(number)} is below the minimum {minimum!r}")
         if maximum is not None and number > maximum:
-            raise InvalidConfigError(f"{number!r} is above the maximum {maximum!r}")
+            raise InvalidConfigError(f"{describe_value(number)} is above the maximum {maximum!r}")
         return number
 
     return convert
@@ -161,9 +214,7 @@ def int_field(
     default: int | None, *, min: int | None = None, max: int | None = None, optional: bool = False
 ) -> Any:
     """An int field accepting ints and numeric strings, range-checked."""
-    return attrs.field(
-        default=default, converter=_field_converter(_number(int, min, max, optional))
-    )
+    return attrs.field(default=default, converter=field_converter(_number(int, min, max, optional)))
 
 
 def float_field(
@@ -175,13 +226,13 @@ def float_field(
 ) -> Any:
     """A finite float field accepting numbers and numeric strings, range-checked."""
     return attrs.field(
-        default=default, converter=_field_converter(_number(float, min, max, optional))
+        default=default, converter=field_converter(_number(float, min, max, optional))
     )
 
 
 def bool_field(default: bool) -> Any:
     """A bool field accepting bools, 0/1 and environment-style strings."""
-    return attrs.field(default=default, converter=_field_converter(to_bool))
+    return attrs.field(default=default, converter=field_converter(to_bool))
 
 
 def _string(optional: bool, nonempty: bool, choices: frozenset[str] | None) -> Callable[[Any], Any]:
@@ -191,7 +242,7 @@ def _string(optional: bool, nonempty: bool, choices: frozenset[str] | None) -> C
                 return None
             raise InvalidConfigError("a value is required")
         if not isinstance(value, str):
-            raise InvalidConfigError(f"expected a string, got {_describe(value)}")
+            raise InvalidConfigError(f"expected a string, got {describe_value(value)}")
         if "\x00" in value:
             raise InvalidConfigError("must not contain NUL characters")
         if nonempty and not value:
@@ -212,7 +263,7 @@ def str_field(
 ) -> Any:
     """A string field (no NUL characters), optionally restricted to ``choices``."""
     return attrs.field(
-        default=default, converter=_field_converter(_string(optional, nonempty, choices))
+        default=default, converter=field_converter(_string(optional, nonempty, choices))
     )
 
 
@@ -228,7 +279,7 @@ def _secret(value: Any) -> Secret | None:
 
 def secret_field() -> Any:
     """An optional ``Secret`` field; plain strings are wrapped on the way in."""
-    return attrs.field(default=None, converter=_field_converter(_secret, secret=True))
+    return attrs.field(default=None, converter=field_converter(_secret, secret=True))
 
 
 def _retry_policy(value: Any) -> RetryPolicy:
@@ -239,12 +290,12 @@ def _retry_policy(value: Any) -> RetryPolicy:
     if isinstance(value, (int, str)) and not isinstance(value, bool):
         # An int (or numeric string, as from_url/from_env give) is max_attempts.
         return RetryPolicy(max_attempts=cast(int, value))  # its converter parses strings
-    raise InvalidConfigError(f"expected a RetryPolicy, got {_describe(value)}")
+    raise InvalidConfigError(f"expected a RetryPolicy, got {describe_value(value)}")
 
 
 def retry_field() -> Any:
     """A ``RetryPolicy`` field; a mapping or an int (max_attempts) is converted."""
-    return attrs.field(factory=RetryPolicy, converter=_field_converter(_retry_policy))
+    return attrs.field(factory=RetryPolicy, converter=field_converter(_retry_policy))
 
 
 def parse_url(url: object, schemes: tuple[str, ...]) -> urllib.parse.SplitResult:
@@ -315,7 +366,13 @@ class BaseConfig:
                 f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(known))}"
             )
-        return cls(**fields)
+        try:
+            return cls(**fields)
+        except InvalidConfigError:
+            raise
+        except (TypeError, ValueError) as err:
+            # A subclass's cross-field validator that raised a plain error.
+            raise InvalidConfigError(f"{cls.__name__}: {type(err).__name__}") from None
 
     @classmethod
     def from_url(cls: type[C], url: str, **overrides: Any) -> C:
@@ -389,13 +446,22 @@ class BaseConfig:
         raise NotImplementedError
 
     def evolve(self: C, **changes: Any) -> C:
-        """Return a copy with ``changes`` applied (validated like ``create``)."""
+        """Return a copy with ``changes`` applied (validated like ``create``).
+
+        Raises:
+            InvalidConfigError: An unknown field name or a bad value.
+        """
         unknown = sorted(set(changes) - {a.name for a in attrs.fields(type(self))})
         if unknown:
             raise InvalidConfigError(
                 f"{type(self).__name__}: unknown option(s) {', '.join(unknown)}"
             )
-        return attrs.evolve(self, **changes)
+        try:
+            return attrs.evolve(self, **changes)
+        except InvalidConfigError:
+            raise
+        except (TypeError, ValueError) as err:
+            raise InvalidConfigError(f"{type(self).__name__}: {type(err).__name__}") from None
 
 
 def redact_url_password(url: str) -> str:

@@ -26,6 +26,7 @@ with any Python exception.
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,8 @@ __all__ = [
     "NotConnectedError",
     "RetryHint",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 class ErrorCode(str, enum.Enum):

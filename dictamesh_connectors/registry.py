@@ -14,16 +14,19 @@ installed fails only when used, with an error naming the extra.
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
-from dictamesh_connectors.errors import InvalidConfigError
+from dictamesh_connectors.errors import InvalidConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
     from dictamesh_connectors.base import Connector
 
 __all__ = ["ENTRY_POINT_GROUP", "connect", "connector_class", "known_schemes", "register"]
+
+logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "dictamesh_connectors.connectors"
 
@@ -37,64 +40,115 @@ _BUILTIN: dict[str, str] = {
     "postgresql": "dictamesh_connectors.postgresql.connector:PostgreSQLConnector",
 }
 
-_lock = threading.Lock()  # guards _registered and _entry_points_loaded
-_registered: dict[str, Any] = {}
+# Precedence: register() > built-in > entry point, so an installed plugin
+# never silently takes over a built-in scheme; register() does, explicitly.
+_lock = threading.Lock()  # guards _registered, _plugins and _entry_points_loaded (memory only)
+_registered: dict[str, Any] = {}  # scheme -> class or "module:Class", from register()
+_plugins: dict[str, EntryPoint] = {}  # scheme -> entry point of another distribution
 _entry_points_loaded = False
+
+
+def _valid_scheme(scheme: object) -> bool:
+    return (
+        isinstance(scheme, str)
+        and bool(scheme)
+        and scheme[0].isalpha()
+        and scheme.isascii()
+        and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum()
+    )
 
 
 def register(scheme: str, target: type[Connector[Any, Any]] | str) -> None:
     """Register a connector class (or a ``"module:Class"`` path) for a URL scheme.
 
+    A registered scheme wins over a built-in one and over entry points.
+    Thread-safe.
+
     Raises:
         InvalidConfigError: ``scheme`` is not a valid URL scheme.
     """
-    if (
-        not isinstance(scheme, str)
-        or not scheme
-        or not scheme.replace("+", "").replace("-", "").replace(".", "").isalnum()
-    ):
+    if not _valid_scheme(scheme):
         raise InvalidConfigError(f"invalid URL scheme {scheme!r:.40}")
-    with _lock:
+    with _lock:  # _registered
         _registered[scheme.lower()] = target
 
 
 def _load_entry_points() -> None:
     global _entry_points_loaded
-    with _lock:
-        if _entry_points_loaded:
-            return
-        _entry_points_loaded = True
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            _registered.setdefault(ep.name.lower(), ep.value)
+    if _entry_points_loaded:
+        return
+    # Read the installed distributions' metadata outside the lock (file I/O).
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if not _valid_scheme(ep.name):
+            logger.warning(
+                "ignoring entry point %r in group %s: not a valid URL scheme",
+                ep.name,
+                ENTRY_POINT_GROUP,
+            )
+            continue
+        if ep.name.lower() in _BUILTIN:
+            logger.warning(
+                "ignoring entry point %s = %s: %r is a built-in scheme "
+                "(use dictamesh_connectors.register() to replace it)",
+                ep.name,
+                ep.value,
+                ep.name,
+            )
+            continue
+        found.setdefault(ep.name.lower(), ep)
+    with _lock:  # _plugins, _entry_points_loaded
+        if not _entry_points_loaded:
+            _plugins.update(found)
+            _entry_points_loaded = True
 
 
 def known_schemes() -> list[str]:
     """Every URL scheme a connector is registered for, sorted."""
     _load_entry_points()
-    with _lock:
-        return sorted(set(_BUILTIN) | set(_registered))
+    with _lock:  # _registered, _plugins
+        return sorted(set(_BUILTIN) | set(_registered) | set(_plugins))
 
 
 def connector_class(scheme: str) -> type[Connector[Any, Any]]:
     """The connector class registered for ``scheme``.
 
     Raises:
-        InvalidConfigError: No connector is registered for ``scheme``.
-        MissingDependencyError: The connector's extra is not installed.
+        InvalidConfigError: No connector is registered for ``scheme``, or what
+            is registered is not a ``Connector`` class.
+        MissingDependencyError: The connector's extra (or the module a
+            third-party entry point names) is not installed.
     """
+    from dictamesh_connectors.base import Connector
+
     _load_entry_points()
-    key = scheme.lower()
-    with _lock:
-        target = _registered.get(key, _BUILTIN.get(key))
+    key = scheme.lower() if isinstance(scheme, str) else ""
+    with _lock:  # _registered, _plugins
+        target: Any = _registered.get(key) or _BUILTIN.get(key) or _plugins.get(key)
     if target is None:
         raise InvalidConfigError(
             f"no connector for URL scheme {scheme!r:.40}; known schemes: "
             f"{', '.join(known_schemes()) or '(none)'}"
         )
-    if isinstance(target, str):
-        module_name, _, attr = target.partition(":")
-        target = getattr(importlib.import_module(module_name), attr)
-    return target  # type: ignore[no-any-return]
+    where = target.value if isinstance(target, EntryPoint) else target
+    try:
+        if isinstance(target, EntryPoint):
+            target = target.load()
+        elif isinstance(target, str):
+            module_name, _, attr = target.partition(":")
+            target = getattr(importlib.import_module(module_name), attr)
+    except MissingDependencyError:
+        raise
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"the connector for {key}:// ({where}) cannot be imported: {err.name or 'a module'} "
+            "is not installed",
+        ) from err
+    except AttributeError as err:
+        raise InvalidConfigError(f"the connector for {key}:// ({where}) does not exist") from err
+    if not (isinstance(target, type) and issubclass(target, Connector)):
+        raise InvalidConfigError(f"the connector for {key}:// ({where}) is not a Connector class")
+    return target
 
 
 def connect(url: str, **overrides: Any) -> Connector[Any, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -19,8 +20,16 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+# No sane policy makes more attempts; the cap also keeps every field printable.
+MAX_ATTEMPTS_LIMIT = 1_000_000
+
+
 def _number(
-    minimum: float, *, integer: bool = False, optional: bool = False
+    minimum: float,
+    *,
+    integer: bool = False,
+    optional: bool = False,
+    maximum: float = float("inf"),
 ) -> Callable[..., object]:
     def convert(value: object) -> object:
         if value is None and optional:
@@ -30,15 +39,25 @@ def _number(
         try:
             number: float = int(value) if integer else float(value)
         except (TypeError, ValueError, OverflowError):
-            raise InvalidConfigError(f"retry policy: not a number: {value!r:.40}") from None
-        if not (number >= minimum) or number in (float("inf"), float("-inf")):
-            raise InvalidConfigError(f"retry policy: {number!r} is out of range (>= {minimum})")
+            raise InvalidConfigError(f"retry policy: not a number: {_show(value)}") from None
+        if not (minimum <= number <= maximum) or number in (float("inf"), float("-inf")):
+            bounds = f">= {minimum}" if maximum == float("inf") else f"{minimum}..{maximum}"
+            raise InvalidConfigError(f"retry policy: {_show(number)} is out of range ({bounds})")
         return number
 
     return convert
 
 
-def _number_field(default: float | None, minimum: float, **kwargs: bool) -> Any:
+def _show(value: object) -> str:
+    """A short repr for error messages that never raises (huge ints included)."""
+    if isinstance(value, int) and type(value) is int and value.bit_length() > 128:
+        return f"an int with {value.bit_length()} bits"
+    if type(value) in (int, float, str):
+        return f"{value!r:.40}"
+    return type(value).__name__
+
+
+def _number_field(default: float | None, minimum: float, **kwargs: Any) -> Any:
     return attrs.field(default=default, converter=_number(minimum, **kwargs))
 
 
@@ -50,7 +69,8 @@ class RetryPolicy:
     connectors. Vary it with ``attrs.evolve(policy, max_attempts=5)``.
 
     Attributes:
-        max_attempts: Total attempts including the first (1 = no retry).
+        max_attempts: Total attempts including the first (1 = no retry, at most
+            1,000,000).
         initial_backoff: Base delay in seconds before the first retry.
         max_backoff: Cap on any single delay, ``retry_after`` included.
         multiplier: Growth factor of the base delay per attempt.
@@ -64,7 +84,7 @@ class RetryPolicy:
         policy.delay(3)            # up to 0.8 s with jitter
     """
 
-    max_attempts: int = _number_field(3, 1, integer=True)
+    max_attempts: int = _number_field(3, 1, integer=True, maximum=MAX_ATTEMPTS_LIMIT)
     initial_backoff: float = _number_field(0.1, 0.0)
     max_backoff: float = _number_field(10.0, 0.0)
     multiplier: float = _number_field(2.0, 1.0)
@@ -74,7 +94,7 @@ class RetryPolicy:
     @jitter.validator
     def _check_jitter(self, _attr: attrs.Attribute[bool], value: object) -> None:
         if not isinstance(value, bool):
-            raise InvalidConfigError(f"retry policy: jitter must be a bool, got {value!r:.40}")
+            raise InvalidConfigError(f"retry policy: jitter must be a bool, got {_show(value)}")
 
     @classmethod
     def no_retry(cls) -> RetryPolicy:
@@ -96,7 +116,11 @@ class RetryPolicy:
         """
         if retry_after is not None:
             return min(max(retry_after, self.initial_backoff), self.max_backoff)
-        base = min(self.initial_backoff * self.multiplier ** max(0, attempt - 1), self.max_backoff)
+        try:
+            growth = self.multiplier ** max(0, attempt - 1)
+        except OverflowError:  # a large multiplier or attempt: far past any cap
+            growth = math.inf
+        base = min(self.initial_backoff * growth, self.max_backoff) if self.initial_backoff else 0.0
         return base * rand if self.jitter else base
 
 

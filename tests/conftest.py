@@ -60,6 +60,31 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """With CI=true, a skipped integration test is a failure, whatever skipped it.
+
+    ``_unavailable`` already fails instead of skipping in CI; this also
+    catches skips from anywhere else (``importorskip`` of a driver, a
+    ``skipif`` on a service feature), so CI never goes green untested.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        _in_ci()
+        and report.skipped
+        and not hasattr(report, "wasxfail")
+        and item.get_closest_marker("integration") is not None
+    ):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"CI=true, so a skipped integration test is a failure: {reason}"
+
+
 def port_answers(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
     """True when something accepts a TCP connection on host:port."""
     try:
@@ -93,7 +118,7 @@ def _unavailable(service: Service, detail: str) -> None:
         f"Start the local services with `make services-up` "
         f"(scripts/services.sh up), or point {service.env_var} at a running server."
     )
-    if os.environ.get("CI", "").lower() == "true":
+    if _in_ci():
         pytest.fail(f"CI=true, so a missing service is an error: {message}", pytrace=False)
     pytest.skip(message)
 

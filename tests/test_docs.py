@@ -50,3 +50,28 @@ def test_doc_examples_run(path, blocks, needs, request, monkeypatch, tmp_path):
 def test_docs_exist():
     assert any(BLOCK.search(p.read_text()) for p in DOCS if p.exists())
     assert os.path.isdir(ROOT / "docs")
+
+
+def test_readme_is_true():
+    """README: every guide linked, every make target real, the service URLs the tests use."""
+    from tests import conftest
+
+    readme = (ROOT / "README.md").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        assert f"](docs/{doc.name})" in readme, f"README does not link docs/{doc.name}"
+    for link in re.findall(r"\]\(([^)#]+)\)", readme):
+        if "://" not in link:
+            assert (ROOT / link).exists(), link
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, re.M))
+    for target in set(re.findall(r"`make ([a-z][a-z-]*)", readme)) | {"demo", "test"}:
+        assert target in targets, f"README names `make {target}`, the Makefile has no such target"
+    for url in (conftest.POSTGRES_DSN, conftest.KAFKA_BOOTSTRAP, conftest.MONGODB_URI):
+        assert f"`{url}`" in readme, url
+    for service in (conftest.POSTGRES, conftest.KAFKA, conftest.MONGODB):
+        assert service.env_var in readme
+        script = (ROOT / "scripts" / "services" / f"{service.name}.sh").read_text()
+        assert f"={service.port}" in script, (service.name, service.port)
+    for path in ("scripts/services.sh", "examples/demo.py", ".ci/run", "docker-compose.test.yml"):
+        assert (ROOT / path).exists(), path
+    assert readme.index("make demo") < readme.index("## Using it")

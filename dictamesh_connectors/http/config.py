@@ -20,9 +20,9 @@ from dictamesh_connectors._version import __version__
 from dictamesh_connectors.config import (
     BaseConfig,
     Secret,
-    _describe,
-    _field_converter,
     bool_field,
+    describe_value,
+    field_converter,
     float_field,
     int_field,
     parse_url,
@@ -78,7 +78,7 @@ def _auth_type(value: Any) -> AuthType | None:
         except ValueError:
             pass
     raise InvalidConfigError(
-        f"expected one of {', '.join(t.value for t in AuthType)}, got {_describe(value)}"
+        f"expected one of {', '.join(t.value for t in AuthType)}, got {describe_value(value)}"
     )
 
 
@@ -153,7 +153,7 @@ def _headers(value: Any) -> tuple[tuple[str, str], ...]:
     elif isinstance(value, (list, tuple)):
         items = value
     else:
-        raise InvalidConfigError(f"expected a mapping of headers, got {_describe(value)}")
+        raise InvalidConfigError(f"expected a mapping of headers, got {describe_value(value)}")
     out = []
     for item in items:
         if not isinstance(item, (list, tuple)) or len(item) != 2:
@@ -168,7 +168,7 @@ def _hosts(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [v for v in re.split(r"[,\s]+", value) if v]
     if not isinstance(value, (list, tuple, set, frozenset)):
-        raise InvalidConfigError(f"expected a list of host names, got {_describe(value)}")
+        raise InvalidConfigError(f"expected a list of host names, got {describe_value(value)}")
     hosts = []
     for host in value:
         if not isinstance(host, str) or not _HOST.fullmatch(host):
@@ -180,15 +180,15 @@ def _hosts(value: Any) -> tuple[str, ...]:
 def _converted(fn: Any, default: Any = None, factory: Any = None, repr: Any = True) -> Any:
     """A field converted (and checked) by ``fn``; errors become ``InvalidConfigError``."""
     if factory is not None:
-        return attrs.field(factory=factory, converter=_field_converter(fn), repr=repr)
-    return attrs.field(default=default, converter=_field_converter(fn), repr=repr)
+        return attrs.field(factory=factory, converter=field_converter(fn), repr=repr)
+    return attrs.field(default=default, converter=field_converter(fn), repr=repr)
 
 
 def _absolute_url(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidConfigError(f"expected a URL string, got {_describe(value)}")
+        raise InvalidConfigError(f"expected a URL string, got {describe_value(value)}")
     value = value.strip()
     if not value:
         return None
@@ -290,7 +290,7 @@ def _base_url(value: Any) -> str | None:
 
 def _health_method(value: Any) -> str:
     if not isinstance(value, str) or not _TOKEN.fullmatch(value.strip()):
-        raise InvalidConfigError(f"not an HTTP method: {_describe(value)}")
+        raise InvalidConfigError(f"not an HTTP method: {describe_value(value)}")
     return value.strip().upper()
 
 

@@ -184,3 +184,31 @@ ensure_port_free() {
         fail "port 127.0.0.1:$port is already in use by a process not started by scripts/services.sh (no live pid file in $SVC_DIR); stop it or free the port"
     fi
 }
+
+# down_by_pid_file: the 'down' of a service whose server is the process in
+# PID_FILE: SIGTERM it (SIGKILL after STOP_TIMEOUT), then delete its data.
+down_by_pid_file() {
+    if pid_alive "$PID_FILE"; then
+        stop_pid "$PID_FILE"
+        say "stopped"
+    else
+        say "not running"
+    fi
+    remove_state
+}
+
+# status_by_pid_file ADDRESS PROBE...: the 'status' of such a service: says
+# whether it runs and answers PROBE; false when it does not.
+status_by_pid_file() {
+    local address="$1"; shift
+    if ! pid_alive "$PID_FILE"; then
+        say "stopped ($address)"
+        return 1
+    fi
+    if "$@" >/dev/null 2>&1; then
+        say "running (pid $(cat "$PID_FILE")) at $address"
+        return 0
+    fi
+    say "started (pid $(cat "$PID_FILE")) but NOT answering at $address; see $LOG_FILE"
+    return 1
+}

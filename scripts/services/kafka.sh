@@ -239,27 +239,11 @@ cmd_up() {
 }
 
 cmd_down() {
-    if is_running; then
-        stop_pid "$PID_FILE"
-        say "stopped"
-    else
-        say "not running"
-    fi
-    remove_state
+    down_by_pid_file
 }
 
 cmd_status() {
-    if is_running; then
-        if kafka_answers; then
-            say "running (pid $(cat "$PID_FILE")) at $KAFKA_BOOTSTRAP"
-        else
-            say "started (pid $(cat "$PID_FILE")) but NOT answering on $KAFKA_BOOTSTRAP; see $LOG_FILE"
-            return 1
-        fi
-    else
-        say "stopped ($KAFKA_BOOTSTRAP)"
-        return 1
-    fi
+    status_by_pid_file "$KAFKA_BOOTSTRAP" kafka_answers
 }
 
 case "${1:-}" in

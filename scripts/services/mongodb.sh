@@ -80,27 +80,11 @@ cmd_up() {
 }
 
 cmd_down() {
-    if is_running; then
-        stop_pid "$PID_FILE"
-        say "stopped"
-    else
-        say "not running"
-    fi
-    remove_state
+    down_by_pid_file
 }
 
 cmd_status() {
-    if is_running; then
-        if mongo_answers >/dev/null 2>&1; then
-            say "running (pid $(cat "$PID_FILE")) at $MONGO_URI"
-        else
-            say "started (pid $(cat "$PID_FILE")) but NOT answering on 127.0.0.1:$MONGO_PORT; see $LOG_FILE"
-            return 1
-        fi
-    else
-        say "stopped ($MONGO_URI)"
-        return 1
-    fi
+    status_by_pid_file "$MONGO_URI" mongo_answers
 }
 
 case "${1:-}" in

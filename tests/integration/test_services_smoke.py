@@ -156,3 +156,34 @@ def test_mongodb_transactions_commit_and_abort(mongodb_uri: str) -> None:
     finally:
         client.drop_database(db_name)
         client.close()
+
+
+# ---------------------------------------------------------------- make demo
+
+
+@pytest.mark.integration
+def test_make_demo_script_runs_and_never_shows_the_password(postgres_dsn: str) -> None:
+    """examples/demo.py, what `make demo` runs after starting the services."""
+    import os
+    import subprocess
+    import sys
+    import urllib.parse
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
+    env = {**os.environ, "DICTAMESH_TEST_POSTGRES_DSN": postgres_dsn}
+    out = subprocess.run(
+        [sys.executable, str(demo)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    for shown in (
+        "code=CONSTRAINT_VIOLATION",
+        "AuthenticationError code=AUTH_FAILED",
+        "NotConnectedError",
+        "6 of 6 in-flight reports completed",
+        "state after disconnect(): disconnected",
+        "Done.",
+    ):
+        assert shown in out.stdout, shown
+    password = urllib.parse.urlsplit(postgres_dsn).password
+    assert password and password not in out.stdout + out.stderr

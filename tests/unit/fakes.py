@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -119,3 +120,39 @@ class FakeConnector(Connector[FakeConfig, FakeHandle]):
             return fn(handle) if fn is not None else handle.serial
 
         return self._run(op, idempotent=idempotent, description="work")
+
+
+class Blocker:
+    """An operation body that blocks until released: ``connector.work(blocker)``.
+
+    ``started`` is set once it runs; it then waits for ``release`` (at most
+    ``limit`` seconds), records whether its handle was already closed in
+    ``saw_closed``, and returns ``result`` (or raises ``error``).
+    """
+
+    def __init__(
+        self, result: Any = None, error: Exception | None = None, limit: float = 5
+    ) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.saw_closed: list[bool] = []
+        self.result = result
+        self.error = error
+        self.limit = limit
+
+    def __call__(self, handle: FakeHandle) -> Any:
+        self.started.set()
+        self.release.wait(self.limit)
+        self.saw_closed.append(handle.closed)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    """Poll ``predicate()`` until true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(0.001)

@@ -1,5 +1,6 @@
 """The Connector base class: state machine, in-flight drain, no lock across I/O, reconnect."""
 
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,13 +16,24 @@ from dictamesh_connectors.errors import (
 )
 from dictamesh_connectors.retry import RetryPolicy
 
-from .fakes import FakeConfig, FakeConnector, FakeDriverError
+from .fakes import Blocker, FakeConfig, FakeConnector, FakeDriverError, wait_until
 
 FAST = RetryPolicy(max_attempts=3, initial_backoff=0.0, max_backoff=0.0)
 
 
 def make(**kw):
     return FakeConnector(FakeConfig(retry=FAST, **kw))
+
+
+def start_draining_disconnect(pool, c):
+    """Submit ``c.disconnect()``; check it waits for in-flight work and refuses new work."""
+    closer = pool.submit(c.disconnect)
+    wait_until(lambda: c.state is State.DISCONNECTING)
+    time.sleep(0.05)
+    assert not closer.done()
+    with pytest.raises(NotConnectedError):
+        c.work()
+    return closer
 
 
 def test_state_machine_and_idempotence():
@@ -98,8 +110,7 @@ def test_disconnect_winning_a_race_with_connect_does_not_leak():
 
     t = threading.Thread(target=connect)
     t.start()
-    while c.state is not State.CONNECTING:
-        time.sleep(0.001)
+    wait_until(lambda: c.state is State.CONNECTING)
     c.disconnect()
     c.open_gate.set()
     t.join(5)
@@ -110,70 +121,49 @@ def test_disconnect_winning_a_race_with_connect_does_not_leak():
 def test_disconnect_drains_in_flight_operations():
     c = make()
     c.connect()
-    started, release = threading.Event(), threading.Event()
-    results = []
-
-    def slow(handle):
-        started.set()
-        release.wait(5)
-        results.append(handle.closed)
-        return "done"
+    slow = Blocker(result="done")
 
     with ThreadPoolExecutor(2) as pool:
         op = pool.submit(c.work, slow)
-        started.wait(5)
-        closer = pool.submit(c.disconnect)
-        time.sleep(0.05)
-        assert c.state is State.DISCONNECTING and not closer.done()
-        with pytest.raises(NotConnectedError):
-            c.work()
-        release.set()
+        assert slow.started.wait(5)
+        closer = start_draining_disconnect(pool, c)
+        slow.release.set()
         assert op.result(5) == "done"
         closer.result(5)
-    assert results == [False]  # the handle was still open while the operation ran
+    assert slow.saw_closed == [False]  # the handle was still open while the operation ran
     assert c.opened[0].closed and c.state is State.DISCONNECTED
 
 
 def test_disconnect_timeout_closes_anyway():
     c = make()
     c.connect()
-    started, release = threading.Event(), threading.Event()
-
-    def slow(handle):
-        started.set()
-        release.wait(5)
-
+    slow = Blocker()
     t = threading.Thread(target=c.work, args=(slow,))
     t.start()
-    started.wait(5)
+    assert slow.started.wait(5)
     t0 = time.monotonic()
     c.disconnect(timeout=0.2)
     assert 0.15 <= time.monotonic() - t0 < 2
     assert c.opened[0].closed
-    release.set()
+    slow.release.set()
     t.join(5)
 
 
 def test_no_lock_across_io_slow_operation_does_not_block_others():
     c = make()
     c.connect()
-    started, release = threading.Event(), threading.Event()
-
-    def slow(handle):
-        started.set()
-        release.wait(10)
-        return "slow"
+    slow = Blocker(result="slow", limit=10)
 
     with ThreadPoolExecutor(4) as pool:
         slow_future = pool.submit(c.work, slow)
-        assert started.wait(5)
+        assert slow.started.wait(5)
         fast = [pool.submit(c.work) for _ in range(20)]
         ping = pool.submit(c.ping)
         for f in fast:
             assert f.result(timeout=2) == 1
         ping.result(timeout=2)
         assert not slow_future.done()
-        release.set()
+        slow.release.set()
         assert slow_future.result(5) == "slow"
     c.disconnect()
 
@@ -273,3 +263,188 @@ def test_repr_masks_credentials():
     c = FakeConnector(FakeConfig.from_url("fake://alice:pa55word@db"))
     assert "pa55word" not in repr(c)
     assert "disconnected" in repr(c)
+
+
+def test_disconnect_during_a_reconnect_drains_and_the_reopened_handle_is_closed():
+    """disconnect() while an operation's automatic reconnection is still opening."""
+    c = make()
+    c.connect()
+    slow = Blocker()
+
+    with ThreadPoolExecutor(3) as pool:
+        busy = pool.submit(c.work, slow)  # in flight on handle 1
+        assert slow.started.wait(5)
+        c.opened[0].broken = True
+        c._invalidate(c.opened[0])  # the connection is lost: handle 1 dropped
+        c.open_gate = threading.Event()
+        reopening = pool.submit(c.work)  # reopens, blocked in _open
+        wait_until(lambda: c.state is State.CONNECTING)
+        # disconnect() waits for the operation still in flight ...
+        closer = start_draining_disconnect(pool, c)
+        slow.release.set()
+        busy.result(5)
+        closer.result(5)
+        assert c.state is State.DISCONNECTED
+        # ... and the reconnection, finishing after it, loses the race.
+        c.open_gate.set()
+        with pytest.raises(NotConnectedError):
+            reopening.result(5)
+    assert len(c.opened) == 2 and all(h.closed for h in c.opened)
+    assert c._inflight == 0
+    c.connect()  # reusable
+    assert c.work() == 3
+    c.disconnect()
+
+
+def test_operations_abandoned_by_a_disconnect_timeout_end_harmlessly():
+    """Late _release/_invalidate from operations a timed-out disconnect() left behind."""
+    c = make()
+    c.connect()
+    old = c.opened[0]
+    slow_then_lost = Blocker(error=FakeDriverError("reset", lost=True))
+
+    with ThreadPoolExecutor(1) as pool:
+        late = pool.submit(c.work, slow_then_lost, idempotent=True)
+        assert slow_then_lost.started.wait(5)
+        c.disconnect(timeout=0.05)
+        assert c.state is State.DISCONNECTED and old.closed
+        assert c._inflight == 0  # abandoned: a later disconnect() will not wait for it
+        c.connect()
+        new = c.opened[1]
+        c.work()  # an operation of the new epoch, counted and released normally
+        assert c._inflight == 0
+        slow_then_lost.release.set()
+        # Its retry ran on the new handle and failed the same way, so it
+        # invalidated *that* one only; the stale one was not touched again.
+        with pytest.raises(ConnectorError):
+            late.result(5)
+    assert c._inflight == 0
+    assert c.work() >= 2  # the connector still works (reopened if needed)
+    assert new in c.opened
+    c.disconnect()
+    assert all(h.closed for h in c.opened)
+
+
+def test_late_invalidate_of_a_stale_handle_keeps_the_current_one():
+    c = make()
+    c.connect()
+    old = c.opened[0]
+    c.disconnect(timeout=0)
+    c.connect()
+    c._invalidate(old)  # an operation of the previous epoch reports its loss late
+    assert c._handle is c.opened[1] and not c.opened[1].closed
+    assert c.work() == 2
+    c.disconnect()
+
+
+class _Interrupt(BaseException):
+    """Stands in for KeyboardInterrupt (which pytest itself would act on)."""
+
+
+@pytest.mark.parametrize("interrupt", [_Interrupt, KeyboardInterrupt, SystemExit])
+def test_base_exception_in_open_leaves_the_connector_reusable(interrupt):
+    c = make()
+    c.fail_open = interrupt()
+    with pytest.raises(interrupt):
+        c.connect()
+    assert c.state is State.DISCONNECTED
+    c.fail_open = None
+    c.connect()
+    # The same during an automatic reconnection: stays CONNECTED, retried next time.
+    c.opened[0].broken = True
+    c._invalidate(c.opened[0])
+    c.fail_open = interrupt()
+    with pytest.raises(interrupt):
+        c.work()
+    assert c.state is State.CONNECTED and c._handle is None and c._inflight == 0
+    c.fail_open = None
+    assert c.work() == 2
+    c.disconnect()
+    assert c.state is State.DISCONNECTED
+
+
+def test_interrupted_disconnect_still_closes_and_never_sticks_in_disconnecting():
+    c = make()
+    c.connect()
+    slow = Blocker()
+
+    class InterruptedCondition(threading.Condition):
+        def wait(self, timeout=None):
+            if c.state is State.DISCONNECTING and threading.current_thread() is main:
+                raise _Interrupt
+            return super().wait(timeout)
+
+    main = threading.current_thread()
+    c._changed = InterruptedCondition(c._lock)
+
+    t = threading.Thread(target=c.work, args=(slow,))
+    t.start()
+    assert slow.started.wait(5)
+    with pytest.raises(_Interrupt):
+        c.disconnect()  # Ctrl-C while it waits for the operation
+    assert c.state is State.DISCONNECTED and c.opened[0].closed
+    slow.release.set()
+    t.join(5)
+    assert c._inflight == 0
+    c.connect()  # would hang forever if the state had stayed DISCONNECTING
+    assert c.work() == 2
+    c.disconnect()
+
+
+def test_no_log_record_is_emitted_with_the_connector_lock_held():
+    """Logging handlers may do I/O (files, sockets): never under the lock."""
+    c = make(auto_reconnect=True)
+    held = []
+
+    class Probe(logging.Handler):
+        def emit(self, record):
+            held.append((record.getMessage(), c._lock._is_owned()))
+
+    probe = Probe(logging.DEBUG)
+    log = logging.getLogger("dictamesh_connectors")
+    old_level = log.level
+    log.addHandler(probe)
+    log.setLevel(logging.DEBUG)
+    try:
+        c.connect()
+        c.opened[0].broken = True
+        c.work()  # connection lost -> WARNING, reconnect -> DEBUG
+        slow = Blocker()
+        t = threading.Thread(target=c.work, args=(slow,))
+        t.start()
+        assert slow.started.wait(5)
+        c.disconnect(timeout=0.01)  # WARNING: still in flight
+        slow.release.set()
+        t.join(5)
+    finally:
+        log.removeHandler(probe)
+        log.setLevel(old_level)
+    messages = [m for m, _ in held]
+    assert any("connected" in m for m in messages)
+    assert any("connection lost" in m for m in messages)
+    assert any("still in flight" in m for m in messages)
+    assert not [m for m, owned in held if owned]
+
+
+def test_version_and_name_are_class_attributes():
+    from dictamesh_connectors import __version__
+
+    c = make()
+    assert c.version == __version__ and c.name == "fake"
+
+
+def test_a_later_disconnect_does_not_wait_for_operations_an_earlier_one_abandoned():
+    c = make()
+    c.connect()
+    stuck = Blocker(limit=10)  # e.g. a read on a dead socket without a timeout
+    t = threading.Thread(target=c.work, args=(stuck,))
+    t.start()
+    assert stuck.started.wait(5)
+    c.disconnect(timeout=0.05)  # gives up on it
+    c.connect()
+    t0 = time.monotonic()
+    c.disconnect()  # no timeout: it must not wait for the abandoned operation
+    assert time.monotonic() - t0 < 1
+    stuck.release.set()
+    t.join(5)
+    assert c._inflight == 0

@@ -1,33 +1,15 @@
 """A connector created before os.fork() works in the child, and the parent is untouched."""
 
 import os
-import sys
+import threading
 
 import pytest
 
-from .fakes import FakeConfig, FakeConnector
+from tests.forking import run_in_child
+
+from .fakes import Blocker, FakeConfig, FakeConnector
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-
-
-def run_in_child(fn):
-    """Fork; run fn() in the child; return its exit status (0 = fn returned True)."""
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 1
-        try:
-            code = 0 if fn() else 3
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-            code = 2
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
 
 
 def test_child_drops_parent_handle_and_rebuilds_on_first_use():
@@ -53,8 +35,6 @@ def test_child_drops_parent_handle_and_rebuilds_on_first_use():
 
 
 def test_fork_while_another_thread_holds_the_lock():
-    import threading
-
     c = FakeConnector(FakeConfig())
     c.connect()
     held, release = threading.Event(), threading.Event()
@@ -89,3 +69,42 @@ def test_disconnected_connector_stays_disconnected_in_child():
         return False
 
     assert run_in_child(child) == 0
+
+
+def test_fork_from_inside_an_operation_keeps_the_child_in_flight_count_right():
+    """An operation that forks ends in both processes; the child's count must not go negative.
+
+    If it did, the child's next disconnect() would not wait for a running
+    operation and would close the handle under it.
+    """
+    c = FakeConnector(FakeConfig())
+    c.connect()
+    pids = []
+
+    def forks(handle):
+        pids.append(os.fork())
+        return handle.serial
+
+    assert c.work(forks) == 1
+    if pids[0] == 0:  # the child: the operation begun in the parent just ended here
+        ok = False
+        try:
+            ok = c._inflight == 0
+            slow = Blocker()
+            t = threading.Thread(target=c.work, args=(slow,))
+            t.start()
+            slow.started.wait(5)
+            closer = threading.Thread(target=c.disconnect)
+            closer.start()
+            closer.join(0.2)
+            ok = ok and closer.is_alive()  # disconnect() waits for the operation
+            slow.release.set()
+            t.join(5)
+            closer.join(5)
+            ok = ok and slow.saw_closed == [False] and c._inflight == 0
+        finally:
+            os._exit(0 if ok else 3)
+    _, status = os.waitpid(pids[0], 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert c._inflight == 0  # the parent's count is untouched
+    c.disconnect()

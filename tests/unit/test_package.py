@@ -92,3 +92,39 @@ def test_core_imports_without_any_driver():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_ci_turns_skipped_integration_tests_into_failures(tmp_path):
+    """tests/conftest.py: with CI=true a skipped integration test fails; a unit skip stays."""
+    import os
+    from pathlib import Path
+
+    (tmp_path / "test_probe.py").write_text(
+        textwrap.dedent(
+            """
+            import pytest
+
+            @pytest.mark.integration
+            def test_integration_skips():
+                pytest.skip("driver missing")
+
+            def test_unit_skips():
+                pytest.skip("fine")
+            """
+        )
+    )
+    repo = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-q", "-p", "no:cacheprovider"]
+    argv += ["-o", "addopts=", str(tmp_path / "test_probe.py")]
+    for ci, expected in (("true", "1 failed, 1 skipped"), ("", "2 skipped")):
+        env = {**os.environ, "CI": ci}
+        out = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True)
+        assert expected in out.stdout, out.stdout + out.stderr
+
+
+def test_every_core_module_has_its_own_logger():
+    import importlib
+
+    for name in ("base", "cli", "config", "errors", "registry", "retry", "_compat"):
+        module = importlib.import_module(f"dictamesh_connectors.{name}")
+        assert module.logger.name == module.__name__, name

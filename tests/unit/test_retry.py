@@ -142,3 +142,16 @@ def test_policy_validation():
     assert RetryPolicy(max_attempts="4").max_attempts == 4
     assert RetryPolicy(deadline=None).deadline is None
     assert RetryPolicy.no_retry().max_attempts == 1
+
+
+@given(st.integers(1, 100_000), st.floats(1.0, 1e308), st.floats(0, 1))
+def test_delay_never_overflows_whatever_the_multiplier_and_attempt(attempt, multiplier, rand):
+    p = RetryPolicy(initial_backoff=0.5, max_backoff=30, multiplier=multiplier)
+    assert 0 <= p.delay(attempt, rand=rand) <= 30
+    assert RetryPolicy(initial_backoff=0, multiplier=multiplier).delay(attempt) == 0
+
+
+def test_max_attempts_is_capped():
+    with pytest.raises(InvalidConfigError):
+        RetryPolicy(max_attempts=10**7)
+    assert RetryPolicy(max_attempts=1_000_000).max_attempts == 1_000_000

@@ -6,9 +6,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import traceback
 
 import pytest
+
+from tests.forking import run_in_child
 
 from .conftest import backend_pids, wait_for
 
@@ -16,24 +17,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
 ]
-
-
-def run_in_child(fn):
-    """Fork; run fn() in the child; return its exit status (0 = fn returned True)."""
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 1
-        try:
-            code = 0 if fn() else 3
-        except BaseException:
-            traceback.print_exc()
-            code = 2
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
 
 
 def all_connections_work(db, n):
