@@ -25,8 +25,6 @@ import argparse
 import statistics
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +32,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness import run_threads
 
 from dictamesh_connectors.http import HTTPConfig, HTTPConnector
 from dictamesh_connectors.retry import RetryPolicy
@@ -82,35 +82,7 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
 
 def run(call: Callable[[], object], threads: int, seconds: float) -> float:
     """Requests per second over ``seconds`` with ``threads`` threads calling ``call``."""
-    stop = threading.Event()
-    counts = [0] * threads
-    errors: list[BaseException] = []
-    start_gate = threading.Barrier(threads + 1)
-
-    def worker(index: int) -> None:
-        start_gate.wait()
-        n = 0
-        try:
-            while not stop.is_set():
-                call()
-                n += 1
-        except BaseException as exc:  # report, don't hide
-            errors.append(exc)
-        counts[index] = n
-
-    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
-    start_gate.wait()
-    started = time.perf_counter()
-    time.sleep(seconds)
-    stop.set()
-    for w in workers:
-        w.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise RuntimeError(f"{len(errors)} worker(s) failed: {errors[0]!r}")
-    return sum(counts) / elapsed
+    return run_threads(lambda _i: call(), threads, seconds)
 
 
 def main() -> None:

@@ -45,6 +45,7 @@ from typing import Any
 import psycopg
 import psycopg_pool
 import sqlalchemy
+from harness import run_threads
 
 from dictamesh_connectors.postgresql import PostgreSQLConfig, PostgreSQLConnector
 
@@ -56,44 +57,6 @@ THREADS = (1, 8, 32)
 POOL_SIZE = 32
 ROUNDS = 20
 SETTLE = 0.05
-
-
-def run_threads(
-    op: Callable[[int], Any], threads: int, seconds: float, *, named: bool = False
-) -> float:
-    """Call op(i) in a loop from ``threads`` threads for ``seconds``; return ops/s."""
-    counts = [0] * threads
-    start = threading.Barrier(threads + 1)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def worker(n: int) -> None:
-        start.wait()
-        i = 0
-        try:
-            while not stop.is_set():
-                op(i)
-                i += 1
-        except BaseException as exc:  # surface failures, never hide them in a figure
-            errors.append(exc)
-        counts[n] = i
-
-    pool = [
-        threading.Thread(target=worker, args=(n,), name=str(n) if named else None)
-        for n in range(threads)
-    ]
-    for t in pool:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    time.sleep(seconds)
-    stop.set()
-    for t in pool:
-        t.join()
-    elapsed = time.perf_counter() - t0
-    if errors:
-        raise errors[0]
-    return sum(counts) / elapsed
 
 
 def bench_round_trips(seconds: float) -> None:
