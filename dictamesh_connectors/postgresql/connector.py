@@ -69,6 +69,9 @@ _LAZY_COLUMNS_MAX_ROWS = 100
 _BAD = psycopg.pq.ConnStatus.BAD
 # health_check="auto": a connection given back less than this many seconds
 # ago skips the checkout check (see PostgreSQLConnector._getconn) ...
+# Server notices that announce the end of the session (admin shutdown, crash
+# of another backend, shutdown in progress, idle session timeout).
+_SESSION_ENDING_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05"})
 _RECENTLY_USED = 0.025
 # ... unless a connection was found dead within this many seconds.
 _SUSPICIOUS_FOR = 1.0
@@ -600,13 +603,18 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         A server that ends a session (restart, failover,
         ``pg_terminate_backend``, ``idle_session_timeout``) first sends a
         FATAL error; libpq hands an error that arrives on an idle connection
-        to the notice handlers.
+        to the notice handlers. After a crash of another backend, PostgreSQL
+        14+ sends 57P02 as a WARNING before closing the socket, so the
+        session-ending SQLSTATEs count whatever their severity.
         """
         ref = weakref.ref(conn)
         ended = self._ended
 
         def on_notice(diag: psycopg.errors.Diagnostic) -> None:
-            if diag.severity_nonlocalized in ("FATAL", "PANIC"):
+            if (
+                diag.severity_nonlocalized in ("FATAL", "PANIC")
+                or diag.sqlstate in _SESSION_ENDING_SQLSTATES
+            ):
                 dead = ref()
                 if dead is not None:
                     ended.add(dead)
