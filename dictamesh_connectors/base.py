@@ -27,12 +27,11 @@ import enum
 import logging
 import os
 import random
-import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
+from dictamesh_connectors import _fork
 from dictamesh_connectors._version import __version__
 from dictamesh_connectors.config import BaseConfig
 from dictamesh_connectors.errors import (
@@ -59,19 +58,6 @@ class State(enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     DISCONNECTING = "disconnecting"
-
-
-# Every live connector, so a forked child can reset them all (see _after_fork_in_child).
-_LIVE: weakref.WeakSet[Connector[Any, Any]] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for connector in list(_LIVE):
-        connector._reset_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Connector(Generic[ConfigT, HandleT]):
@@ -114,9 +100,12 @@ class Connector(Generic[ConfigT, HandleT]):
             )
         config.validate()
         self.config: ConfigT = config
-        self._lock = threading.RLock()
+        # Guards the lifecycle state, the handle, the epoch and the in-flight
+        # accounting; never held across I/O, sleep, logging or callbacks.
+        # Forkable: a child gets it back unlocked (see _fork).
+        self._lock = _fork.create_rlock()
         # Signalled (under _lock) whenever _state or _inflight changes.
-        self._changed = threading.Condition(self._lock)
+        self._changed = _fork.create_condition(self._lock)
         self._state = State.DISCONNECTED
         self._handle: HandleT | None = None
         self._epoch = 0  # bumped by disconnect(); a connect() from an older epoch lost the race
@@ -130,7 +119,7 @@ class Connector(Generic[ConfigT, HandleT]):
         self._sleep: Callable[[float], object] = time.sleep
         self._clock: Callable[[], float] = time.monotonic
         self._rand: Callable[[], float] = random.random
-        _LIVE.add(self)
+        _fork.register_child_reset(self)
 
     # ------------------------------------------------------------------ hooks
 
@@ -360,6 +349,10 @@ class Connector(Generic[ConfigT, HandleT]):
         Raises:
             NotConnectedError: Not connected, or ``disconnect()`` has started.
         """
+        if self._pid != os.getpid():
+            # The second net behind the fork hook: a fork that bypassed
+            # os.register_at_fork (a C extension's) must not reuse our handle.
+            self._after_fork_in_child()
         while True:
             with self._lock:  # state, handle, in-flight count
                 while self._state is State.CONNECTING and self._handle is None:
@@ -441,13 +434,18 @@ class Connector(Generic[ConfigT, HandleT]):
 
     # ------------------------------------------------------------------- fork
 
-    def _reset_after_fork(self) -> None:
-        """In a forked child: forget the parent's handle, keep the lifecycle state."""
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: forget the parent's handle, keep the lifecycle state.
+
+        Called by the fork hook (``_fork``) and, as a second net, by the
+        first operation that sees a new pid. Subclasses with more
+        per-process state extend it (calling ``super()``).
+        """
         if self._pid == os.getpid():
             return
-        # The parent's lock may have been held by a thread that does not exist here.
-        self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
+        # The hook re-initialised both already; a fork that bypassed it did not.
+        self._lock._at_fork_reinit()  # type: ignore[attr-defined]
+        self._changed._at_fork_reinit()  # type: ignore[attr-defined]
         self._pid = os.getpid()
         handle, self._handle = self._handle, None
         self._inflight = 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import math
 import os
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from typing import Any, ClassVar, TypeVar, cast
 
 import attrs
 
+from dictamesh_connectors._convert import describe_value, parse_number
 from dictamesh_connectors.errors import InvalidConfigError
 from dictamesh_connectors.retry import RetryPolicy
 
@@ -124,31 +124,6 @@ def to_bool(value: object) -> bool:
     raise InvalidConfigError(f"expected a boolean, got {describe_value(value)}")
 
 
-def describe_value(value: object) -> str:
-    """Describe a (non-secret) value for an error message: its type and a short repr.
-
-    Never raises, whatever the value: only plain ``str``, ``int`` and
-    ``float`` values are shown (at most 60 characters; an int too long to
-    print is shown by its size), anything else by its type name alone, so a
-    hostile ``__repr__`` is never called.
-
-    Example::
-
-        >>> describe_value("soon")
-        "str 'soon'"
-        >>> describe_value(object())
-        'object'
-    """
-    kind = type(value)
-    if kind is int and isinstance(value, int):
-        if value.bit_length() > 128:
-            return f"int with {value.bit_length()} bits"
-        return f"int {value!r}"
-    if kind is float or kind is str:
-        return f"{kind.__name__} {value!r:.60}"
-    return kind.__name__
-
-
 def field_converter(fn: Callable[[Any], Any], *, secret: bool = False) -> attrs.Converter:  # type: ignore[type-arg]
     """Wrap the converter ``fn`` so any failure becomes an ``InvalidConfigError``.
 
@@ -182,30 +157,12 @@ def field_converter(fn: Callable[[Any], Any], *, secret: bool = False) -> attrs.
 
 
 def _number(
-    kind: type[int] | type[float],
-    minimum: float | None,
-    maximum: float | None,
-    optional: bool,
+    integer: bool, minimum: float | None, maximum: float | None, optional: bool
 ) -> Callable[[Any], Any]:
     def convert(value: Any) -> Any:
-        if value is None or (isinstance(value, str) and not value.strip() and optional):
-            if optional:
-                return None
-            raise InvalidConfigError("a value is required")
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise InvalidConfigError(f"expected a number, got {describe_value(value)}")
-        if isinstance(value, str):
-            value = value.strip()
-        number = kind(float(value)) if kind is int and isinstance(value, float) else kind(value)
-        if isinstance(number, float) and not math.isfinite(number):
-            raise InvalidConfigError(f"expected a finite number, got {number!r}")
-        if kind is int and isinstance(value, float) and value != number:
-            raise InvalidConfigError(f"expected an integer, got {value!r}")
-        if minimum is not None and number < minimum:
-            raise InvalidConfigError(f"{describe_value(number)} is below the minimum {minimum!r}")
-        if maximum is not None and number > maximum:
-            raise InvalidConfigError(f"{describe_value(number)} is above the maximum {maximum!r}")
-        return number
+        return parse_number(
+            value, integer=integer, minimum=minimum, maximum=maximum, optional=optional
+        )
 
     return convert
 
@@ -214,7 +171,9 @@ def int_field(
     default: int | None, *, min: int | None = None, max: int | None = None, optional: bool = False
 ) -> Any:
     """An int field accepting ints and numeric strings, range-checked."""
-    return attrs.field(default=default, converter=field_converter(_number(int, min, max, optional)))
+    return attrs.field(
+        default=default, converter=field_converter(_number(True, min, max, optional))
+    )
 
 
 def float_field(
@@ -226,7 +185,7 @@ def float_field(
 ) -> Any:
     """A finite float field accepting numbers and numeric strings, range-checked."""
     return attrs.field(
-        default=default, converter=field_converter(_number(float, min, max, optional))
+        default=default, converter=field_converter(_number(False, min, max, optional))
     )
 
 

@@ -28,17 +28,20 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "AuthenticationError",
     "ConnectorError",
     "ConnectorTimeoutError",
     "ErrorCode",
+    "ErrorRule",
     "InvalidConfigError",
     "MissingDependencyError",
     "NotConnectedError",
     "RetryHint",
+    "build_error",
+    "error_class_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -286,3 +289,59 @@ def error_class_for(code: ErrorCode) -> type[ConnectorError]:
     ConnectorTimeoutError`` catches every timeout, whatever the driver.
     """
     return _CLASS_FOR_CODE.get(code, ConnectorError)
+
+
+class ErrorRule(NamedTuple):
+    """One row of a connector's translation table: what a driver error means.
+
+    Example::
+
+        SQLSTATE_CLASSES = {"08": ErrorRule(ErrorCode.CONNECTION_LOST, True, RetryHint.RECONNECT)}
+    """
+
+    code: ErrorCode
+    """The classification."""
+    transient: bool
+    """Whether the same call may succeed if retried."""
+    hint: RetryHint
+    """What to do about it."""
+
+
+def build_error(
+    message: str,
+    rule: ErrorRule | tuple[ErrorCode, bool, RetryHint],
+    *,
+    connector: str,
+    maybe_applied: bool = False,
+    retry_after: float | None = None,
+    details: Mapping[str, Any] | None = None,
+    classes: Mapping[ErrorCode, type[ConnectorError]] | None = None,
+) -> ConnectorError:
+    """Build the error a translation table's ``rule`` calls for: the one builder.
+
+    The class is the most specific one for the code: ``classes[code]`` (a
+    connector's own subclasses, e.g. HTTP's) when given and present, else
+    ``error_class_for(code)``, so ``except ConnectorTimeoutError`` catches
+    every timeout of every connector.
+
+    Args:
+        message: What failed and where, credentials masked.
+        rule: ``(code, transient, hint)``.
+        connector: The connector's name.
+        maybe_applied: The operation may have taken effect.
+        retry_after: Seconds the server asked to wait.
+        details: Extra, non-secret facts.
+        classes: The connector's own code -> class overrides.
+    """
+    code, transient, hint = rule
+    cls = (classes.get(code) if classes is not None else None) or error_class_for(code)
+    return cls(
+        message,
+        code=code,
+        transient=transient,
+        retry_hint=hint,
+        retry_after=retry_after,
+        maybe_applied=maybe_applied,
+        connector=connector,
+        details=details,
+    )

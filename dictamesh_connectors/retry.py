@@ -11,50 +11,30 @@ from typing import Any, TypeVar
 
 import attrs
 
+from dictamesh_connectors._convert import describe_value, parse_number
 from dictamesh_connectors.errors import ConnectorError, InvalidConfigError
 
-__all__ = ["RetryPolicy", "retry_call"]
+__all__ = ["RetryPolicy", "default_retry_if", "retry_call", "retry_once"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-# No sane policy makes more attempts; the cap also keeps every field printable.
+# No sane policy makes more attempts or waits longer; the caps also keep every
+# field printable and every sum of waits finite.
 MAX_ATTEMPTS_LIMIT = 1_000_000
+MAX_SECONDS = 7 * 24 * 3600.0
 
 
-def _number(
-    minimum: float,
-    *,
-    integer: bool = False,
-    optional: bool = False,
-    maximum: float = float("inf"),
-) -> Callable[..., object]:
+def _number(minimum: float, **kwargs: Any) -> Callable[[object], object]:
     def convert(value: object) -> object:
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise InvalidConfigError(f"retry policy: expected a number, got {type(value).__name__}")
         try:
-            number: float = int(value) if integer else float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise InvalidConfigError(f"retry policy: not a number: {_show(value)}") from None
-        if not (minimum <= number <= maximum) or number in (float("inf"), float("-inf")):
-            bounds = f">= {minimum}" if maximum == float("inf") else f"{minimum}..{maximum}"
-            raise InvalidConfigError(f"retry policy: {_show(number)} is out of range ({bounds})")
-        return number
+            return parse_number(value, minimum=minimum, **kwargs)
+        except InvalidConfigError as err:
+            raise InvalidConfigError(f"retry policy: {err.message}") from None
 
     return convert
-
-
-def _show(value: object) -> str:
-    """A short repr for error messages that never raises (huge ints included)."""
-    if isinstance(value, int) and type(value) is int and value.bit_length() > 128:
-        return f"an int with {value.bit_length()} bits"
-    if type(value) in (int, float, str):
-        return f"{value!r:.40}"
-    return type(value).__name__
 
 
 def _number_field(default: float | None, minimum: float, **kwargs: Any) -> Any:
@@ -71,12 +51,15 @@ class RetryPolicy:
     Attributes:
         max_attempts: Total attempts including the first (1 = no retry, at most
             1,000,000).
-        initial_backoff: Base delay in seconds before the first retry.
-        max_backoff: Cap on any single delay, ``retry_after`` included.
-        multiplier: Growth factor of the base delay per attempt.
+        initial_backoff: Base delay in seconds before the first retry
+            (0 to 7 days).
+        max_backoff: Cap on any single computed delay (0 to 7 days). A
+            server's ``retry_after`` longer than this is not shortened: the
+            error is raised instead, with ``retry_after`` set.
+        multiplier: Growth factor of the base delay per attempt (at least 1).
         jitter: Full jitter (uniform in ``[0, base]``) when true.
-        deadline: Overall budget in seconds for all attempts and waits, or
-            ``None`` for no budget beyond ``max_attempts``.
+        deadline: Overall budget in seconds for all attempts and waits (0 to
+            7 days), or ``None`` for no budget beyond ``max_attempts``.
 
     Example::
 
@@ -85,16 +68,18 @@ class RetryPolicy:
     """
 
     max_attempts: int = _number_field(3, 1, integer=True, maximum=MAX_ATTEMPTS_LIMIT)
-    initial_backoff: float = _number_field(0.1, 0.0)
-    max_backoff: float = _number_field(10.0, 0.0)
+    initial_backoff: float = _number_field(0.1, 0.0, maximum=MAX_SECONDS)
+    max_backoff: float = _number_field(10.0, 0.0, maximum=MAX_SECONDS)
     multiplier: float = _number_field(2.0, 1.0)
     jitter: bool = attrs.field(default=True)
-    deadline: float | None = _number_field(30.0, 0.0, optional=True)
+    deadline: float | None = _number_field(30.0, 0.0, optional=True, maximum=MAX_SECONDS)
 
     @jitter.validator
     def _check_jitter(self, _attr: attrs.Attribute[bool], value: object) -> None:
         if not isinstance(value, bool):
-            raise InvalidConfigError(f"retry policy: jitter must be a bool, got {_show(value)}")
+            raise InvalidConfigError(
+                f"retry policy: jitter must be a bool, got {describe_value(value)}"
+            )
 
     @classmethod
     def no_retry(cls) -> RetryPolicy:
@@ -108,14 +93,16 @@ class RetryPolicy:
             attempt: The attempt that just failed (1 for the first).
             rand: A number in ``[0, 1]``; the jitter factor when ``jitter``.
             retry_after: What the server asked for, if anything. It wins over
-                the computed delay, clamped to ``max_backoff``; a zero
-                ``retry_after`` still waits ``initial_backoff`` (no hot loop).
+                the computed delay and is honoured in full (a zero
+                ``retry_after`` still waits ``initial_backoff``: no hot loop).
 
         Returns:
-            The delay in seconds, never negative and never above ``max_backoff``.
+            The delay in seconds, never negative. Only with ``retry_after``
+            can it exceed ``max_backoff``; ``allows()`` tells whether the
+            retry loop may wait that long.
         """
         if retry_after is not None:
-            return min(max(retry_after, self.initial_backoff), self.max_backoff)
+            return max(retry_after, min(self.initial_backoff, self.max_backoff))
         try:
             growth = self.multiplier ** max(0, attempt - 1)
         except OverflowError:  # a large multiplier or attempt: far past any cap
@@ -123,12 +110,31 @@ class RetryPolicy:
         base = min(self.initial_backoff * growth, self.max_backoff) if self.initial_backoff else 0.0
         return base * rand if self.jitter else base
 
+    def allows(self, wait: float, elapsed: float) -> bool:
+        """Whether a retry after ``wait`` seconds fits the cap and the deadline.
+
+        Args:
+            wait: The delay ``delay()`` computed.
+            elapsed: Seconds spent since the first attempt started.
+        """
+        if wait > self.max_backoff:
+            return False
+        return self.deadline is None or elapsed + wait <= self.deadline
+
+
+def default_retry_if(err: ConnectorError, idempotent: bool) -> bool:
+    """The default rule: transient, and not ``maybe_applied`` unless ``idempotent``."""
+    if not err.transient:
+        return False
+    return idempotent or not err.maybe_applied
+
 
 def retry_call(
     fn: Callable[[], T],
     policy: RetryPolicy,
     *,
     idempotent: bool = True,
+    retry_if: Callable[[ConnectorError], bool] | None = None,
     before_retry: Callable[[ConnectorError], None] | None = None,
     description: str = "operation",
     sleep: Callable[[float], object] = time.sleep,
@@ -137,15 +143,21 @@ def retry_call(
 ) -> T:
     """Call ``fn`` until it succeeds or ``policy`` says stop.
 
-    Only ``ConnectorError`` with ``transient`` set is retried; one with
-    ``maybe_applied`` set is retried only when ``idempotent``. Anything else
-    propagates at once. When retries run out (attempts or deadline), the last
-    error is re-raised unchanged.
+    By default only a ``ConnectorError`` with ``transient`` set is retried,
+    and one with ``maybe_applied`` set only when ``idempotent``; ``retry_if``
+    replaces that rule. Anything else propagates at once. When retries run
+    out (attempts or deadline), the last error is re-raised unchanged. A
+    server's ``retry_after`` is honoured in full: when it is longer than
+    ``max_backoff`` or the time left before the deadline, the error is
+    raised at once (its ``retry_after`` tells the caller, or Celery's
+    countdown, how long to wait) rather than retried early.
 
     Args:
         fn: The attempt; takes no argument.
         policy: Attempts, backoff and deadline.
         idempotent: Whether repeating ``fn`` is harmless even if it took effect.
+        retry_if: Decides whether an error may be retried (replaces the
+            default rule above; attempts and deadline still apply).
         before_retry: Called with the error before each wait (reconnects, token
             refreshes); an error it raises propagates.
         description: Names the operation in the WARNING logged per retry.
@@ -162,10 +174,11 @@ def retry_call(
         try:
             return fn()
         except ConnectorError as err:
-            if not _may_retry(err, idempotent) or attempt >= policy.max_attempts:
+            allowed = retry_if(err) if retry_if is not None else default_retry_if(err, idempotent)
+            if not allowed or attempt >= policy.max_attempts:
                 raise
             wait = policy.delay(attempt, rand(), err.retry_after)
-            if policy.deadline is not None and clock() - start + wait > policy.deadline:
+            if not policy.allows(wait, clock() - start):
                 raise
             logger.warning(
                 "%s failed (attempt %d of %d, %s: %s); retrying in %.3fs",
@@ -181,7 +194,29 @@ def retry_call(
             sleep(wait)
 
 
-def _may_retry(err: ConnectorError, idempotent: bool) -> bool:
-    if not err.transient:
-        return False
-    return idempotent or not err.maybe_applied
+def retry_once(fn: Callable[[], T], retry_if: Callable[[ConnectorError, int], bool]) -> T:
+    """Call ``fn``; after a failure that ``retry_if`` allows, call it once more.
+
+    The one "retry once on a fresh connection" shape (a connection found dead
+    at checkout, a token refused once). No wait: the second attempt runs at
+    once, and its error propagates.
+
+    Args:
+        fn: The attempt; takes no argument.
+        retry_if: ``retry_if(err, attempt)`` is called after each failed
+            attempt (1, then 2) with its ``ConnectorError``, so it can also
+            record the failure; a true answer after attempt 1 reruns ``fn``.
+
+    Raises:
+        ConnectorError: From the last attempt made.
+    """
+    try:
+        return fn()
+    except ConnectorError as err:
+        if not retry_if(err, 1):
+            raise
+    try:
+        return fn()
+    except ConnectorError as err:
+        retry_if(err, 2)
+        raise

@@ -25,7 +25,6 @@ import os
 import random
 import re
 import ssl
-import threading
 import time
 import urllib.parse
 import uuid
@@ -39,6 +38,7 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from dictamesh_connectors import _fork
 from dictamesh_connectors.base import Connector
 from dictamesh_connectors.errors import (
     ConnectorError,
@@ -79,7 +79,7 @@ _DRIVER_ERRORS = (requests.exceptions.RequestException, urllib3.exceptions.HTTPE
 _CHUNK = 64 * 1024
 _DRAIN_LIMIT = 64 * 1024  # read at most this much of a redirect/401 body to reuse the connection
 _insecure_warned = False
-_insecure_lock = threading.Lock()
+_insecure_lock = _fork.create_lock()
 
 
 class _RedactSecrets(logging.Filter):
@@ -93,7 +93,7 @@ class _RedactSecrets(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.secrets: frozenset[str] = frozenset()  # replaced, never mutated: readers need no lock
-        self._lock = threading.Lock()
+        self._lock = _fork.create_lock()
 
     def add(self, secret: str) -> None:
         """Mask ``secret`` from now on; installs the filter on urllib3's logger once."""
@@ -115,17 +115,6 @@ class _RedactSecrets(logging.Filter):
 
 
 _redactor = _RedactSecrets()
-
-
-def _reset_module_locks() -> None:
-    # A parent thread may have held one of these at fork(): the child gets fresh ones.
-    global _insecure_lock
-    _insecure_lock = threading.Lock()
-    _redactor._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_module_locks)
 
 
 def _pool_classes(pool_timeout: float) -> dict[str, type[HTTPConnectionPool]]:
@@ -508,10 +497,10 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
                 secret_params=self._secret_params,
             )
 
-    def _reset_after_fork(self) -> None:
+    def _after_fork_in_child(self) -> None:
         """In a forked child: also renew the token cache's and rate limiter's locks."""
         forked = self._pid != os.getpid()
-        super()._reset_after_fork()
+        super()._after_fork_in_child()
         if forked:
             if self._tokens is not None:
                 self._tokens.reset_after_fork()

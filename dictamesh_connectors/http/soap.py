@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 import urllib3
 
+from dictamesh_connectors import _fork
 from dictamesh_connectors._compat import require
 from dictamesh_connectors.errors import ConnectorError, ErrorCode, InvalidConfigError
 from dictamesh_connectors.http.errors import (
@@ -205,17 +206,7 @@ class _ThreadState:
 
 
 _transport_class: type[Any] | None = None
-_transport_lock = threading.Lock()
-
-
-def _reset_transport_lock() -> None:
-    # A parent thread may have held it at fork(): the child gets a fresh one.
-    global _transport_lock
-    _transport_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_transport_lock)
+_transport_lock = _fork.create_lock()  # a child gets it back unlocked
 
 
 def _make_transport_class(zeep: Any) -> type[Any]:

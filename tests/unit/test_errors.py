@@ -100,3 +100,29 @@ def test_error_class_for_codes():
 def test_unknown_code_is_rejected():
     with pytest.raises(ValueError):
         ConnectorError("x", code="NOT_A_CODE")
+
+
+def test_build_error_picks_the_most_specific_class_and_keeps_every_field():
+    from dictamesh_connectors.errors import ErrorRule, build_error
+
+    rule = ErrorRule(ErrorCode.TIMEOUT, True, RetryHint.RETRY)
+    err = build_error(
+        "t: slow", rule, connector="t", maybe_applied=True, retry_after=2, details={"a": 1}
+    )
+    assert type(err) is ConnectorTimeoutError
+    assert (err.code, err.transient, err.retry_hint) == rule
+    assert err.maybe_applied and err.retry_after == 2.0 and err.details == {"a": 1}
+    assert err.connector == "t" and err.message == "t: slow"
+
+    class MyTimeout(ConnectorTimeoutError):
+        pass
+
+    mine = build_error("x", rule, connector="t", classes={ErrorCode.TIMEOUT: MyTimeout})
+    assert type(mine) is MyTimeout
+    other = build_error(
+        "x",
+        (ErrorCode.UNAVAILABLE, True, RetryHint.RETRY),
+        connector="t",
+        classes={ErrorCode.TIMEOUT: MyTimeout},
+    )
+    assert type(other) is ConnectorError

@@ -1,10 +1,15 @@
 """A connector created before os.fork() works in the child, and the parent is untouched."""
 
+import functools
+import gc
 import os
+import pathlib
 import threading
+import weakref
 
 import pytest
 
+from dictamesh_connectors import _fork
 from tests.forking import run_in_child
 
 from .fakes import Blocker, FakeConfig, FakeConnector
@@ -108,3 +113,92 @@ def test_fork_from_inside_an_operation_keeps_the_child_in_flight_count_right():
     assert os.waitstatus_to_exitcode(status) == 0
     assert c._inflight == 0  # the parent's count is untouched
     c.disconnect()
+
+
+def _hold_in_thread(lock):
+    """Hold ``lock`` in another thread until the returned event is set."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with lock:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold, daemon=True)
+    t.start()
+    assert held.wait(5)
+    return release, t
+
+
+@pytest.mark.parametrize("make", ["lock", "rlock", "condition"])
+def test_forkable_locks_held_by_another_thread_are_free_in_the_child(make):
+    lock = {
+        "lock": _fork.create_lock,
+        "rlock": _fork.create_rlock,
+        "condition": _fork.create_condition,
+    }[make]()
+    release, t = _hold_in_thread(lock)
+    try:
+        assert run_in_child(lambda: lock.acquire(timeout=2)) == 0
+        assert not lock.acquire(timeout=0)  # the parent's holder still holds it
+    finally:
+        release.set()
+        t.join(5)
+
+
+def _reset_ran(obj):
+    return obj.reset_saw_lock_free is True
+
+
+def test_child_resets_run_after_the_locks_and_are_held_weakly():
+    class Resettable:
+        def __init__(self):
+            self.lock = _fork.create_lock()
+            self.reset_saw_lock_free = None
+            _fork.register_child_reset(self)
+
+        def _after_fork_in_child(self):
+            self.reset_saw_lock_free = self.lock.acquire(timeout=1)
+
+    obj = Resettable()
+    release, t = _hold_in_thread(obj.lock)
+    try:
+        assert run_in_child(functools.partial(_reset_ran, obj)) == 0
+    finally:
+        release.set()
+        t.join(5)
+    assert obj.reset_saw_lock_free is None  # the parent never ran it
+    ref = weakref.ref(obj)
+    obj = None
+    gc.collect()
+    assert ref() is None  # registration does not keep it alive
+
+
+def test_a_reset_that_raises_does_not_break_the_child():
+    class Broken:
+        def _after_fork_in_child(self):
+            raise RuntimeError("boom")
+
+    broken = Broken()
+    _fork.register_child_reset(broken)
+    assert run_in_child(lambda: True) == 0
+    del broken
+
+
+def test_fork_that_bypasses_the_hook_is_caught_by_the_pid_check():
+    c = FakeConnector(FakeConfig())
+    c.connect()
+    c._pid = -1  # as if the hook had not run in this (pretend) child
+    assert c.work() == 2  # the "inherited" handle was dropped, a new one opened
+    assert c.opened[0].discarded and not c.opened[0].closed
+    c.disconnect()
+
+
+def test_only_the_fork_module_registers_a_fork_hook():
+    root = pathlib.Path(_fork.__file__).parent
+    users = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if "register_at_fork(" in p.read_text(encoding="utf-8")
+    )
+    assert users == ["_fork.py"]

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dictamesh_connectors.errors import ConnectorError, ErrorCode, InvalidConfigError
-from dictamesh_connectors.retry import RetryPolicy, retry_call
+from dictamesh_connectors.retry import RetryPolicy, retry_call, retry_once
 
 from .fakes import FakeClock
 
@@ -40,11 +40,69 @@ def test_delay_is_exponential_capped_with_full_jitter():
     assert pj.delay(3, rand=1.0) == pytest.approx(0.4)
 
 
-def test_retry_after_wins_but_is_clamped_and_never_zero():
+def test_retry_after_wins_in_full_and_is_never_zero():
     p = RetryPolicy(initial_backoff=0.05, max_backoff=2.0)
     assert p.delay(1, rand=0.0, retry_after=1.5) == 1.5
-    assert p.delay(1, rand=0.0, retry_after=300) == 2.0
+    assert p.delay(1, rand=0.0, retry_after=300) == 300  # never shortened...
+    assert not p.allows(300, elapsed=0)  # ...the loop raises instead
+    assert p.allows(2.0, elapsed=0)
     assert p.delay(1, rand=0.0, retry_after=0) == 0.05
+
+
+def test_retry_after_beyond_max_backoff_is_raised_not_retried_early():
+    clock = FakeClock()
+    err = transient(retry_after=60.0)
+    fn, calls = failing([err])
+    with pytest.raises(ConnectorError) as info:
+        run(fn, RetryPolicy(max_attempts=5, max_backoff=10, deadline=None), clock)
+    assert info.value is err and info.value.retry_after == 60.0
+    assert clock.sleeps == [] and len(calls) == 1
+
+
+def test_retry_after_at_the_cap_is_waited():
+    clock = FakeClock()
+    fn, calls = failing([transient(retry_after=10.0)])
+    assert run(fn, RetryPolicy(max_attempts=2, max_backoff=10, deadline=None), clock) == "ok"
+    assert clock.sleeps == [10.0] and len(calls) == 2
+
+
+def test_retry_if_replaces_the_default_rule():
+    clock = FakeClock()
+    permanent = ConnectorError("conflict", code=ErrorCode.SERIALIZATION_FAILURE, transient=False)
+    fn, calls = failing([permanent, permanent])
+    only_serialization = lambda e: e.code is ErrorCode.SERIALIZATION_FAILURE  # noqa: E731
+    assert run(fn, RetryPolicy(max_attempts=3), clock, retry_if=only_serialization) == "ok"
+    assert len(calls) == 3
+    # ... and can refuse what the default would retry.
+    fn, calls = failing([transient()])
+    with pytest.raises(ConnectorError):
+        run(fn, RetryPolicy(max_attempts=3), clock, retry_if=lambda e: False)
+    assert len(calls) == 1
+
+
+def test_retry_once_runs_a_second_attempt_only_when_allowed():
+    seen = []
+
+    def allow(err, attempt):
+        seen.append((err.code, attempt))
+        return True
+
+    fn, calls = failing([transient()])
+    assert retry_once(fn, allow) == "ok"
+    assert len(calls) == 2 and seen == [(ErrorCode.UNAVAILABLE, 1)]
+
+    seen.clear()
+    second = transient()
+    fn, calls = failing([transient(), second])
+    with pytest.raises(ConnectorError) as info:
+        retry_once(fn, allow)
+    assert info.value is second and len(calls) == 2
+    assert [a for _, a in seen] == [1, 2]  # told about both failures
+
+    fn, calls = failing([transient()])
+    with pytest.raises(ConnectorError):
+        retry_once(fn, lambda err, attempt: False)
+    assert len(calls) == 1
 
 
 @given(st.integers(1, 200), st.floats(0, 1))
@@ -142,6 +200,12 @@ def test_policy_validation():
     assert RetryPolicy(max_attempts="4").max_attempts == 4
     assert RetryPolicy(deadline=None).deadline is None
     assert RetryPolicy.no_retry().max_attempts == 1
+    for field in ("initial_backoff", "max_backoff", "deadline"):
+        with pytest.raises(InvalidConfigError):
+            RetryPolicy(**{field: 1e300})
+        with pytest.raises(InvalidConfigError):
+            RetryPolicy(**{field: float("inf")})
+        assert getattr(RetryPolicy(**{field: 7 * 24 * 3600}), field) == 7 * 24 * 3600
 
 
 @given(st.integers(1, 100_000), st.floats(1.0, 1e308), st.floats(0, 1))

@@ -192,8 +192,13 @@ def test_retry_after_seconds_and_date_are_honoured(rsps, make, clock):
     rsps.get(BASE + "/r", status=429, headers={"Retry-After": "3"})
     rsps.get(BASE + "/r", status=503, headers={"Retry-After": "Thu, 01 Jan 2099 00:00:00 GMT"})
     rsps.get(BASE + "/r", body="ok")
-    assert make().get("/r").text == "ok"
-    assert clock.sleeps == [3.0, 10.0]  # the far date is clamped to max_backoff
+    with pytest.raises(HTTPStatusError) as info:
+        make().get("/r")
+    # 3 s is waited in full; the far date is beyond max_backoff (10 s): it is
+    # raised with retry_after set, never retried early.
+    assert clock.sleeps == [3.0]
+    assert info.value.status_code == 503 and info.value.retry_after > 10
+    assert len(calls(rsps)) == 2
 
 
 def test_retry_after_beyond_the_deadline_gives_up(rsps, make, clock):
