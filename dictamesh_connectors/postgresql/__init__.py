@@ -22,13 +22,9 @@ from dictamesh_connectors.postgresql.config import PostgreSQLConfig
 
 if TYPE_CHECKING:
     from dictamesh_connectors.postgresql import query_builder
-    from dictamesh_connectors.postgresql.connector import (
-        ExecResult,
-        PostgreSQLConnector,
-        QueryResult,
-        RowStream,
-        Transaction,
-    )
+    from dictamesh_connectors.postgresql.connector import PostgreSQLConnector
+    from dictamesh_connectors.postgresql.results import ExecResult, QueryResult, RowStream
+    from dictamesh_connectors.postgresql.transaction import Transaction
 
 __all__ = [
     "ExecResult",
@@ -41,11 +37,11 @@ __all__ = [
 ]
 
 _LAZY = {
-    "ExecResult": "dictamesh_connectors.postgresql.connector",
+    "ExecResult": "dictamesh_connectors.postgresql.results",
     "PostgreSQLConnector": "dictamesh_connectors.postgresql.connector",
-    "QueryResult": "dictamesh_connectors.postgresql.connector",
-    "RowStream": "dictamesh_connectors.postgresql.connector",
-    "Transaction": "dictamesh_connectors.postgresql.connector",
+    "QueryResult": "dictamesh_connectors.postgresql.results",
+    "RowStream": "dictamesh_connectors.postgresql.results",
+    "Transaction": "dictamesh_connectors.postgresql.transaction",
 }
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

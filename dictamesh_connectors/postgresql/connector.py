@@ -1,11 +1,16 @@
 """``PostgreSQLConnector``: psycopg 3 on a ``psycopg_pool.ConnectionPool``.
 
 The connector's handle is the pool. Every operation checks a connection out
-(health-checked on checkout, see ``PostgreSQLConfig.health_check``), runs on
-it and gives it back; psycopg_pool replaces broken connections by itself, so
-a lost connection never costs the whole pool. Connections run in autocommit
-mode: a statement outside ``transaction()`` is its own transaction and costs
-one round trip.
+(health-checked on checkout, see ``checkout.Checkout`` and
+``PostgreSQLConfig.health_check``), runs on it and gives it back;
+psycopg_pool replaces broken connections by itself, so a lost connection
+never costs the whole pool. Connections run in autocommit mode: a statement
+outside ``transaction()`` is its own transaction and costs one round trip.
+
+This module holds the lifecycle and the verbs; the layers below live in
+their own modules: ``results`` (what the verbs return), ``statements`` (the
+SQL text), ``session`` (what runs on one connection), ``checkout`` (the
+checkout check), ``transaction`` (``Transaction``) and ``errors``.
 """
 
 from __future__ import annotations
@@ -15,506 +20,51 @@ import io
 import itertools
 import logging
 import math
-import time
-import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from dictamesh_connectors._compat import require
 from dictamesh_connectors.base import Connector
-from dictamesh_connectors.errors import (
-    ConnectorError,
-    ErrorCode,
-    InvalidConfigError,
-    RetryHint,
-)
+from dictamesh_connectors.errors import ConnectorError, ErrorCode, InvalidConfigError, RetryHint
+from dictamesh_connectors.postgresql.checkout import Checkout
 from dictamesh_connectors.postgresql.config import PostgreSQLConfig
 from dictamesh_connectors.postgresql.errors import translate
-from dictamesh_connectors.postgresql.query_builder import Table, identifier
+from dictamesh_connectors.postgresql.query_builder import Table
+from dictamesh_connectors.postgresql.results import ExecResult, QueryResult, RowStream, result_of
+from dictamesh_connectors.postgresql.session import (
+    Writable,
+    copy_rows,
+    copy_to,
+    execute,
+    rollback_quietly,
+)
+from dictamesh_connectors.postgresql.statements import (
+    SQL,
+    Params,
+    begin_statement,
+    copy_in_statement,
+    copy_out_statement,
+)
+from dictamesh_connectors.postgresql.transaction import Transaction
 from dictamesh_connectors.retry import RetryPolicy
 
 if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
-    from psycopg import sql
 else:
     psycopg = require("psycopg", extra="postgresql", connector="postgresql")
     psycopg_pool = require("psycopg_pool", extra="postgresql", connector="postgresql")
-    sql = require("psycopg.sql", extra="postgresql", connector="postgresql")
 
 __all__ = ["ExecResult", "PostgreSQLConnector", "QueryResult", "RowStream", "Transaction"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-R = TypeVar("R", bound="QueryResult")
-
-SQL = str | bytes | sql.SQL | sql.Composed
-"""A statement: a string with ``%s``/``%(name)s`` placeholders, or ``psycopg.sql`` objects."""
-Params = Sequence[Any] | Mapping[str, Any] | None
-"""Statement parameters: a sequence for ``%s``, a mapping for ``%(name)s``."""
 
 _TX_RETRY_CODES = frozenset({ErrorCode.SERIALIZATION_FAILURE, ErrorCode.DEADLOCK})
-_ISOLATION_LEVELS = frozenset(
-    {"READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"}
-)
-_COPY_FORMATS = frozenset({"text", "csv", "binary"})
-_GET_AND_SET_TIMEOUT = (
-    "SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, %s)"
-)
-_SET_TIMEOUT = "SELECT set_config('statement_timeout', %s, %s)"
 _stream_names = itertools.count(1)
-_TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
-_LAZY_COLUMNS_MAX_ROWS = 100
-_BAD = psycopg.pq.ConnStatus.BAD
-# health_check="auto": a connection given back less than this many seconds
-# ago skips the checkout check (see PostgreSQLConnector._getconn) ...
-# Server notices that announce the end of the session (admin shutdown, crash
-# of another backend, shutdown in progress, idle session timeout).
-_SESSION_ENDING_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05"})
-_RECENTLY_USED = 0.025
-# ... unless a connection was found dead within this many seconds.
-_SUSPICIOUS_FOR = 1.0
-_RELEASED_AT = "_dictamesh_released_at"
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 _INERROR = psycopg.pq.TransactionStatus.INERROR
-
-
-class _Writable(Protocol):
-    def write(self, data: bytes, /) -> Any: ...
-
-
-# --------------------------------------------------------------------- results
-
-
-class QueryResult:
-    """The rows of a statement, fetched in full.
-
-    Iterating yields each row as a dict (column name -> value); ``tuples``
-    keeps the raw rows (and duplicate column names, which dicts cannot).
-    Thread safety: a plain value, detached from any connection; read it from
-    any thread (``rows`` is built lazily, at worst twice, never wrongly).
-
-    Example::
-
-        result = db.query("SELECT id, name FROM users ORDER BY id")
-        result.columns        # ['id', 'name']
-        result.first()        # {'id': 1, 'name': 'Ada'} or None
-        for row in result:
-            print(row["name"])
-
-    Attributes:
-        rowcount: What the server reported (rows returned or affected; -1
-            when unknown).
-    """
-
-    __slots__ = ("_columns", "_cursor", "_dicts", "_tuples", "rowcount")
-
-    def __init__(self, columns: list[str], tuples: list[tuple[Any, ...]], rowcount: int) -> None:
-        self._columns: list[str] | None = columns
-        self._cursor: psycopg.Cursor[Any] | None = None
-        self._tuples = tuples
-        self._dicts: list[dict[str, Any]] | None = None
-        self.rowcount = rowcount
-
-    @classmethod
-    def _from_cursor(cls: type[R], cur: psycopg.Cursor[Any]) -> R:
-        # Column names are read from the cursor on first use: many callers
-        # only want scalar() or tuples, and this runs once per operation.
-        result = cls([], cur.fetchall(), cur.rowcount)
-        if len(result._tuples) > _LAZY_COLUMNS_MAX_ROWS:
-            # Keeping the cursor would keep the raw result alive next to the rows.
-            result._columns = [c.name for c in cur.description or ()]
-        else:
-            result._columns, result._cursor = None, cur
-        return result
-
-    @property
-    def columns(self) -> list[str]:
-        """The column names, in order."""
-        columns = self._columns
-        if columns is None:
-            cursor = self._cursor
-            columns = self._columns = [c.name for c in (cursor and cursor.description) or ()]
-        return columns
-
-    @property
-    def rows(self) -> list[dict[str, Any]]:
-        """Every row as a dict, column name -> value (built on first access)."""
-        if self._dicts is None:
-            columns = self.columns
-            self._dicts = [dict(zip(columns, row, strict=False)) for row in self._tuples]
-        return self._dicts
-
-    @property
-    def tuples(self) -> list[tuple[Any, ...]]:
-        """Every row as a tuple, in column order."""
-        return self._tuples
-
-    def first(self) -> dict[str, Any] | None:
-        """The first row as a dict, or ``None`` when there are no rows."""
-        if not self._tuples:
-            return None
-        return dict(zip(self.columns, self._tuples[0], strict=False))
-
-    def scalar(self) -> Any:
-        """The first column of the first row, or ``None`` when there are no rows."""
-        if not self._tuples or not self._tuples[0]:
-            return None
-        return self._tuples[0][0]
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self.rows)
-
-    def __len__(self) -> int:
-        return len(self._tuples)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Plain data when pickled (the cursor behind lazy column names is not).
-        return (type(self), (self.columns, self._tuples, self.rowcount))
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} columns={self.columns!r} rows={len(self._tuples)}>"
-
-
-class ExecResult(QueryResult):
-    """The outcome of a write: ``rows_affected``, plus the rows of a ``RETURNING`` clause.
-
-    Thread safety: a plain value, like ``QueryResult``.
-
-    Example::
-
-        result = db.execute("UPDATE users SET active = false WHERE id < %s RETURNING id", [9])
-        print(result.rows_affected, [row["id"] for row in result])
-    """
-
-    __slots__ = ()
-
-    @property
-    def rows_affected(self) -> int:
-        """Rows inserted, updated, deleted or copied (-1 when the server did not say)."""
-        return self.rowcount
-
-    def __repr__(self) -> str:
-        return f"<ExecResult rows_affected={self.rowcount} returned={len(self._tuples)}>"
-
-
-def _result(cls: type[R], cur: psycopg.Cursor[Any]) -> R:
-    res = cur.pgresult
-    if res is None or (not res.nfields and res.status != _TUPLES_OK):
-        return cls([], [], cur.rowcount)
-    return cls._from_cursor(cur)
-
-
-# ------------------------------------------------------------------- helpers
-
-
-def _timeout_ms(timeout: float) -> str:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise InvalidConfigError(f"timeout must be a number of seconds, got {timeout!r:.40}")
-    if not (timeout > 0) or math.isinf(timeout):
-        raise InvalidConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return str(max(1, math.ceil(timeout * 1000)))
-
-
-def _execute(
-    conn: psycopg.Connection[Any],
-    query: SQL,
-    params: Params,
-    timeout: float | None,
-    *,
-    local: bool,
-) -> psycopg.Cursor[Any]:
-    """Run one statement; with ``timeout``, under that ``statement_timeout`` only.
-
-    Without a timeout this is exactly one round trip. With one, the old
-    value is read and the new one set in one round trip before the
-    statement, and restored after it (``local`` inside a transaction, where
-    a failure rolls the setting back anyway).
-    """
-    cur = conn.cursor()
-    if timeout is None:
-        cur.execute(query, params)
-        return cur
-    ms = _timeout_ms(timeout)
-    row = conn.execute(_GET_AND_SET_TIMEOUT, (ms, local)).fetchone()
-    old = row[0] if row else "0"
-    try:
-        cur.execute(query, params)
-    finally:
-        if conn.pgconn.transaction_status != _INERROR:
-            try:
-                conn.execute(_SET_TIMEOUT, (old, local))
-            except psycopg.Error:
-                # Never hand a connection with a foreign timeout back to the pool.
-                logger.debug(
-                    "postgresql: could not restore statement_timeout; closing", exc_info=True
-                )
-                conn.close()
-    return cur
-
-
-def _begin_statement(isolation_level: str | None, read_only: bool, deferrable: bool) -> str:
-    parts = ["BEGIN"]
-    if isolation_level is not None:
-        name = getattr(isolation_level, "name", isolation_level)
-        key = str(name).replace("_", " ").strip().upper()
-        if key not in _ISOLATION_LEVELS:
-            raise InvalidConfigError(
-                f"isolation_level must be one of {', '.join(sorted(_ISOLATION_LEVELS))}, "
-                f"got {isolation_level!r:.40}"
-            )
-        parts.append("ISOLATION LEVEL " + key)
-    if read_only:
-        parts.append("READ ONLY")
-    if deferrable:
-        parts.append("DEFERRABLE")
-    return " ".join(parts)
-
-
-def _as_composable(query: SQL) -> sql.Composable:
-    if isinstance(query, sql.Composable):
-        return query
-    if isinstance(query, bytes):
-        query = query.decode()
-    return sql.SQL(query)
-
-
-def _copy_in_statement(table: Table, columns: Sequence[str]) -> sql.Composed:
-    if isinstance(columns, str):
-        columns = [columns]
-    if not columns:
-        raise InvalidConfigError("copy_in() needs at least one column")
-    return sql.SQL("COPY {} ({}) FROM STDIN").format(
-        identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    )
-
-
-def _copy_out_statement(query: SQL, fmt: str, header: bool) -> sql.Composed:
-    if fmt not in _COPY_FORMATS:
-        raise InvalidConfigError(f"format must be one of {', '.join(sorted(_COPY_FORMATS))}")
-    options: list[sql.Composable] = [sql.SQL("FORMAT ") + sql.SQL(fmt)]
-    if header:
-        if fmt != "csv":
-            raise InvalidConfigError("header=True needs format='csv'")
-        options.append(sql.SQL("HEADER true"))
-    return sql.SQL("COPY ({}) TO STDOUT ({})").format(
-        _as_composable(query), sql.SQL(", ").join(options)
-    )
-
-
-def _copy_rows(cur: psycopg.Cursor[Any], statement: sql.Composed, rows: Iterable[Any]) -> int:
-    with cur.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
-    return cur.rowcount
-
-
-def _copy_to(
-    cur: psycopg.Cursor[Any],
-    statement: sql.Composed,
-    params: Params,
-    out: _Writable,
-    sink: list[int],
-) -> int:
-    with cur.copy(statement, params) as copy:
-        for chunk in copy:
-            out.write(bytes(chunk))
-            sink[0] += len(chunk)
-    return cur.rowcount
-
-
-# --------------------------------------------------------------- transaction
-
-
-class Transaction:
-    """One open transaction on one pooled connection (from ``PostgreSQLConnector.transaction``).
-
-    Not thread-safe: a transaction belongs to the thread that opened it.
-    After the ``with`` block ends, every method raises a ``ConnectorError``
-    with code TRANSACTION_FAILED. Statements inside a
-    transaction are never retried on their own; rerun the whole transaction
-    (``run_in_transaction`` does that for serialization failures and deadlocks).
-
-    Example::
-
-        with db.transaction(isolation_level="serializable") as tx:
-            balance = tx.query("SELECT balance FROM accounts WHERE id = %s", [1]).scalar()
-            tx.execute("UPDATE accounts SET balance = %s WHERE id = %s", [balance - 10, 1])
-            with tx.savepoint():
-                tx.execute("INSERT INTO audit (note) VALUES (%s)", ["debit"])
-    """
-
-    def __init__(self, conn: psycopg.Connection[Any], target: str) -> None:
-        self._conn = conn
-        self._target = target
-        self._active = True
-        self._savepoints = 0
-
-    @property
-    def is_active(self) -> bool:
-        """True until the ``with`` block that opened the transaction ends."""
-        return self._active
-
-    def _check(self) -> psycopg.Connection[Any]:
-        if not self._active:
-            raise ConnectorError(
-                f"postgresql: transaction on {self._target}: the transaction is finished",
-                code=ErrorCode.TRANSACTION_FAILED,
-                connector="postgresql",
-            )
-        return self._conn
-
-    def query(
-        self, sql: SQL, params: Params = None, *, timeout: float | None = None
-    ) -> QueryResult:
-        """Run a statement in the transaction and fetch its rows.
-
-        Args:
-            sql: The statement, with ``%s`` or ``%(name)s`` placeholders.
-            params: The values of the placeholders (never formatted into ``sql``).
-            timeout: Seconds this statement may run (``statement_timeout``).
-
-        Raises:
-            ConnectorTimeoutError: The statement ran past ``timeout``.
-            ConnectorError: The statement failed (classified by SQLSTATE);
-                the transaction is then aborted.
-        """
-        conn = self._check()
-        with translate("query", self._target, in_transaction=True):
-            return _result(QueryResult, _execute(conn, sql, params, timeout, local=True))
-
-    def execute(
-        self, sql: SQL, params: Params = None, *, timeout: float | None = None
-    ) -> ExecResult:
-        """Run a write in the transaction.
-
-        Returns:
-            ``rows_affected`` and the rows of a ``RETURNING`` clause.
-
-        Raises:
-            ConnectorTimeoutError: The statement ran past ``timeout``.
-            ConnectorError: The statement failed; the transaction is aborted.
-        """
-        conn = self._check()
-        with translate("execute", self._target, write=True, in_transaction=True):
-            result = _result(ExecResult, _execute(conn, sql, params, timeout, local=True))
-        return result
-
-    def executemany(
-        self, sql: SQL, params_seq: Iterable[Sequence[Any] | Mapping[str, Any]]
-    ) -> ExecResult:
-        """Run one statement for each parameter set, pipelined (one round trip per batch).
-
-        Raises:
-            ConnectorError: A statement failed; the transaction is aborted.
-        """
-        conn = self._check()
-        with translate("executemany", self._target, write=True, in_transaction=True):
-            cur = conn.cursor()
-            with conn.pipeline():
-                cur.executemany(sql, params_seq)
-            return ExecResult([], [], cur.rowcount)
-
-    def copy_in(self, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-        """Bulk-load ``rows`` into ``table`` with ``COPY ... FROM STDIN``.
-
-        Returns:
-            The number of rows copied.
-
-        Raises:
-            InvalidConfigError: Bad table or column names.
-            ConnectorError: The copy failed; the transaction is aborted.
-        """
-        statement = _copy_in_statement(table, columns)
-        conn = self._check()
-        with translate("copy_in", self._target, write=True, in_transaction=True):
-            return _copy_rows(conn.cursor(), statement, rows)
-
-    @contextlib.contextmanager
-    def savepoint(self) -> Iterator[None]:
-        """A nested block that can fail without aborting the whole transaction.
-
-        On an exception the block's changes are rolled back to the savepoint
-        and the exception propagates; the transaction stays usable.
-
-        Raises:
-            ConnectorError: Creating, releasing or rolling back the savepoint failed.
-        """
-        conn = self._check()
-        self._savepoints += 1
-        name = sql.Identifier(f"dictamesh_sp_{self._savepoints}")
-        with translate("savepoint", self._target, in_transaction=True):
-            conn.execute(sql.SQL("SAVEPOINT {}").format(name))
-        try:
-            yield
-        except BaseException:
-            with translate("savepoint", self._target, in_transaction=True):
-                conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(name))
-                conn.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
-            raise
-        with translate("savepoint", self._target, in_transaction=True):
-            conn.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
-
-    def __repr__(self) -> str:
-        state = "active" if self._active else "finished"
-        return f"<Transaction {state} on {self._target}>"
-
-
-# -------------------------------------------------------------------- stream
-
-
-class RowStream:
-    """Rows of a server-side cursor, fetched ``batch_size`` at a time.
-
-    Iterate it once; each row is a dict. The stream holds one pooled
-    connection (and counts as an in-flight operation) from the first
-    ``next()`` until it is exhausted or closed: use it as a context manager
-    or call ``close()`` when stopping early. Not thread-safe: iterate it from
-    one thread.
-
-    Example::
-
-        with db.stream("SELECT * FROM events", batch_size=5000) as rows:
-            for row in rows:
-                handle(row)
-
-    Dropping the last reference to an unfinished stream (``del``, or a
-    ``break`` out of ``for row in db.stream(...)``) also releases it at once:
-    the generator behind it holds no reference back to the stream, so
-    reference counting finalises it without waiting for the cycle collector.
-
-    Attributes:
-        columns: The column names, known once the first row was fetched.
-    """
-
-    __slots__ = ("_rows", "columns")
-
-    def __init__(self, rows: Callable[[list[str]], Generator[dict[str, Any], None, None]]) -> None:
-        # The generator fills this list in place: it must not reference the
-        # stream itself (a cycle would keep an abandoned stream, and its
-        # pooled connection, alive until the next garbage collection).
-        self.columns: list[str] = []
-        self._rows = rows(self.columns)
-
-    def __iter__(self) -> RowStream:
-        return self
-
-    def __next__(self) -> dict[str, Any]:
-        return next(self._rows)
-
-    def close(self) -> None:
-        """Stop early: close the cursor, end its transaction, return the connection."""
-        self._rows.close()
-
-    def __enter__(self) -> RowStream:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-# ----------------------------------------------------------------- connector
 
 
 class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPool[Any]"]):
@@ -557,13 +107,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         super().__init__(config)
         # The config is frozen: compute once what every operation needs.
         self._target = config.target
-        self._ping_always = config.health_check == "always"
-        self._no_check = config.health_check == "off"
-        # Pooled connections whose server announced the end of the session.
-        self._ended: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
-        # Until then, every checkout is checked (a connection was found dead).
-        self._suspicious_until = 0.0
-        self._max_checks = config.max_open_conns + 1
+        self._checkout = Checkout(config.health_check, config.max_open_conns)
 
     # -------------------------------------------------------------- hooks
 
@@ -597,94 +141,6 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         kwargs["options"] = " ".join(options)
         return kwargs
 
-    def _watch(self, conn: psycopg.Connection[Any]) -> None:
-        """Pool ``configure`` hook: note when the server ends an idle session.
-
-        A server that ends a session (restart, failover,
-        ``pg_terminate_backend``, ``idle_session_timeout``) first sends a
-        FATAL error; libpq hands an error that arrives on an idle connection
-        to the notice handlers. After a crash of another backend, PostgreSQL
-        14+ sends 57P02 as a WARNING before closing the socket, so the
-        session-ending SQLSTATEs count whatever their severity.
-        """
-        ref = weakref.ref(conn)
-        ended = self._ended
-
-        def on_notice(diag: psycopg.errors.Diagnostic) -> None:
-            if (
-                diag.severity_nonlocalized in ("FATAL", "PANIC")
-                or diag.sqlstate in _SESSION_ENDING_SQLSTATES
-            ):
-                dead = ref()
-                if dead is not None:
-                    ended.add(dead)
-
-        conn.add_notice_handler(on_notice)
-
-    def _healthy(self, conn: psycopg.Connection[Any]) -> bool:
-        """Tell whether a connection just taken from the pool may be handed out.
-
-        ``"auto"``: no round trip, no blocking, no GIL release. One
-        non-blocking read takes in whatever the server sent while the
-        connection sat idle: the FATAL message of an ended session (parsing
-        it runs the notice hook of ``_watch``) or the EOF of a crashed one
-        (the read fails). A healthy idle connection has nothing to read.
-        ``"always"``: an empty query, one round trip.
-        """
-        try:
-            if self._ping_always:
-                psycopg_pool.ConnectionPool.check_connection(conn)
-                return True
-            pgconn = conn.pgconn
-            pgconn.consume_input()  # fails on EOF (a crashed server sends no FATAL)
-            pgconn.is_busy()  # parses what arrived: a FATAL reaches the notice hook
-        except psycopg.Error:
-            return False
-        if self._ended and conn in self._ended:
-            return False
-        return pgconn.status != _BAD and pgconn.transaction_status == _IDLE
-
-    def _getconn(
-        self, pool: psycopg_pool.ConnectionPool[Any], timeout: float | None = None
-    ) -> psycopg.Connection[Any]:
-        """Check a healthy connection out of the pool (see ``health_check``).
-
-        A broken one is closed and given back (the pool then opens a
-        replacement) and the next one is tried, without psycopg_pool's
-        backoff sleeps between checks: after a server restart every idle
-        connection is dead, and each costs only one non-blocking read.
-
-        Raises:
-            psycopg_pool.PoolTimeout: No connection within the timeout.
-        """
-        conn: psycopg.Connection[Any] = pool.getconn(timeout)
-        if self._no_check:
-            return conn
-        now = time.monotonic()
-        if now - getattr(conn, _RELEASED_AT, -math.inf) < _RECENTLY_USED and (
-            now > self._suspicious_until
-        ):
-            # It worked a few milliseconds ago and nothing looks wrong: skip
-            # the read, a system call on the hot path of a busy pool. A
-            # session ended since then is a race no checkout check can close
-            # (it can end just after the check too); reads and BEGIN retry it.
-            return conn
-        for _ in range(self._max_checks):
-            if self._healthy(conn):
-                return conn
-            logger.info("postgresql: discarding a connection the server has closed")
-            self._note_lost()
-            with contextlib.suppress(Exception):
-                conn.close()
-            pool.putconn(conn)
-            conn = pool.getconn(timeout)
-        return conn  # only fresh connections are left by now
-
-    def _note_lost(self) -> None:
-        """A connection was found dead: check every checkout for a while."""
-        # A lone float store: benign races, no lock needed.
-        self._suspicious_until = time.monotonic() + _SUSPICIOUS_FOR
-
     def _open(self) -> psycopg_pool.ConnectionPool[Any]:
         c = self.config
         kwargs = self._connect_kwargs()
@@ -701,7 +157,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
             timeout=c.pool_timeout,
             max_lifetime=c.conn_max_lifetime,
             max_idle=c.conn_max_idle_time,
-            configure=None if c.health_check == "off" else self._watch,
+            configure=self._checkout.configure,
             name=f"dictamesh-postgresql-{id(self):x}",
         )
         try:
@@ -727,11 +183,11 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
 
     def _ping(self, handle: psycopg_pool.ConnectionPool[Any], timeout: float | None) -> None:
         with translate("ping", self._target):
-            conn = self._getconn(handle, timeout)
+            conn = self._checkout.getconn(handle, timeout)
             try:
                 conn.execute("SELECT 1")
             finally:
-                _putconn(handle, conn)
+                self._checkout.putconn(handle, conn)
 
     def _translate_errors(self) -> contextlib.AbstractContextManager[None]:
         return translate("connect", self._target, connecting=True)
@@ -773,11 +229,11 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         for attempt in (1, 2):
             try:
                 with self._use() as pool, translator:
-                    conn = self._getconn(pool)
+                    conn = self._checkout.getconn(pool)
                     try:
                         return body(conn)
                     finally:
-                        _putconn(pool, conn)
+                        self._checkout.putconn(pool, conn)
             except ConnectorError as err:
                 allowed = not write and self.config.retry_reads
                 if not self._retry_lost(
@@ -795,7 +251,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         """
         if err.retry_hint is not RetryHint.RECONNECT:
             return False
-        self._note_lost()
+        self._checkout.note_lost()
         if attempt > 1 or not allowed:
             return False
         logger.warning(
@@ -838,7 +294,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         """
         return self._op(
             "query",
-            lambda conn: _result(QueryResult, _execute(conn, sql, params, timeout, local=False)),
+            lambda conn: result_of(QueryResult, execute(conn, sql, params, timeout, local=False)),
             write=False,
         )
 
@@ -866,7 +322,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         """
         result = self._op(
             "execute",
-            lambda conn: _result(ExecResult, _execute(conn, sql, params, timeout, local=False)),
+            lambda conn: result_of(ExecResult, execute(conn, sql, params, timeout, local=False)),
             write=True,
         )
         return result
@@ -898,7 +354,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                     with conn.pipeline():
                         cur.executemany(sql, params_seq)
                 except BaseException:
-                    _rollback_quietly(conn)
+                    rollback_quietly(conn)
                     raise
             with translate("commit", target, write=True):
                 conn.execute("COMMIT")
@@ -922,9 +378,9 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
             ConnectorError: The copy failed (nothing was loaded), or the
                 connection dropped (``maybe_applied=True``).
         """
-        statement = _copy_in_statement(table, columns)
+        statement = copy_in_statement(table, columns)
         return self._op(
-            "copy_in", lambda conn: _copy_rows(conn.cursor(), statement, rows), write=True
+            "copy_in", lambda conn: copy_rows(conn.cursor(), statement, rows), write=True
         )
 
     @overload
@@ -944,7 +400,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         sql: SQL,
         params: Params = None,
         *,
-        out: _Writable,
+        out: Writable,
         format: str = "csv",
         header: bool = False,
     ) -> int: ...
@@ -954,7 +410,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         sql: SQL,
         params: Params = None,
         *,
-        out: _Writable | None = None,
+        out: Writable | None = None,
         format: str = "csv",
         header: bool = False,
     ) -> bytes | int:
@@ -979,13 +435,13 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
             ConnectorError: The query failed; retried once on a fresh
                 connection only if nothing was written to ``out`` yet.
         """
-        statement = _copy_out_statement(sql, format, header)
+        statement = copy_out_statement(sql, format, header)
         buffer = io.BytesIO()
-        sink: _Writable = buffer if out is None else out
+        sink: Writable = buffer if out is None else out
         written = [0]
         count = self._op(
             "copy_out",
-            lambda conn: _copy_to(conn.cursor(), statement, params, sink, written),
+            lambda conn: copy_to(conn.cursor(), statement, params, sink, written),
             write=False,
             retry_once=lambda: written[0] == 0,
         )
@@ -1030,14 +486,14 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         for attempt in (1, 2):
             try:
                 with translate("stream", target):
-                    conn = self._getconn(pool)
+                    conn = self._checkout.getconn(pool)
                     cur = conn.cursor(name=f"dictamesh_stream_{next(_stream_names)}")
                     try:
                         conn.execute("BEGIN")
                         cur.execute(query, params)
                         batch = cur.fetchmany(batch_size)
                     except BaseException:
-                        _end_stream(pool, conn, cur)
+                        self._end_stream(pool, conn, cur)
                         raise
                 break
             except ConnectorError as err:
@@ -1055,7 +511,20 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
             with translate("stream", target):
                 conn.execute("COMMIT")  # also closes the cursor
         finally:
-            _end_stream(pool, conn, cur)
+            self._end_stream(pool, conn, cur)
+
+    def _end_stream(
+        self,
+        pool: psycopg_pool.ConnectionPool[Any],
+        conn: psycopg.Connection[Any],
+        cur: psycopg.ServerCursor[Any],
+    ) -> None:
+        if conn.pgconn.transaction_status != _IDLE:
+            # Stopped early or failed: the rollback also drops the server cursor.
+            rollback_quietly(conn)
+        with contextlib.suppress(psycopg.Error):
+            cur.close()  # the connection is idle now: this only marks it closed
+        self._checkout.putconn(pool, conn)
 
     # ------------------------------------------------------ transactions
 
@@ -1088,7 +557,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                 and DEADLOCK are transient (rerun the block), a lost
                 connection during ``COMMIT`` has ``maybe_applied=True``.
         """
-        begin = _begin_statement(isolation_level, read_only, deferrable)
+        begin = begin_statement(isolation_level, read_only, deferrable)
         target = self._target
         with self._use() as pool:
             conn = self._begin(pool, begin)
@@ -1097,14 +566,14 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                 try:
                     yield tx
                 except BaseException as exc:
-                    tx._active = False
+                    tx._finish()
                     if isinstance(exc, ConnectorError) and exc.retry_hint is RetryHint.RECONNECT:
-                        self._note_lost()
-                    _rollback_quietly(conn)
+                        self._checkout.note_lost()
+                    rollback_quietly(conn)
                     raise
-                tx._active = False
+                tx._finish()
                 if conn.pgconn.transaction_status == _INERROR:
-                    _rollback_quietly(conn)
+                    rollback_quietly(conn)
                     raise ConnectorError(
                         f"postgresql: transaction on {target}: a statement failed inside "
                         "the block; the transaction was rolled back",
@@ -1115,8 +584,8 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                     conn.execute("COMMIT")
             finally:
                 if not conn.closed and (conn.pgconn.transaction_status != _IDLE):
-                    _rollback_quietly(conn)
-                _putconn(pool, conn)
+                    rollback_quietly(conn)
+                self._checkout.putconn(pool, conn)
 
     def _begin(self, pool: psycopg_pool.ConnectionPool[Any], begin: str) -> psycopg.Connection[Any]:
         # Nothing has happened yet, so a connection found dead at BEGIN is
@@ -1125,11 +594,11 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         for attempt in (1, 2):
             try:
                 with translate("transaction", target):
-                    conn = self._getconn(pool)
+                    conn = self._checkout.getconn(pool)
                     try:
                         conn.execute(begin)
                     except BaseException:
-                        _putconn(pool, conn)
+                        self._checkout.putconn(pool, conn)
                         raise
                     return conn
             except ConnectorError as err:
@@ -1192,36 +661,6 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                 )
                 self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _end_stream(
-    pool: psycopg_pool.ConnectionPool[Any],
-    conn: psycopg.Connection[Any],
-    cur: psycopg.ServerCursor[Any],
-) -> None:
-    if conn.pgconn.transaction_status != _IDLE:
-        # Stopped early or failed: the rollback also drops the server cursor.
-        _rollback_quietly(conn)
-    with contextlib.suppress(psycopg.Error):
-        cur.close()  # the connection is idle now: this only marks it closed
-    _putconn(pool, conn)
-
-
-def _putconn(pool: psycopg_pool.ConnectionPool[Any], conn: psycopg.Connection[Any]) -> None:
-    """Give a connection back, noting when (see ``PostgreSQLConnector._getconn``)."""
-    # psycopg_pool keeps its own bookkeeping on the connection object too
-    # (_pool, _expire_at); this is the connector's.
-    setattr(conn, _RELEASED_AT, time.monotonic())
-    pool.putconn(conn)
-
-
-def _rollback_quietly(conn: psycopg.Connection[Any]) -> None:
-    # The original error matters, not this one; a connection that cannot
-    # roll back is broken and psycopg_pool discards it on return.
-    try:
-        conn.execute("ROLLBACK")
-    except Exception:
-        logger.debug("postgresql: rollback failed", exc_info=True)
 
 
 def _escape_option(value: str) -> str:

@@ -13,7 +13,7 @@ from dictamesh_connectors.errors import (
     RetryHint,
 )
 from dictamesh_connectors.postgresql import PostgreSQLConfig, PostgreSQLConnector
-from dictamesh_connectors.postgresql import connector as pg_connector
+from dictamesh_connectors.postgresql import checkout as pg_checkout
 
 from .conftest import backend_pids, terminate, unique, wait_for
 
@@ -214,8 +214,8 @@ def test_a_write_that_skipped_the_checkout_check_fails_loudly_never_silently(
     # health_check="auto" skips the checkout read for a connection given back
     # less than _RECENTLY_USED seconds ago. Stretch that window so the skip is
     # certain: a write then runs on a connection the server has already ended.
-    monkeypatch.setattr(pg_connector, "_RECENTLY_USED", 3600.0)
-    monkeypatch.setattr(pg_connector, "_SUSPICIOUS_FOR", 3600.0)
+    monkeypatch.setattr(pg_checkout, "_RECENTLY_USED", 3600.0)
+    monkeypatch.setattr(pg_checkout, "_SUSPICIOUS_FOR", 3600.0)
     db = make_db(max_open_conns=1, max_idle_conns=1)
     app = db.config.application_name
     db.execute(f'CREATE TABLE "{table}" (id int)')

@@ -1,9 +1,7 @@
 """PostgreSQLConnector without a server: arguments, state, retry decisions, libpq parameters."""
 
 import contextlib
-import pickle
 
-import psycopg
 import pytest
 
 import dictamesh_connectors.postgresql as pg_package
@@ -15,7 +13,6 @@ from dictamesh_connectors.errors import (
     RetryHint,
 )
 from dictamesh_connectors.postgresql import PostgreSQLConfig, PostgreSQLConnector
-from dictamesh_connectors.postgresql.connector import _begin_statement, _timeout_ms
 from dictamesh_connectors.retry import RetryPolicy
 
 PASSWORD = "Sup3r-Secret-Pa55"
@@ -55,38 +52,6 @@ def test_operations_before_connect_raise_not_connected():
             call()
     with pytest.raises(NotConnectedError), db.transaction():
         pass
-
-
-@pytest.mark.parametrize(
-    "level, read_only, deferrable, expected",
-    [
-        (None, False, False, "BEGIN"),
-        ("serializable", False, False, "BEGIN ISOLATION LEVEL SERIALIZABLE"),
-        ("repeatable_read", True, False, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
-        ("Read Committed", False, True, "BEGIN ISOLATION LEVEL READ COMMITTED DEFERRABLE"),
-    ],
-)
-def test_begin_statement(level, read_only, deferrable, expected):
-    assert _begin_statement(level, read_only, deferrable) == expected
-
-
-def test_begin_statement_accepts_psycopg_isolation_levels_and_rejects_the_rest():
-    import psycopg
-
-    assert _begin_statement(psycopg.IsolationLevel.SERIALIZABLE, False, False).endswith(
-        "SERIALIZABLE"
-    )
-    for bad in ("serializable; DROP TABLE x", "chaos", 3):
-        with pytest.raises(InvalidConfigError):
-            _begin_statement(bad, False, False)
-
-
-def test_timeouts_become_whole_milliseconds_and_must_be_positive():
-    assert _timeout_ms(1.5) == "1500"
-    assert _timeout_ms(0.0001) == "1"
-    for bad in (0, -1, float("nan"), float("inf"), True, "1"):
-        with pytest.raises(InvalidConfigError):
-            _timeout_ms(bad)
 
 
 def test_stream_batch_size_is_validated_before_any_io():
@@ -248,105 +213,3 @@ def test_discard_after_fork_neutralises_the_inherited_pool():
     pool = Pool()
     make()._discard_after_fork(pool)
     assert pool._closed is True
-
-
-def test_query_result_value_semantics():
-    from dictamesh_connectors.postgresql import ExecResult, QueryResult
-
-    r = QueryResult(["a", "b"], [(1, "x"), (2, None)], 2)
-    assert r.rows == [{"a": 1, "b": "x"}, {"a": 2, "b": None}] and list(r) == r.rows
-    assert r.first() == {"a": 1, "b": "x"} and r.scalar() == 1 and len(r) == 2
-    empty = QueryResult(["a"], [], 0)
-    assert empty.first() is None and empty.scalar() is None and not empty.rows
-    e = ExecResult(["id"], [(7,)], 3)
-    assert e.rows_affected == 3 and e.scalar() == 7
-    copy = pickle.loads(pickle.dumps(e))
-    assert type(copy) is ExecResult and copy.rows == e.rows and copy.rows_affected == 3
-    assert "rows_affected=3" in repr(e) and "rows=2" in repr(r)
-
-
-class FakePGconn:
-    def __init__(self, dead):
-        self.dead = dead
-        self.reads = 0
-        self.status = 0  # OK
-        self.transaction_status = 0  # IDLE
-
-    def consume_input(self):
-        self.reads += 1
-        if self.dead:
-            self.status = 1  # BAD
-            raise psycopg.OperationalError("consuming input failed: server closed the connection")
-
-    def is_busy(self):
-        return 0
-
-
-class FakeConn:
-    def __init__(self, dead=False):
-        self.pgconn = FakePGconn(dead)
-        self.closed = False
-
-    def close(self):
-        self.closed = True
-
-
-class FakePool:
-    def __init__(self, conns):
-        self.idle = list(conns)
-        self.returned = []
-
-    def getconn(self, timeout=None):
-        return self.idle.pop(0)
-
-    def putconn(self, conn):
-        self.returned.append(conn)
-
-
-def test_checkout_discards_dead_connections_without_sleeping():
-    db = make(max_open_conns=4)
-    dead1, dead2, good = FakeConn(dead=True), FakeConn(dead=True), FakeConn()
-    pool = FakePool([dead1, dead2, good])
-    assert db._getconn(pool) is good
-    assert pool.returned == [dead1, dead2] and dead1.closed and dead2.closed
-    assert good.pgconn.reads == 1
-
-
-def test_checkout_skips_the_read_for_a_connection_used_a_moment_ago(monkeypatch):
-    from dictamesh_connectors.postgresql import connector as module
-
-    db = make()
-    conn = FakeConn()
-    pool = FakePool([])
-    module._putconn(pool, conn)  # stamps the release time
-    pool.idle.append(pool.returned.pop())
-    assert db._getconn(pool) is conn and conn.pgconn.reads == 0
-    # Once a dead connection has been seen, every checkout is checked again.
-    db._note_lost()
-    pool.idle.append(conn)
-    assert db._getconn(pool) is conn and conn.pgconn.reads == 1
-    # An old release time is checked too.
-    db._suspicious_until = 0.0
-    monkeypatch.setattr(module, "_RECENTLY_USED", 0.0)
-    pool.idle.append(conn)
-    assert db._getconn(pool) is conn and conn.pgconn.reads == 2
-
-
-def test_health_check_off_never_reads():
-    db = make(health_check="off")
-    conn = FakeConn(dead=True)
-    assert db._getconn(FakePool([conn])) is conn and conn.pgconn.reads == 0
-
-
-def test_the_documented_health_check_windows_are_the_real_ones():
-    from pathlib import Path
-
-    from dictamesh_connectors.postgresql import connector as module
-
-    docs = (Path(__file__).resolve().parents[3] / "docs" / "postgresql.md").read_text()
-    docstring = " ".join(PostgreSQLConfig.__doc__.split())
-    recently = f"{round(module._RECENTLY_USED * 1000)} ms"
-    assert module._SUSPICIOUS_FOR == 1.0  # "for a second" in both texts
-    assert f"less than {recently} earlier" in " ".join(docs.split())
-    assert f"than {recently} earlier" in docstring and "for a second" in docstring
-    assert "during the second after any connection was found dead" in " ".join(docs.split())
