@@ -20,6 +20,7 @@ import io
 import itertools
 import logging
 import math
+import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
@@ -46,7 +47,7 @@ from dictamesh_connectors.postgresql.statements import (
     copy_out_statement,
 )
 from dictamesh_connectors.postgresql.transaction import Transaction
-from dictamesh_connectors.retry import RetryPolicy
+from dictamesh_connectors.retry import RetryPolicy, retry_call, retry_once
 
 if TYPE_CHECKING:
     import psycopg
@@ -208,6 +209,14 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         # in a process other than the one that opened it.
         handle._closed = True
 
+    def _after_fork_in_child(self) -> None:
+        # Called by the core's fork hook (_fork) and by its pid check. The
+        # checkout state describes the parent's connections: forget it too.
+        in_child = self._pid != os.getpid()
+        super()._after_fork_in_child()
+        if in_child:
+            self._checkout.reset()
+
     # --------------------------------------------------------- plumbing
 
     def _op(
@@ -216,31 +225,33 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         body: Callable[[psycopg.Connection[Any]], T],
         *,
         write: bool,
-        retry_once: Callable[[], bool] | None = None,
+        may_repeat: Callable[[], bool] | None = None,
     ) -> T:
         """Run ``body(conn)`` on a pooled connection as one in-flight operation.
 
         Reads whose connection was lost are retried once on a fresh
-        connection (when ``retry_once`` allows it); writes never are. This
+        connection (when ``may_repeat`` allows it); writes never are. This
         is the hot path of every operation: ``_use()`` does the in-flight
         accounting, without the general retry loop of ``_run()``.
         """
         translator = translate(operation, self._target, write=write)
-        for attempt in (1, 2):
-            try:
-                with self._use() as pool, translator:
-                    conn = self._checkout.getconn(pool)
-                    try:
-                        return body(conn)
-                    finally:
-                        self._checkout.putconn(pool, conn)
-            except ConnectorError as err:
-                allowed = not write and self.config.retry_reads
-                if not self._retry_lost(
-                    operation, err, attempt, allowed and (retry_once is None or retry_once())
-                ):
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        checkout = self._checkout
+
+        def attempt() -> T:
+            with self._use() as pool, translator:
+                conn = checkout.getconn(pool)
+                try:
+                    return body(conn)
+                finally:
+                    checkout.putconn(pool, conn)
+
+        allowed = not write and self.config.retry_reads
+
+        def retry_if(err: ConnectorError, attempt: int) -> bool:
+            repeat = allowed and (may_repeat is None or may_repeat())
+            return self._retry_lost(operation, err, attempt, repeat)
+
+        return retry_once(attempt, retry_if)
 
     def _retry_lost(self, operation: str, err: ConnectorError, attempt: int, allowed: bool) -> bool:
         """After attempt ``attempt`` failed with ``err``: run it once more?
@@ -443,7 +454,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
             "copy_out",
             lambda conn: copy_to(conn.cursor(), statement, params, sink, written),
             write=False,
-            retry_once=lambda: written[0] == 0,
+            may_repeat=lambda: written[0] == 0,
         )
         return buffer.getvalue() if out is None else count
 
@@ -483,22 +494,25 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         batch_size: int,
     ) -> Iterator[dict[str, Any]]:
         target = self._target
-        for attempt in (1, 2):
-            try:
-                with translate("stream", target):
-                    conn = self._checkout.getconn(pool)
-                    cur = conn.cursor(name=f"dictamesh_stream_{next(_stream_names)}")
-                    try:
-                        conn.execute("BEGIN")
-                        cur.execute(query, params)
-                        batch = cur.fetchmany(batch_size)
-                    except BaseException:
-                        self._end_stream(pool, conn, cur)
-                        raise
-                break
-            except ConnectorError as err:
-                if not self._retry_lost("stream", err, attempt, self.config.retry_reads):
+
+        def open_cursor() -> tuple[
+            psycopg.Connection[Any], psycopg.ServerCursor[Any], list[tuple[Any, ...]]
+        ]:
+            with translate("stream", target):
+                conn = self._checkout.getconn(pool)
+                cur = conn.cursor(name=f"dictamesh_stream_{next(_stream_names)}")
+                try:
+                    conn.execute("BEGIN")
+                    cur.execute(query, params)
+                    return conn, cur, cur.fetchmany(batch_size)
+                except BaseException:
+                    self._end_stream(pool, conn, cur)
                     raise
+
+        retry_reads = self.config.retry_reads
+        conn, cur, batch = retry_once(
+            open_cursor, lambda err, attempt: self._retry_lost("stream", err, attempt, retry_reads)
+        )
         try:
             columns[:] = [c.name for c in cur.description or ()]
             while batch:
@@ -588,23 +602,23 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                 self._checkout.putconn(pool, conn)
 
     def _begin(self, pool: psycopg_pool.ConnectionPool[Any], begin: str) -> psycopg.Connection[Any]:
+        target = self._target
+
+        def begin_once() -> psycopg.Connection[Any]:
+            with translate("transaction", target):
+                conn = self._checkout.getconn(pool)
+                try:
+                    conn.execute(begin)
+                except BaseException:
+                    self._checkout.putconn(pool, conn)
+                    raise
+                return conn
+
         # Nothing has happened yet, so a connection found dead at BEGIN is
         # replaced once, whatever the transaction does later.
-        target = self._target
-        for attempt in (1, 2):
-            try:
-                with translate("transaction", target):
-                    conn = self._checkout.getconn(pool)
-                    try:
-                        conn.execute(begin)
-                    except BaseException:
-                        self._checkout.putconn(pool, conn)
-                        raise
-                    return conn
-            except ConnectorError as err:
-                if not self._retry_lost("BEGIN", err, attempt, True):
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        return retry_once(
+            begin_once, lambda err, attempt: self._retry_lost("BEGIN", err, attempt, True)
+        )
 
     def run_in_transaction(
         self,
@@ -637,30 +651,25 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
             ConnectorError: SERIALIZATION_FAILURE / DEADLOCK once the policy is
                 exhausted; any other error at once.
         """
-        policy = retry or self.config.retry
-        clock = self._clock
-        start = clock()
-        for attempt in itertools.count(1):
-            try:
-                with self.transaction(isolation_level, read_only, deferrable) as tx:
-                    return fn(tx)
-            except ConnectorError as err:
-                if err.code not in _TX_RETRY_CODES or attempt >= policy.max_attempts:
-                    raise
-                wait = policy.delay(attempt, self._rand())
-                if policy.deadline is not None and clock() - start + wait > policy.deadline:
-                    raise
-                logger.warning(
-                    "postgresql: transaction on %s failed (attempt %d of %d, %s); "
-                    "rerunning in %.3fs",
-                    self._target,
-                    attempt,
-                    policy.max_attempts,
-                    err.code.value,
-                    wait,
-                )
-                self._sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def attempt() -> T:
+            with self.transaction(isolation_level, read_only, deferrable) as tx:
+                return fn(tx)
+
+        return retry_call(
+            attempt,
+            retry or self.config.retry,
+            retry_if=_is_conflict,
+            description=f"postgresql: transaction on {self._target}",
+            sleep=self._sleep,
+            clock=self._clock,
+            rand=self._rand,
+        )
+
+
+def _is_conflict(err: ConnectorError) -> bool:
+    """A serialization failure or a deadlock: rerunning the whole transaction may succeed."""
+    return err.code in _TX_RETRY_CODES
 
 
 def _escape_option(value: str) -> str:

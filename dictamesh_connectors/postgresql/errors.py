@@ -83,8 +83,9 @@ from dictamesh_connectors._compat import require
 from dictamesh_connectors.errors import (
     ConnectorError,
     ErrorCode,
+    ErrorRule,
     RetryHint,
-    error_class_for,
+    build_error,
 )
 
 if TYPE_CHECKING:
@@ -99,46 +100,55 @@ __all__ = ["SQLSTATE_CLASSES", "SQLSTATE_CODES", "classify", "translate"]
 
 CONNECTOR = "postgresql"
 
-# (code, transient, hint). Exact SQLSTATEs win over their two-character class.
-_Rule = tuple[ErrorCode, bool, RetryHint]
+# The rules that do not come from a SQLSTATE (see the table above).
+_POOL_TIMEOUT = ErrorRule(ErrorCode.TIMEOUT, True, RetryHint.RETRY)
+_POOL_QUEUE_FULL = ErrorRule(ErrorCode.RESOURCE_EXHAUSTED, True, RetryHint.RETRY)
+_POOL_CLOSED = ErrorRule(ErrorCode.NOT_CONNECTED, False, RetryHint.NONE)
+_CONNECT_TIMEOUT = ErrorRule(ErrorCode.TIMEOUT, True, RetryHint.RETRY)
+_CONNECT_FAILED = ErrorRule(ErrorCode.CONNECTION_FAILED, True, RetryHint.RETRY)
+_LOST = ErrorRule(ErrorCode.CONNECTION_LOST, True, RetryHint.RECONNECT)
+_CLIENT_SIDE = ErrorRule(ErrorCode.INVALID_REQUEST, False, RetryHint.NONE)
+_QUERY_FAILED = ErrorRule(ErrorCode.QUERY_FAILED, False, RetryHint.NONE)
+_EXEC_FAILED = ErrorRule(ErrorCode.EXEC_FAILED, False, RetryHint.NONE)
 
-SQLSTATE_CODES: dict[str, _Rule] = {
-    "40001": (ErrorCode.SERIALIZATION_FAILURE, True, RetryHint.RETRY_TRANSACTION),
-    "40P01": (ErrorCode.DEADLOCK, True, RetryHint.RETRY_TRANSACTION),
-    "40002": (ErrorCode.CONSTRAINT_VIOLATION, False, RetryHint.NONE),
-    "40003": (ErrorCode.TRANSACTION_FAILED, False, RetryHint.NONE),
-    "55P03": (ErrorCode.LOCK_TIMEOUT, True, RetryHint.RETRY),
-    "57014": (ErrorCode.TIMEOUT, True, RetryHint.RETRY),
-    "57P01": (ErrorCode.UNAVAILABLE, True, RetryHint.RECONNECT),
-    "57P02": (ErrorCode.UNAVAILABLE, True, RetryHint.RECONNECT),
-    "57P03": (ErrorCode.UNAVAILABLE, True, RetryHint.RECONNECT),
-    "57P04": (ErrorCode.NOT_FOUND, False, RetryHint.NONE),
-    "57P05": (ErrorCode.CONNECTION_LOST, True, RetryHint.RECONNECT),
-    "25P02": (ErrorCode.TRANSACTION_FAILED, False, RetryHint.NONE),
-    "25P03": (ErrorCode.CONNECTION_LOST, True, RetryHint.RECONNECT),
-    "3D000": (ErrorCode.NOT_FOUND, False, RetryHint.NONE),
-    "3F000": (ErrorCode.NOT_FOUND, False, RetryHint.NONE),
-    "42P01": (ErrorCode.NOT_FOUND, False, RetryHint.NONE),
-    "42501": (ErrorCode.PERMISSION_DENIED, False, RetryHint.NONE),
+# Exact SQLSTATEs win over their two-character class.
+SQLSTATE_CODES: dict[str, ErrorRule] = {
+    "40001": ErrorRule(ErrorCode.SERIALIZATION_FAILURE, True, RetryHint.RETRY_TRANSACTION),
+    "40P01": ErrorRule(ErrorCode.DEADLOCK, True, RetryHint.RETRY_TRANSACTION),
+    "40002": ErrorRule(ErrorCode.CONSTRAINT_VIOLATION, False, RetryHint.NONE),
+    "40003": ErrorRule(ErrorCode.TRANSACTION_FAILED, False, RetryHint.NONE),
+    "55P03": ErrorRule(ErrorCode.LOCK_TIMEOUT, True, RetryHint.RETRY),
+    "57014": ErrorRule(ErrorCode.TIMEOUT, True, RetryHint.RETRY),
+    "57P01": ErrorRule(ErrorCode.UNAVAILABLE, True, RetryHint.RECONNECT),
+    "57P02": ErrorRule(ErrorCode.UNAVAILABLE, True, RetryHint.RECONNECT),
+    "57P03": ErrorRule(ErrorCode.UNAVAILABLE, True, RetryHint.RECONNECT),
+    "57P04": ErrorRule(ErrorCode.NOT_FOUND, False, RetryHint.NONE),
+    "57P05": ErrorRule(ErrorCode.CONNECTION_LOST, True, RetryHint.RECONNECT),
+    "25P02": ErrorRule(ErrorCode.TRANSACTION_FAILED, False, RetryHint.NONE),
+    "25P03": ErrorRule(ErrorCode.CONNECTION_LOST, True, RetryHint.RECONNECT),
+    "3D000": ErrorRule(ErrorCode.NOT_FOUND, False, RetryHint.NONE),
+    "3F000": ErrorRule(ErrorCode.NOT_FOUND, False, RetryHint.NONE),
+    "42P01": ErrorRule(ErrorCode.NOT_FOUND, False, RetryHint.NONE),
+    "42501": ErrorRule(ErrorCode.PERMISSION_DENIED, False, RetryHint.NONE),
 }
 """Exact SQLSTATE -> (code, transient, retry hint)."""
 
-SQLSTATE_CLASSES: dict[str, _Rule] = {
-    "08": (ErrorCode.CONNECTION_LOST, True, RetryHint.RECONNECT),
-    "40": (ErrorCode.SERIALIZATION_FAILURE, True, RetryHint.RETRY_TRANSACTION),
-    "53": (ErrorCode.RESOURCE_EXHAUSTED, True, RetryHint.RETRY),
-    "23": (ErrorCode.CONSTRAINT_VIOLATION, False, RetryHint.NONE),
-    "28": (ErrorCode.AUTH_FAILED, False, RetryHint.NONE),
-    "22": (ErrorCode.INVALID_INPUT, False, RetryHint.NONE),
-    "42": (ErrorCode.INVALID_REQUEST, False, RetryHint.NONE),
-    "0A": (ErrorCode.UNSUPPORTED, False, RetryHint.NONE),
-    "25": (ErrorCode.TRANSACTION_FAILED, False, RetryHint.NONE),
+SQLSTATE_CLASSES: dict[str, ErrorRule] = {
+    "08": ErrorRule(ErrorCode.CONNECTION_LOST, True, RetryHint.RECONNECT),
+    "40": ErrorRule(ErrorCode.SERIALIZATION_FAILURE, True, RetryHint.RETRY_TRANSACTION),
+    "53": ErrorRule(ErrorCode.RESOURCE_EXHAUSTED, True, RetryHint.RETRY),
+    "23": ErrorRule(ErrorCode.CONSTRAINT_VIOLATION, False, RetryHint.NONE),
+    "28": ErrorRule(ErrorCode.AUTH_FAILED, False, RetryHint.NONE),
+    "22": ErrorRule(ErrorCode.INVALID_INPUT, False, RetryHint.NONE),
+    "42": ErrorRule(ErrorCode.INVALID_REQUEST, False, RetryHint.NONE),
+    "0A": ErrorRule(ErrorCode.UNSUPPORTED, False, RetryHint.NONE),
+    "25": ErrorRule(ErrorCode.TRANSACTION_FAILED, False, RetryHint.NONE),
 }
 """SQLSTATE class (first two characters) -> (code, transient, retry hint)."""
 
 # Connect-time failures: libpq reports the server's FATAL message with no
 # SQLSTATE, so the message text is all there is. Checked in order.
-_CONNECT_MESSAGES: tuple[tuple[re.Pattern[str], _Rule], ...] = (
+_CONNECT_MESSAGES: tuple[tuple[re.Pattern[str], ErrorRule], ...] = (
     (
         re.compile(
             r"password authentication failed|no password supplied|authentication failed"
@@ -146,11 +156,11 @@ _CONNECT_MESSAGES: tuple[tuple[re.Pattern[str], _Rule], ...] = (
             r"|SCRAM authentication|password is required",
             re.I,
         ),
-        (ErrorCode.AUTH_FAILED, False, RetryHint.NONE),
+        ErrorRule(ErrorCode.AUTH_FAILED, False, RetryHint.NONE),
     ),
     (
         re.compile(r"database \".*\" does not exist", re.I),
-        (ErrorCode.NOT_FOUND, False, RetryHint.NONE),
+        ErrorRule(ErrorCode.NOT_FOUND, False, RetryHint.NONE),
     ),
     (
         re.compile(
@@ -158,13 +168,13 @@ _CONNECT_MESSAGES: tuple[tuple[re.Pattern[str], _Rule], ...] = (
             r"|not yet accepting connections|not accepting connections)",
             re.I,
         ),
-        (ErrorCode.UNAVAILABLE, True, RetryHint.RETRY),
+        ErrorRule(ErrorCode.UNAVAILABLE, True, RetryHint.RETRY),
     ),
     (
         re.compile(
             r"too many clients|too many connections|remaining connection slots are reserved", re.I
         ),
-        (ErrorCode.RESOURCE_EXHAUSTED, True, RetryHint.RETRY),
+        ErrorRule(ErrorCode.RESOURCE_EXHAUSTED, True, RetryHint.RETRY),
     ),
 )
 
@@ -275,87 +285,68 @@ def classify(
     where = f"{CONNECTOR}: {operation} on {target}: " if target else f"{CONNECTOR}: {operation}: "
     # psycopg_pool errors subclass psycopg.OperationalError: check them first.
     if isinstance(exc, psycopg_pool.PoolTimeout):
-        return _build(
+        return build_error(
             where + f"no connection available from the pool ({exc})",
-            (ErrorCode.TIMEOUT, True, RetryHint.RETRY),
+            _POOL_TIMEOUT,
+            connector=CONNECTOR,
             details={"pool": "timeout"},
         )
     if isinstance(exc, psycopg_pool.TooManyRequests):
-        return _build(
+        return build_error(
             where + str(exc),
-            (ErrorCode.RESOURCE_EXHAUSTED, True, RetryHint.RETRY),
+            _POOL_QUEUE_FULL,
+            connector=CONNECTOR,
             details={"pool": "too_many_requests"},
         )
     if isinstance(exc, psycopg_pool.PoolClosed):
-        return _build(
-            where + "the connection pool is closed",
-            (ErrorCode.NOT_CONNECTED, False, RetryHint.NONE),
+        return build_error(
+            where + "the connection pool is closed", _POOL_CLOSED, connector=CONNECTOR
         )
     if not isinstance(exc, psycopg.Error):
         return None
     if isinstance(exc, psycopg.errors.ConnectionTimeout):
-        return _build(
-            where + _connect_message(str(exc)),
-            (ErrorCode.TIMEOUT, True, RetryHint.RETRY),
+        return build_error(
+            where + _connect_message(str(exc)), _CONNECT_TIMEOUT, connector=CONNECTOR
         )
 
     sqlstate = exc.sqlstate
     if sqlstate:
         rule = SQLSTATE_CODES.get(sqlstate) or SQLSTATE_CLASSES.get(sqlstate[:2])
-        if rule is not None and connecting and rule[0] is ErrorCode.CONNECTION_LOST:
-            rule = (ErrorCode.CONNECTION_FAILED, True, RetryHint.RETRY)
+        if rule is not None and connecting and rule.code is ErrorCode.CONNECTION_LOST:
+            rule = _CONNECT_FAILED
         if rule is None:
-            fallback = ErrorCode.EXEC_FAILED if write else ErrorCode.QUERY_FAILED
-            rule = (fallback, False, RetryHint.NONE)
-        return _build(
+            rule = _EXEC_FAILED if write else _QUERY_FAILED
+        return build_error(
             where + _primary_message(exc, sqlstate),
             rule,
+            connector=CONNECTOR,
             details=_details(exc, sqlstate),
-            maybe_applied=unknown_outcome and _outcome_unknown(rule[0]),
+            maybe_applied=unknown_outcome and _outcome_unknown(rule.code),
         )
 
     if connecting:
         message = _connect_message(str(exc))
-        for pattern, rule in _CONNECT_MESSAGES:
-            if pattern.search(message):
-                return _build(where + message, rule)
-        return _build(where + message, (ErrorCode.CONNECTION_FAILED, True, RetryHint.RETRY))
+        rule = next(
+            (rule for pattern, rule in _CONNECT_MESSAGES if pattern.search(message)),
+            _CONNECT_FAILED,
+        )
+        return build_error(where + message, rule, connector=CONNECTOR)
 
     message = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, psycopg.OperationalError) and _is_broken(exc):
-        return _build(
-            where + message,
-            (ErrorCode.CONNECTION_LOST, True, RetryHint.RECONNECT),
-            maybe_applied=unknown_outcome,
+        return build_error(
+            where + message, _LOST, connector=CONNECTOR, maybe_applied=unknown_outcome
         )
     if isinstance(exc, (psycopg.InterfaceError, psycopg.ProgrammingError, psycopg.DataError)):
-        return _build(where + message, (ErrorCode.INVALID_REQUEST, False, RetryHint.NONE))
-    fallback = ErrorCode.EXEC_FAILED if write else ErrorCode.QUERY_FAILED
-    return _build(where + message, (fallback, False, RetryHint.NONE))
+        return build_error(where + message, _CLIENT_SIDE, connector=CONNECTOR)
+    return build_error(
+        where + message, _EXEC_FAILED if write else _QUERY_FAILED, connector=CONNECTOR
+    )
 
 
 def _outcome_unknown(code: ErrorCode) -> bool:
     # The connection went away while a write was in flight: it may have committed.
     return code in (ErrorCode.CONNECTION_LOST, ErrorCode.UNAVAILABLE)
-
-
-def _build(
-    message: str,
-    rule: _Rule,
-    *,
-    details: dict[str, Any] | None = None,
-    maybe_applied: bool = False,
-) -> ConnectorError:
-    code, transient, hint = rule
-    return error_class_for(code)(
-        message,
-        code=code,
-        transient=transient,
-        retry_hint=hint,
-        maybe_applied=maybe_applied,
-        connector=CONNECTOR,
-        details=details,
-    )
 
 
 class translate:

@@ -213,3 +213,60 @@ def test_discard_after_fork_neutralises_the_inherited_pool():
     pool = Pool()
     make()._discard_after_fork(pool)
     assert pool._closed is True
+
+
+def test_run_in_transaction_logs_each_rerun_through_the_core_retry_loop(caplog):
+    db = make()
+    db.transaction = FakeTransactions([conflict(ErrorCode.DEADLOCK)])
+    db._sleep = lambda s: None
+    with caplog.at_level("WARNING", logger="dictamesh_connectors.retry"):
+        assert db.run_in_transaction(lambda tx: 7, retry=RetryPolicy(max_attempts=2)) == 7
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "postgresql: transaction on" in message and "attempt 1 of 2" in message
+    assert "DEADLOCK" in message
+
+
+def test_a_read_retried_once_notes_the_lost_connection_after_each_attempt(monkeypatch):
+    db = make()
+    noted = []
+    monkeypatch.setattr(type(db._checkout), "note_lost", lambda self: noted.append(1))
+
+    @contextlib.contextmanager
+    def fake_use():
+        raise ConnectorError("lost", code=ErrorCode.CONNECTION_LOST)
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(db, "_use", fake_use)
+    with pytest.raises(ConnectorError):
+        db.query("SELECT 1")
+    # Both failures count: every checkout is checked for a while after either.
+    assert noted == [1, 1]
+
+
+def test_errors_other_than_a_lost_connection_are_not_retried(monkeypatch):
+    db = make()
+    attempts = []
+
+    @contextlib.contextmanager
+    def fake_use():
+        attempts.append(1)
+        raise ConnectorError("timeout", code=ErrorCode.TIMEOUT)
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(db, "_use", fake_use)
+    with pytest.raises(ConnectorError):
+        db.query("SELECT 1")
+    assert attempts == [1]
+
+
+def test_a_forked_child_forgets_the_checkout_state(monkeypatch):
+    import os
+
+    db = make()
+    db._checkout.note_lost()
+    db._after_fork_in_child()  # same process: nothing to forget
+    assert db._checkout._suspicious_until > 0
+    monkeypatch.setattr(db, "_pid", os.getpid() + 1)  # as seen from a child
+    db._after_fork_in_child()
+    assert db._checkout._suspicious_until == 0.0 and db._pid == os.getpid()

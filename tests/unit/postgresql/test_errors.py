@@ -364,3 +364,17 @@ def test_the_documented_error_table_matches_errors_py():
     assert set(SQLSTATE_CODES) <= states, set(SQLSTATE_CODES) - states
     assert set(SQLSTATE_CLASSES) <= classes, set(SQLSTATE_CLASSES) - classes
     assert {"PoolTimeout", "TooManyRequests", "PoolClosed", "ConnectionTimeout"} <= drivers
+
+
+def test_every_rule_is_a_core_error_rule_and_builds_the_most_specific_class():
+    from dictamesh_connectors.errors import ErrorRule, error_class_for
+    from dictamesh_connectors.postgresql import errors as module
+
+    rules = [*SQLSTATE_CODES.values(), *SQLSTATE_CLASSES.values()]
+    rules += [rule for _pattern, rule in module._CONNECT_MESSAGES]
+    assert all(type(rule) is ErrorRule for rule in rules)
+    assert not hasattr(module, "_build")
+    err = classify(psycopg_pool.PoolTimeout("no connection in 1s"), target=TARGET)
+    assert type(err) is error_class_for(ErrorCode.TIMEOUT) and isinstance(
+        err, ConnectorTimeoutError
+    )
