@@ -27,6 +27,7 @@ import enum
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
@@ -110,6 +111,10 @@ class Connector(Generic[ConfigT, HandleT]):
         self._handle: HandleT | None = None
         self._epoch = 0  # bumped by disconnect(); a connect() from an older epoch lost the race
         self._inflight = 0
+        # In-flight operations per thread ident, so that a disconnect() made by
+        # a thread that itself holds an operation open (a stream, a
+        # transaction) does not wait for itself forever.
+        self._owners: dict[int, int] = {}
         # Bumped when the in-flight count restarts at zero (a fork, or a
         # disconnect() that gave up waiting): operations registered under an
         # older generation no longer count, and their end is ignored.
@@ -235,14 +240,16 @@ class Connector(Generic[ConfigT, HandleT]):
             self._epoch += 1
             self._state = State.DISCONNECTING
             self._changed.notify_all()
+            # This thread's own open operations can only end after we return:
+            # waiting for them would never end.
+            own = self._owners.get(threading.get_ident(), 0)
             try:
-                while self._inflight > 0:
+                while self._inflight > own:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         # Give up on them: they fail on the closed handle, and
                         # a later connect()/disconnect() does not wait for them.
-                        abandoned, self._inflight = self._inflight, 0
-                        self._generation += 1
+                        abandoned = self._inflight - own
                         break
                     self._changed.wait(remaining)
             except BaseException as exc:
@@ -251,7 +258,11 @@ class Connector(Generic[ConfigT, HandleT]):
                 # DISCONNECTING behind, where connect() and disconnect() would
                 # wait forever.
                 interrupt = exc
+            if self._inflight:
+                # What still runs fails on the closed handle, and its end is
+                # not counted: a later connect()/disconnect() does not wait for it.
                 self._inflight = 0
+                self._owners.clear()
                 self._generation += 1
             handle, self._handle = self._handle, None
         if abandoned:
@@ -260,6 +271,14 @@ class Connector(Generic[ConfigT, HandleT]):
                 self.name,
                 abandoned,
                 timeout,
+            )
+        if own:
+            logger.warning(
+                "%s: disconnect() called by a thread with %d of its own operation(s) open "
+                "(a stream or transaction): not waited for; each ends on the connection "
+                "it holds",
+                self.name,
+                own,
             )
         try:
             if handle is not None:
@@ -304,7 +323,15 @@ class Connector(Generic[ConfigT, HandleT]):
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        """``disconnect()``, draining in-flight operations (no timeout)."""
+        """``disconnect()``, draining in-flight operations (no timeout).
+
+        Operations of other threads are waited for. Ones the exiting thread
+        itself still holds open (a stream it did not finish, a transaction
+        block it is still inside) cannot end before this returns, so they are
+        not waited for: each ends normally on the connection it already holds
+        (closed when it is given back, or failing if the driver closed it).
+        It never deadlocks; see docs/lifecycle.md.
+        """
         self.disconnect()
 
     def __repr__(self) -> str:
@@ -330,21 +357,27 @@ class Connector(Generic[ConfigT, HandleT]):
         """
         return _InFlight(self)
 
-    def _release(self, generation: int) -> None:
-        """End an in-flight operation registered by ``_acquire`` in ``generation``."""
-        with self._lock:  # in-flight count
+    def _release(self, generation: int, owner: int) -> None:
+        """End an in-flight operation ``_acquire`` registered in ``generation`` for ``owner``."""
+        with self._lock:  # in-flight count, owners
             if generation != self._generation:
                 # Registered before a fork() made by the very thread running
                 # it, or abandoned by a disconnect() that timed out: the
                 # count restarted at zero without it.
                 return
             self._inflight -= 1
-            # Only a draining disconnect() waits for the count to reach zero.
-            if self._inflight == 0 and self._state is State.DISCONNECTING:
+            left = self._owners[owner] - 1
+            if left:
+                self._owners[owner] = left
+            else:
+                del self._owners[owner]
+            # Only a draining disconnect() waits on the count (down to the
+            # operations its own thread holds, which may be more than zero).
+            if self._state is State.DISCONNECTING:
                 self._changed.notify_all()
 
-    def _acquire(self) -> tuple[HandleT, int]:
-        """Register an in-flight operation; return the handle and its accounting generation.
+    def _acquire(self, owner: int) -> tuple[HandleT, int]:
+        """Register an in-flight operation of thread ``owner``; return the handle and generation.
 
         Raises:
             NotConnectedError: Not connected, or ``disconnect()`` has started.
@@ -359,6 +392,7 @@ class Connector(Generic[ConfigT, HandleT]):
                     self._changed.wait()
                 if self._state is State.CONNECTED and self._handle is not None:
                     self._inflight += 1
+                    self._owners[owner] = self._owners.get(owner, 0) + 1
                     return self._handle, self._generation
                 if self._state is not State.CONNECTED:
                     raise NotConnectedError(
@@ -449,6 +483,7 @@ class Connector(Generic[ConfigT, HandleT]):
         self._pid = os.getpid()
         handle, self._handle = self._handle, None
         self._inflight = 0
+        self._owners = {}
         self._generation += 1
         if self._state is State.CONNECTING:
             # The connecting thread does not exist here: open lazily on first use.
@@ -465,15 +500,17 @@ class Connector(Generic[ConfigT, HandleT]):
 class _InFlight(Generic[HandleT]):
     """Context manager for one in-flight operation (a class: it is on every hot path)."""
 
-    __slots__ = ("_connector", "_generation")
+    __slots__ = ("_connector", "_generation", "_owner")
 
     def __init__(self, connector: Connector[Any, HandleT]) -> None:
         self._connector = connector
         self._generation = 0
+        self._owner = 0
 
     def __enter__(self) -> HandleT:
-        handle, self._generation = self._connector._acquire()
+        self._owner = owner = threading.get_ident()
+        handle, self._generation = self._connector._acquire(owner)
         return handle
 
     def __exit__(self, *exc_info: object) -> None:
-        self._connector._release(self._generation)
+        self._connector._release(self._generation, self._owner)

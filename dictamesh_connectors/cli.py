@@ -7,7 +7,9 @@ Examples::
     dictamesh-connectors ping postgresql://app@db/app --option password_env=DB_PASSWORD
 
 Exit status: 0 healthy, 1 the connector raised a ConnectorError, 2 bad usage
-or configuration. Passwords in URLs are masked in everything printed.
+or configuration. Every URL printed goes through ``config.redact_url``: the
+password and the secret query parameters of every config (``token``,
+``api_key``, ``client_secret``, PostgreSQL's ``password``...) are masked.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from dictamesh_connectors.config import redact_url_password
+from dictamesh_connectors.config import redact_url
 from dictamesh_connectors.errors import ConnectorError, InvalidConfigError
 from dictamesh_connectors.registry import connector_class, known_schemes
 
@@ -46,10 +48,11 @@ def _options(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def _ping(url: str, pairs: Sequence[str], timeout: float) -> int:
-    shown = redact_url_password(url)
     scheme = url.split(":", 1)[0]
     cls = connector_class(scheme)
-    connector = cls(cls.config_class.from_url(url, **_options(pairs)))
+    config = cls.config_class.from_url(url, **_options(pairs))
+    shown = redact_url(url, config.secret_query_params())
+    connector = cls(config)
     start = time.monotonic()
     try:
         connector.connect()

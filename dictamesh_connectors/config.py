@@ -14,7 +14,7 @@ import hmac
 import logging
 import os
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, ClassVar, TypeVar, cast
 
 import attrs
@@ -24,6 +24,7 @@ from dictamesh_connectors.errors import InvalidConfigError
 from dictamesh_connectors.retry import RetryPolicy
 
 __all__ = [
+    "SECRET_PARAMS",
     "BaseConfig",
     "Secret",
     "bool_field",
@@ -33,6 +34,7 @@ __all__ = [
     "int_field",
     "parse_url",
     "query_params",
+    "redact_url",
     "redact_url_password",
     "retry_field",
     "secret_field",
@@ -306,7 +308,24 @@ class BaseConfig:
     """
 
     url_schemes: ClassVar[tuple[str, ...]] = ()
-    secret_fields: ClassVar[frozenset[str]] = frozenset()
+    secret_params: ClassVar[frozenset[str]] = frozenset()
+    """Query parameters of ``from_url`` that carry secrets (lower case).
+
+    Every subclass's set joins the one list ``redact_url`` masks everywhere,
+    so a URL printed or logged by any part of the library hides them.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _KNOWN_SECRET_PARAMS.update(p.lower() for p in cls.secret_params)
+
+    def secret_query_params(self) -> frozenset[str]:
+        """The query parameters this config treats as secrets (``redact_url`` hides them).
+
+        The class's ``secret_params``; configs whose secret parameter name is
+        configurable (an API key sent in the query) add it.
+        """
+        return self.secret_params
 
     retry: RetryPolicy = retry_field()
     auto_reconnect: bool = bool_field(True)
@@ -423,14 +442,78 @@ class BaseConfig:
             raise InvalidConfigError(f"{type(self).__name__}: {type(err).__name__}") from None
 
 
-def redact_url_password(url: str) -> str:
-    """Replace the password of ``url`` with ``***`` (for log and error text)."""
+SECRET_PARAMS = frozenset(
+    {
+        "access_token",
+        "api-key",
+        "api_key",
+        "apikey",
+        "auth",
+        "client_secret",
+        "code",
+        "key",
+        "passphrase",
+        "passwd",
+        "password",
+        "private_key",
+        "pwd",
+        "refresh_token",
+        "sasl_password",
+        "secret",
+        "sig",
+        "signature",
+        "sslpassword",
+        "token",
+        "x-api-key",
+    }
+)
+"""Query parameter names whose values never appear in messages or logs."""
+
+# SECRET_PARAMS plus every config class's ``secret_params`` (see BaseConfig).
+_KNOWN_SECRET_PARAMS: set[str] = set(SECRET_PARAMS)
+
+
+def redact_url(url: str, secret_params: Collection[str] = ()) -> str:
+    """``url`` as the library shows it: the password and secret query values ``***``.
+
+    The one redaction function for every URL the library prints, logs or
+    puts in an error. It masks the userinfo password, and the value of every
+    query parameter named in ``SECRET_PARAMS``, in any config class's
+    ``secret_params``, or in ``secret_params`` (compared case-insensitively,
+    after percent-decoding). The fragment is dropped. It never raises.
+
+    Args:
+        url: The URL to show.
+        secret_params: Extra parameter names to hide (e.g. a configured API
+            key parameter: ``config.secret_query_params()``).
+
+    Example::
+
+        >>> redact_url("https://u:pw@h/p?token=T&page=2")
+        'https://u:***@h/p?token=***&page=2'
+    """
     try:
         parts = urllib.parse.urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)
-        user = parts.username or ""
-        return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
-    except ValueError:
+        netloc = parts.netloc
+        user, at, host = netloc.rpartition("@")
+        if at:
+            name, colon, _password = user.partition(":")
+            netloc = f"{name}:***@{host}" if colon else f"{name}@{host}"
+        query = parts.query
+        if query:
+            hidden = _KNOWN_SECRET_PARAMS.union(p.lower() for p in secret_params)
+            pairs = []
+            for item in query.split("&"):
+                key, sep, _value = item.partition("=")
+                if sep and urllib.parse.unquote_plus(key).strip().lower() in hidden:
+                    item = f"{key}=***"
+                pairs.append(item)
+            query = "&".join(pairs)
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    except (ValueError, TypeError, AttributeError):
         return "<unparseable URL>"
+
+
+def redact_url_password(url: str) -> str:
+    """Deprecated spelling of ``redact_url`` (which also hides secret query values)."""
+    return redact_url(url)

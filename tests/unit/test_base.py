@@ -448,3 +448,54 @@ def test_a_later_disconnect_does_not_wait_for_operations_an_earlier_one_abandone
     stuck.release.set()
     t.join(5)
     assert c._inflight == 0
+
+
+def _exits_within(fn, seconds=10.0):
+    """Run ``fn`` in a thread; True when it returned within ``seconds`` (no deadlock)."""
+    t = threading.Thread(target=fn, daemon=True)
+    t.start()
+    t.join(seconds)
+    return not t.is_alive()
+
+
+def test_disconnect_from_a_thread_holding_its_own_operation_does_not_deadlock(caplog):
+    c = FakeConnector(FakeConfig())
+    outcome = {}
+
+    def body():
+        with c, c._use():  # an operation this thread keeps open, like a stream
+            c.disconnect()  # what `with connector:` does on the way out
+            outcome["state"] = c.state
+        outcome["after"] = c.state
+
+    with caplog.at_level(logging.WARNING, logger="dictamesh_connectors.base"):
+        assert _exits_within(body)
+    assert outcome == {"state": State.DISCONNECTED, "after": State.DISCONNECTED}
+    assert "1 of its own operation(s) open" in caplog.text and "not waited for" in caplog.text
+    # The abandoned operation's end was not counted against the next life.
+    c.connect()
+    assert c.work() == 2 and c._inflight == 0 and c._owners == {}
+    c.disconnect(timeout=1)
+
+
+def test_disconnect_still_waits_for_other_threads_operations():
+    c = FakeConnector(FakeConfig())
+    c.connect()
+    blocker = Blocker()
+    other = threading.Thread(target=lambda: c.work(blocker))
+    other.start()
+    assert blocker.started.wait(5)
+    done = threading.Event()
+
+    def own_then_disconnect():
+        with c._use():
+            c.disconnect()
+        done.set()
+
+    t = threading.Thread(target=own_then_disconnect, daemon=True)
+    t.start()
+    assert not done.wait(0.3)  # waiting for the other thread's operation...
+    blocker.release.set()
+    assert done.wait(5)  # ...and only for it
+    other.join(5)
+    assert c.state is State.DISCONNECTED

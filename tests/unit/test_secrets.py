@@ -36,7 +36,7 @@ def test_password_never_logged_or_shown(caplog):
 
 def test_password_never_shown_by_the_registry_cli_or_config_errors(caplog, capsys):
     from dictamesh_connectors import InvalidConfigError, cli, registry
-    from dictamesh_connectors.config import redact_url_password
+    from dictamesh_connectors.config import redact_url
 
     caplog.set_level(logging.DEBUG, logger="dictamesh_connectors")
     registry.register("fake", FakeConnector)
@@ -56,7 +56,7 @@ def test_password_never_shown_by_the_registry_cli_or_config_errors(caplog, capsy
         assert cli.main(["ping", f"fake://alice:{PASSWORD}@db", "--option", "x=1"]) == 2
         captured = capsys.readouterr()
         texts += [captured.out, captured.err]
-        texts.append(redact_url_password(f"fake://alice:{PASSWORD}@db"))
+        texts.append(redact_url(f"fake://alice:{PASSWORD}@db"))
     finally:
         registry._registered.pop("fake", None)
     texts += [r.getMessage() for r in caplog.records]
