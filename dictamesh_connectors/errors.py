@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -162,7 +163,9 @@ class ConnectorError(Exception):
             what ``code`` implies.
         retry_hint: What to do about it. Defaults to what ``code`` and
             ``transient`` imply (and ``RETRY_AFTER`` when ``retry_after`` is set).
-        retry_after: Seconds the server asked to wait, if it said so.
+        retry_after: Seconds the server asked to wait, if it said so
+            (negative becomes 0, too large to represent becomes ``inf``,
+            NaN or not a number becomes ``None``; never raises).
         maybe_applied: The operation may have taken effect (a write that
             timed out or lost its connection): retry it only if idempotent.
         connector: Name of the connector that raised it ("http", ...).
@@ -203,7 +206,7 @@ class ConnectorError(Exception):
             self.retry_hint = _DEFAULT_HINTS.get(self.code, RetryHint.RETRY)
         else:
             self.retry_hint = RetryHint.NONE
-        self.retry_after = None if retry_after is None else max(0.0, float(retry_after))
+        self.retry_after = _seconds(retry_after)
         self.maybe_applied = bool(maybe_applied)
         self.connector = connector
         self.details: dict[str, Any] = dict(details or {})
@@ -233,6 +236,22 @@ class ConnectorError(Exception):
             "connector": self.connector,
             "details": self.details,
         }
+
+
+def _seconds(value: object) -> float | None:
+    """A server-given wait as non-negative seconds; never raises (a hostile
+    400-digit number is ``inf``: longer than any policy allows, so not retried)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return 0.0 if isinstance(value, int) and value < 0 else math.inf
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(seconds):
+        return None
+    return max(0.0, seconds)
 
 
 def _rebuild_error(

@@ -8,6 +8,7 @@ import pytest
 
 from dictamesh_connectors import cli
 from tests.integration.http.servers import LocalServer, ScriptedApp
+from tests.secretscan import SecretScan
 
 pytestmark = pytest.mark.integration
 
@@ -23,10 +24,10 @@ pytestmark = pytest.mark.integration
 )
 def test_http_ping_masks_query_secrets_on_success_and_failure(query, capsys):
     secret = next(v for k, v in urllib.parse.parse_qsl(query) if "SECRET" in v)
-    with LocalServer(ScriptedApp()) as server:
+    with SecretScan() as scan, LocalServer(ScriptedApp()) as server:
         status = cli.main(["ping", f"{server.url}/api?{query}", "--timeout", "5"])
     out = capsys.readouterr()
-    assert secret not in out.out + out.err
+    scan.assert_clean(secret, texts=[out.out, out.err])  # output and DEBUG logs
     if "oauth2" in query:  # the token endpoint is closed: a classified failure
         assert status == 1 and out.err.startswith("failed: ")
     else:
