@@ -36,6 +36,8 @@ _BUILTIN: dict[str, str] = {
     "graphql+https": "dictamesh_connectors.graphql.connector:GraphQLConnector",
     "http": "dictamesh_connectors.http.connector:HTTPConnector",
     "https": "dictamesh_connectors.http.connector:HTTPConnector",
+    "kafka": "dictamesh_connectors.kafka.connector:KafkaConnector",
+    "kafka+ssl": "dictamesh_connectors.kafka.connector:KafkaConnector",
     "postgres": "dictamesh_connectors.postgresql.connector:PostgreSQLConnector",
     "postgresql": "dictamesh_connectors.postgresql.connector:PostgreSQLConnector",
 }

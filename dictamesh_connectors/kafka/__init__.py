@@ -1,0 +1,64 @@
+"""Kafka connector: confluent-kafka (librdkafka) producer, consumers, transactions, admin.
+
+Install the driver with ``pip install 'dictamesh-connectors[kafka]'``.
+``KafkaConfig`` imports without it; the other names need it and raise
+``MissingDependencyError`` (naming the extra) when it is missing.
+
+Example::
+
+    from dictamesh_connectors.kafka import KafkaConfig, KafkaConnector
+
+    with KafkaConnector(KafkaConfig.from_url("kafka://127.0.0.1:9092")) as kafka:
+        kafka.produce("orders", b'{"id": 1}', key=b"1").result()
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from dictamesh_connectors.kafka.config import KafkaConfig
+
+if TYPE_CHECKING:
+    from dictamesh_connectors.kafka.admin import PartitionInfo, TopicInfo
+    from dictamesh_connectors.kafka.connector import KafkaConnector
+    from dictamesh_connectors.kafka.consumer import KafkaConsumer, KafkaMessage, RunResult
+    from dictamesh_connectors.kafka.producer import BatchResult, RecordMetadata
+
+__all__ = [
+    "BatchResult",
+    "KafkaConfig",
+    "KafkaConnector",
+    "KafkaConsumer",
+    "KafkaMessage",
+    "PartitionInfo",
+    "RecordMetadata",
+    "RunResult",
+    "TopicInfo",
+]
+
+_LAZY = {
+    "BatchResult": "dictamesh_connectors.kafka.producer",
+    "KafkaConnector": "dictamesh_connectors.kafka.connector",
+    "KafkaConsumer": "dictamesh_connectors.kafka.consumer",
+    "KafkaMessage": "dictamesh_connectors.kafka.consumer",
+    "PartitionInfo": "dictamesh_connectors.kafka.admin",
+    "RecordMetadata": "dictamesh_connectors.kafka.producer",
+    "RunResult": "dictamesh_connectors.kafka.consumer",
+    "TopicInfo": "dictamesh_connectors.kafka.admin",
+}
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> Any:
+    # The driver is imported on first use, so KafkaConfig works without it.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

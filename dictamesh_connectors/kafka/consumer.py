@@ -1,0 +1,629 @@
+"""The consumer side: ``KafkaConsumer`` (thread-confined) and its at-least-once loop.
+
+A librdkafka consumer must be used from one thread; ``KafkaConsumer``
+enforces it (a call from another thread, or from a forked child, is a clear
+error instead of a crash). Offsets are never committed automatically: the
+caller commits (``commit()``), or ``run()`` commits what its handler
+finished, after each batch, before a rebalance takes partitions away, and
+once more when it stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from dictamesh_connectors._compat import require
+from dictamesh_connectors.errors import (
+    ConnectorError,
+    ErrorCode,
+    ErrorRule,
+    InvalidConfigError,
+    NotConnectedError,
+    RetryHint,
+    build_error,
+)
+from dictamesh_connectors.kafka.config import _options
+from dictamesh_connectors.kafka.errors import from_kafka_error, translate
+from dictamesh_connectors.kafka.producer import check_topic
+from dictamesh_connectors.kafka.serde import deserializer_for
+from dictamesh_connectors.retry import RetryPolicy, retry_call
+
+if TYPE_CHECKING:
+    import confluent_kafka
+
+    from dictamesh_connectors.kafka.connector import KafkaConnector
+else:
+    confluent_kafka = require("confluent_kafka", extra="kafka", connector="kafka")
+
+__all__ = ["KafkaConsumer", "KafkaMessage", "RunResult"]
+
+logger = logging.getLogger(__name__)
+
+CONNECTOR = "kafka"
+_BAD_REQUEST = ErrorRule(ErrorCode.INVALID_REQUEST, False, RetryHint.NONE)
+_HANDLER_FAILED = ErrorRule(ErrorCode.EXEC_FAILED, False, RetryHint.NONE)
+_PARTITION_EOF = -191  # KafkaError._PARTITION_EOF: not an error
+_NO_TIMESTAMP = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
+_MAX_ERROR_TEXT = 1000
+
+ERROR_CODE_HEADER = "dictamesh.error.code"
+"""Dead-letter header: the ``ErrorCode`` (or exception type) that made the record poison."""
+ERROR_MESSAGE_HEADER = "dictamesh.error.message"
+ERROR_TYPE_HEADER = "dictamesh.error.type"
+ORIGIN_HEADERS = (
+    "dictamesh.original.topic",
+    "dictamesh.original.partition",
+    "dictamesh.original.offset",
+)
+
+
+class KafkaMessage:
+    """One consumed record, as plain data (detached from librdkafka).
+
+    Attributes:
+        topic, partition, offset: Where it is.
+        key, value: Deserialized with the connector's deserializers.
+        headers: ``(name, bytes | None)`` pairs, in order (names may repeat).
+        timestamp: Milliseconds since the epoch, or ``None``.
+    """
+
+    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: Any,
+        value: Any,
+        headers: list[tuple[str, bytes | None]],
+        timestamp: int | None,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestamp = timestamp
+
+    def header(self, name: str) -> bytes | None:
+        """The last value of header ``name`` (``None`` if absent)."""
+        for key, value in reversed(self.headers):
+            if key == name:
+                return value
+        return None
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self.topic,
+            self.partition,
+            self.offset,
+            self.key,
+            self.value,
+            self.headers,
+            self.timestamp,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KafkaMessage):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (KafkaMessage, self._fields())
+
+    def __repr__(self) -> str:
+        # The payload may be anything (personal data included): not shown.
+        return f"<KafkaMessage {self.topic}[{self.partition}]@{self.offset}>"
+
+
+class RunResult(NamedTuple):
+    """What ``KafkaConsumer.run()`` did before it stopped."""
+
+    processed: int
+    """Records whose handling finished (dead-lettered ones included)."""
+    dead_lettered: int
+    """Records sent to the dead-letter topic."""
+    commits: int
+    """Offset commits made."""
+
+
+class _Stopped(BaseException):
+    """Raised inside run() when the stop event fires during a retry wait."""
+
+
+def _bad_request(message: str) -> ConnectorError:
+    return build_error(f"{CONNECTOR}: {message}", _BAD_REQUEST, connector=CONNECTOR)
+
+
+def _check_topics(topics: object) -> list[str]:
+    if isinstance(topics, str):
+        names = [topics]
+    elif isinstance(topics, Sequence) and all(isinstance(t, str) for t in topics):
+        names = list(topics)
+    else:
+        raise TypeError("topics must be a str or a sequence of str")
+    if not names:
+        raise _bad_request("consumer() needs at least one topic")
+    for name in names:
+        if name.startswith("^"):
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _bad_request("a topic pattern is not encodable as UTF-8") from None
+        else:
+            check_topic(name)
+    return names
+
+
+def _check_group(group_id: object) -> str:
+    if not isinstance(group_id, str):
+        raise TypeError(f"group_id must be a str, got {type(group_id).__name__}")
+    if not group_id or "\x00" in group_id:
+        raise _bad_request("group_id must be a non-empty string without NUL")
+    try:
+        group_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad_request("group_id is not encodable as UTF-8") from None
+    return group_id
+
+
+class KafkaConsumer:
+    """A consumer-group member, confined to the thread that created it.
+
+    Made by ``KafkaConnector.consumer()``. Every method must be called from
+    the creating thread (librdkafka consumers are not thread-safe); a call
+    from another thread raises INVALID_REQUEST, one from a forked child
+    NOT_CONNECTED. Use it as a context manager to close it (leave the group).
+
+    Example::
+
+        with kafka.consumer("billing", ["orders"]) as consumer:
+            consumer.run(handle_order, dead_letter_topic="orders.dlq")
+    """
+
+    def __init__(
+        self,
+        connector: KafkaConnector,
+        group_id: str,
+        topics: str | Sequence[str],
+        options: Mapping[str, Any],
+    ) -> None:
+        group = _check_group(group_id)
+        names = _check_topics(topics)
+        extra = _options({str(k).replace("_", "."): v for k, v in options.items()})
+        self._connector = connector
+        self._target = connector.config.target
+        self.group_id = group
+        self.topics = names
+        self._key = deserializer_for(connector.key_deserializer)
+        self._value = deserializer_for(connector.value_deserializer)
+        conf = connector.config.consumer_conf(group)
+        conf.update(extra)
+        conf["error_cb"] = self._on_error
+        try:
+            self._consumer = confluent_kafka.Consumer(conf)
+        except confluent_kafka.KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            text = error.str() if isinstance(error, confluent_kafka.KafkaError) else str(exc)
+            raise InvalidConfigError(
+                f"kafka: librdkafka refuses the consumer settings: {' '.join(text.split())}",
+                connector=CONNECTOR,
+            ) from None
+        self._owner = threading.get_ident()
+        self._pid = os.getpid()
+        self._closed = False
+        # Next offset to commit per (topic, partition): what poll()/consume()
+        # returned (for commit()), and what run()'s handler finished.
+        self._consumed: dict[tuple[str, int], int] = {}
+        self._done: dict[tuple[str, int], int] = {}
+        self._stashed: ConnectorError | None = None
+        with translate("subscribe", self._target):
+            self._consumer.subscribe(
+                names, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
+
+    # ---------------------------------------------------------------- checks
+
+    def _check(self) -> Any:
+        if self._pid != os.getpid():
+            raise NotConnectedError(
+                "kafka: this consumer belongs to the parent process; create one in the child",
+                connector=CONNECTOR,
+            )
+        if threading.get_ident() != self._owner:
+            raise _bad_request(
+                "a KafkaConsumer is confined to the thread that created it "
+                "(librdkafka consumers are not thread-safe); create one per thread"
+            )
+        if self._closed:
+            raise NotConnectedError("kafka: the consumer is closed", connector=CONNECTOR)
+        return self._consumer
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` ran."""
+        return self._closed
+
+    def _on_error(self, error: Any) -> None:
+        logger.warning(
+            "%s",
+            from_kafka_error(error, operation=f"consumer {self.group_id}", target=self._target),
+        )
+
+    # ---------------------------------------------------------------- reading
+
+    def _message(self, raw: Any) -> KafkaMessage:
+        kind, ts = raw.timestamp()
+        try:
+            key = self._key(raw.key())
+            value = self._value(raw.value())
+        except ConnectorError as err:
+            err.details.update(
+                {"topic": raw.topic(), "partition": raw.partition(), "offset": raw.offset()}
+            )
+            raise
+        return KafkaMessage(
+            raw.topic(),
+            raw.partition(),
+            raw.offset(),
+            key,
+            value,
+            raw.headers() or [],
+            ts if kind != _NO_TIMESTAMP else None,
+        )
+
+    def _error_of(self, raw: Any, operation: str) -> ConnectorError | None:
+        err = raw.error()
+        if err is None or err.code() == _PARTITION_EOF:
+            return None
+        return from_kafka_error(err, operation=operation, target=self._target, topic=raw.topic())
+
+    def poll(self, timeout: float = 1.0) -> KafkaMessage | None:
+        """The next record, or ``None`` when none came within ``timeout`` seconds.
+
+        Raises:
+            ConnectorError: NOT_FOUND for a subscribed topic that does not
+                exist; SERIALIZATION_ERROR for a record the deserializer
+                refused (``details`` say where; the position moved past it).
+        """
+        consumer = self._check()
+        if self._stashed is not None:
+            stashed, self._stashed = self._stashed, None
+            raise stashed
+        with translate("poll", self._target):
+            raw = consumer.poll(timeout)
+        if raw is None:
+            return None
+        error = self._error_of(raw, "poll")
+        if error is not None:
+            raise error
+        self._consumed[(raw.topic(), raw.partition())] = raw.offset() + 1
+        return self._message(raw)
+
+    def consume(self, max_messages: int = 100, timeout: float = 1.0) -> list[KafkaMessage]:
+        """Up to ``max_messages`` records, waiting at most ``timeout`` seconds.
+
+        Raises:
+            ConnectorError: As ``poll()``. An error met after some records
+                is raised by the next call, so no record is lost.
+        """
+        consumer = self._check()
+        if isinstance(max_messages, bool) or not isinstance(max_messages, int):
+            raise TypeError("max_messages must be an int")
+        if not 1 <= max_messages <= 1_000_000:
+            raise _bad_request("max_messages must be in 1..1000000")
+        if self._stashed is not None:
+            stashed, self._stashed = self._stashed, None
+            raise stashed
+        with translate("consume", self._target):
+            raws = consumer.consume(max_messages, timeout)
+        messages: list[KafkaMessage] = []
+        for raw in raws:
+            error: ConnectorError | None = self._error_of(raw, "consume")
+            if error is None and raw.error() is not None:
+                continue  # partition EOF
+            if error is None:
+                try:
+                    message = self._message(raw)
+                except ConnectorError as err:
+                    error = err
+                else:
+                    self._consumed[(raw.topic(), raw.partition())] = raw.offset() + 1
+                    messages.append(message)
+                    continue
+                self._consumed[(raw.topic(), raw.partition())] = raw.offset() + 1
+            if not messages:
+                raise error
+            self._stashed = error
+            break
+        return messages
+
+    # ---------------------------------------------------------------- offsets
+
+    def commit(self, message: KafkaMessage | None = None, asynchronous: bool = False) -> None:
+        """Commit ``message`` (its offset + 1), or everything returned so far.
+
+        Raises:
+            ConnectorError: The group coordinator refused the commit
+                (CONFLICT, transient, during a rebalance).
+        """
+        consumer = self._check()
+        if message is not None:
+            if not isinstance(message, KafkaMessage):
+                raise TypeError("commit() takes a KafkaMessage")
+            offsets = {(message.topic, message.partition): message.offset + 1}
+        else:
+            offsets, self._consumed = self._consumed, {}
+        if not offsets:
+            return
+        with translate("commit", self._target, write=True):
+            consumer.commit(offsets=_partitions(offsets), asynchronous=asynchronous)
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Make the next read of an assigned partition start at ``offset``."""
+        consumer = self._check()
+        check_topic(topic)
+        with translate("seek", self._target):
+            consumer.seek(confluent_kafka.TopicPartition(topic, partition, offset))
+        self._done.pop((topic, partition), None)
+
+    def assignment(self) -> list[tuple[str, int]]:
+        """The ``(topic, partition)`` pairs currently assigned to this member."""
+        consumer = self._check()
+        with translate("assignment", self._target):
+            return [(tp.topic, tp.partition) for tp in consumer.assignment()]
+
+    def _next_offsets(
+        self, offsets: Iterable[KafkaMessage] | Mapping[tuple[str, int], int] | None
+    ) -> list[Any]:
+        consumer = self._check()
+        if offsets is None:
+            with translate("position", self._target):
+                return [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
+        if isinstance(offsets, Mapping):
+            return _partitions(dict(offsets))
+        latest: dict[tuple[str, int], int] = {}
+        for message in offsets:
+            if not isinstance(message, KafkaMessage):
+                raise TypeError(
+                    "offsets must be KafkaMessages or a {(topic, partition): offset} map"
+                )
+            key = (message.topic, message.partition)
+            latest[key] = max(latest.get(key, 0), message.offset + 1)
+        return _partitions(latest)
+
+    def _group_metadata(self) -> Any:
+        consumer = self._check()
+        with translate("consumer_group_metadata", self._target):
+            return consumer.consumer_group_metadata()
+
+    # -------------------------------------------------------------- rebalance
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        logger.debug("kafka: %s assigned %d partition(s)", self.group_id, len(partitions))
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        # Commit what the handler finished on these partitions before another
+        # member takes them over; whatever was not finished is redelivered.
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        offsets = {k: v for k, v in self._done.items() if k in revoked}
+        for key in revoked:
+            self._done.pop(key, None)
+            self._consumed.pop(key, None)
+        if offsets:
+            try:
+                consumer.commit(offsets=_partitions(offsets), asynchronous=False)
+            except confluent_kafka.KafkaException as exc:
+                logger.warning(
+                    "kafka: %s: commit before revocation failed (records are redelivered): %s",
+                    self.group_id,
+                    exc,
+                )
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        # Lost, not revoked: the group moved on; a commit would be refused.
+        for tp in partitions:
+            self._done.pop((tp.topic, tp.partition), None)
+            self._consumed.pop((tp.topic, tp.partition), None)
+
+    # ---------------------------------------------------------------- the loop
+
+    def run(
+        self,
+        handler: Callable[[KafkaMessage], object],
+        *,
+        stop_event: threading.Event | None = None,
+        dead_letter_topic: str | None = None,
+        max_messages: int = 100,
+        poll_timeout: float = 0.5,
+        retry: RetryPolicy | None = None,
+        handle_sigterm: bool = True,
+    ) -> RunResult:
+        """Call ``handler`` on every record, at least once, until stopped; then close.
+
+        * Offsets are committed only after the handler returned (after each
+          batch, before a rebalance revokes partitions, and at the end).
+        * A transient ``ConnectorError`` from the handler is retried with
+          ``retry``'s backoff (default: the config's policy); when retries
+          run out it propagates, after committing what finished, so the
+          record is redelivered later.
+        * Any other exception makes the record poison: with
+          ``dead_letter_topic`` the raw record goes there (headers
+          ``dictamesh.error.code``, ``.type``, ``.message`` and
+          ``dictamesh.original.topic/partition/offset`` added) and the loop
+          goes on; without it, the error propagates (as above). A record the
+          deserializer refuses is poison too.
+        * ``stop_event`` or, when running in the main thread with
+          ``handle_sigterm``, SIGTERM stops it cleanly: the record in hand
+          finishes (a retry wait is cut short, that record is redelivered),
+          the final commit is made, and the consumer leaves the group.
+
+        Returns:
+            ``RunResult(processed, dead_lettered, commits)``.
+
+        Raises:
+            ConnectorError: From the handler or the brokers, as above.
+        """
+        consumer = self._check()
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        if dead_letter_topic is not None:
+            check_topic(dead_letter_topic)
+        policy = retry or self._connector.config.retry
+        stop = stop_event if stop_event is not None else threading.Event()
+        previous = _install_sigterm(stop) if handle_sigterm else None
+        processed = dead = commits = 0
+
+        def wait(seconds: float) -> None:
+            if stop.wait(seconds):
+                raise _Stopped
+
+        try:
+            while not stop.is_set():
+                with translate("consume", self._target):
+                    raws = consumer.consume(max_messages, poll_timeout)
+                for raw in raws:
+                    if stop.is_set():
+                        break  # not handled, not committed: redelivered
+                    error = self._error_of(raw, "consume")
+                    if error is not None:
+                        if error.transient:
+                            logger.warning("%s", error.message)
+                            continue
+                        raise error
+                    if raw.error() is not None:
+                        continue  # partition EOF
+                    dead += self._handle(raw, handler, policy, dead_letter_topic, wait)
+                    self._done[(raw.topic(), raw.partition())] = raw.offset() + 1
+                    processed += 1
+                if self._done:
+                    commits += self._commit_done(consumer)
+        except _Stopped:
+            pass
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            try:
+                if self._done:
+                    commits += self._commit_done(consumer)
+            finally:
+                self.close()
+        return RunResult(processed, dead, commits)
+
+    def _commit_done(self, consumer: Any) -> int:
+        offsets, self._done = self._done, {}
+        with translate("commit", self._target, write=True):
+            consumer.commit(offsets=_partitions(offsets), asynchronous=False)
+        return 1
+
+    def _handle(
+        self,
+        raw: Any,
+        handler: Callable[[KafkaMessage], object],
+        policy: RetryPolicy,
+        dead_letter_topic: str | None,
+        wait: Callable[[float], None],
+    ) -> int:
+        """Handle one record; return 1 if it went to the dead-letter topic."""
+        try:
+            message = self._message(raw)
+            retry_call(
+                lambda: handler(message),
+                policy,
+                idempotent=True,
+                description=f"kafka: handler for {raw.topic()}[{raw.partition()}]@{raw.offset()}",
+                sleep=wait,
+            )
+            return 0
+        except ConnectorError as err:
+            if err.transient:
+                raise
+            return self._dead_letter(raw, err, dead_letter_topic)
+        except Exception as exc:
+            return self._dead_letter(raw, exc, dead_letter_topic)
+
+    def _dead_letter(self, raw: Any, exc: Exception, topic: str | None) -> int:
+        where = f"{raw.topic()}[{raw.partition()}]@{raw.offset()}"
+        if topic is None:
+            if isinstance(exc, ConnectorError):
+                raise exc
+            raise build_error(
+                f"{CONNECTOR}: the handler failed on {where}: {type(exc).__name__}",
+                _HANDLER_FAILED,
+                connector=CONNECTOR,
+                details={
+                    "topic": raw.topic(),
+                    "partition": raw.partition(),
+                    "offset": raw.offset(),
+                },
+            ) from exc
+        code = exc.code.value if isinstance(exc, ConnectorError) else type(exc).__name__
+        text = str(exc)[:_MAX_ERROR_TEXT].encode("utf-8", "replace")
+        headers: list[tuple[str, str | bytes | None]] = list(raw.headers() or [])
+        headers += [
+            (ERROR_CODE_HEADER, code.encode("utf-8", "replace")),
+            (ERROR_TYPE_HEADER, type(exc).__name__.encode("utf-8", "replace")),
+            (ERROR_MESSAGE_HEADER, text),
+            (ORIGIN_HEADERS[0], raw.topic().encode("utf-8")),
+            (ORIGIN_HEADERS[1], str(raw.partition()).encode()),
+            (ORIGIN_HEADERS[2], str(raw.offset()).encode()),
+        ]
+        # Delivered before the offset is committed: a crash here redelivers.
+        self._connector._produce_raw_sync(topic, raw.value(), raw.key(), headers)
+        logger.warning("kafka: %s sent to dead-letter topic %s (%s)", where, topic, code)
+        return 1
+
+    # ---------------------------------------------------------------- closing
+
+    def close(self) -> None:
+        """Leave the group and release the consumer. Idempotent.
+
+        Offsets are not committed here: commit first (``run()`` does).
+        """
+        if self._closed:
+            return
+        if self._pid != os.getpid():
+            self._closed = True  # the parent's: never touched in the child
+            return
+        consumer = self._check()
+        self._closed = True
+        try:
+            consumer.close()
+        except (confluent_kafka.KafkaException, RuntimeError) as exc:
+            logger.warning("kafka: closing consumer %s: %s", self.group_id, exc)
+
+    def __enter__(self) -> KafkaConsumer:
+        self._check()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<KafkaConsumer {self.group_id} {self.topics} {state} {self._target}>"
+
+
+def _partitions(offsets: Mapping[tuple[str, int], int]) -> list[Any]:
+    return [confluent_kafka.TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+
+
+def _install_sigterm(stop: threading.Event) -> Any:
+    """Make SIGTERM set ``stop`` (main thread only); return the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    return signal.signal(signal.SIGTERM, on_sigterm)

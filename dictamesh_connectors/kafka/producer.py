@@ -1,0 +1,419 @@
+"""The producer side: one librdkafka producer per connector, its delivery thread, futures.
+
+``ProducerHandle`` is the connector's handle: the ``confluent_kafka.Producer``
+shared by every thread, a daemon thread that serves its delivery reports
+(``poll()``), so no caller ever polls, and, on demand, an ``AdminClient``.
+Each ``produce()`` returns a ``concurrent.futures.Future`` that the delivery
+thread resolves with ``RecordMetadata`` or fails with a translated
+``ConnectorError``; no delivery callback runs under the connector lock.
+
+``ProducerHandle.close()`` is where "nothing is lost" is kept: it flushes
+up to its timeout, then purges what is left so that every pending future
+fails with a classified error (TIMEOUT; ``maybe_applied`` for in-flight
+ones), and returns how many that was.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from dictamesh_connectors import _fork
+from dictamesh_connectors._compat import require
+from dictamesh_connectors.errors import ConnectorError, ErrorCode, ErrorRule, RetryHint, build_error
+from dictamesh_connectors.kafka.config import KafkaConfig
+from dictamesh_connectors.kafka.errors import (
+    QUEUE_FULL,
+    classify,
+    from_kafka_error,
+)
+
+if TYPE_CHECKING:
+    import confluent_kafka
+    from confluent_kafka.admin import AdminClient
+else:
+    confluent_kafka = require("confluent_kafka", extra="kafka", connector="kafka")
+    AdminClient = require("confluent_kafka.admin", extra="kafka", connector="kafka").AdminClient
+
+__all__ = ["BatchResult", "ProducerHandle", "RecordMetadata", "check_topic", "encode_headers"]
+
+logger = logging.getLogger(__name__)
+
+CONNECTOR = "kafka"
+_POLL_INTERVAL = 0.1
+_BAD_REQUEST = ErrorRule(ErrorCode.INVALID_REQUEST, False, RetryHint.NONE)
+# Kafka's own rule for topic names (kafka.common.internals.Topic).
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_known_topics: set[str] = set()  # names already checked (a set add/lookup is atomic)
+_MAX_INT32 = 2**31 - 1
+_MAX_INT64 = 2**63 - 1
+
+# Handles inherited from a parent process: never destroyed in the child
+# (rd_kafka_destroy would wait for threads that do not exist here).
+_orphans: list[Any] = []
+
+
+class RecordMetadata(NamedTuple):
+    """Where the broker stored a record: what a ``produce()`` future resolves to."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int | None
+    """Milliseconds since the epoch (create or log-append time), if known."""
+
+
+class BatchResult(NamedTuple):
+    """What a ``produce_many()`` future resolves to."""
+
+    delivered: int
+    """How many records the brokers acknowledged."""
+    failed: list[tuple[int, ConnectorError]]
+    """``(index in the batch, error)`` for each record that was not delivered."""
+
+
+def _bad_request(message: str) -> ConnectorError:
+    return build_error(f"{CONNECTOR}: {message}", _BAD_REQUEST, connector=CONNECTOR)
+
+
+def check_topic(topic: object) -> str:
+    """Return ``topic`` if it is a legal Kafka topic name.
+
+    Raises:
+        TypeError: ``topic`` is not a ``str``.
+        ConnectorError: INVALID_REQUEST: not a legal name (1-249 of ``[A-Za-z0-9._-]``).
+    """
+    if type(topic) is str and topic in _known_topics:
+        return topic
+    if not isinstance(topic, str):
+        raise TypeError(f"a topic name must be a str, got {type(topic).__name__}")
+    if not _TOPIC.match(topic) or topic in (".", ".."):
+        raise _bad_request(f"{topic!r:.60} is not a legal topic name (1-249 of [A-Za-z0-9._-])")
+    if len(_known_topics) < 100_000:
+        _known_topics.add(topic)
+    return topic
+
+
+def check_partition(partition: object) -> int | None:
+    """Return ``partition`` (an int in 0..2**31-1) or ``None`` (the partitioner picks)."""
+    if partition is None:
+        return None
+    if isinstance(partition, bool) or not isinstance(partition, int):
+        raise TypeError(f"partition must be an int, got {type(partition).__name__}")
+    if not 0 <= partition <= _MAX_INT32:
+        raise _bad_request(f"partition {partition} is out of range (0..{_MAX_INT32})")
+    return partition
+
+
+def check_timestamp(timestamp: object) -> int:
+    """Return a record timestamp in milliseconds since the epoch (0 = now)."""
+    if timestamp is None:
+        return 0
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int):
+        raise TypeError(f"timestamp must be an int (milliseconds), got {type(timestamp).__name__}")
+    if not 0 <= timestamp <= _MAX_INT64:
+        raise _bad_request("timestamp is out of range (0..2**63-1 milliseconds)")
+    return timestamp
+
+
+def encode_headers(
+    headers: Mapping[str, Any] | Iterable[tuple[str, Any]] | None,
+) -> list[tuple[str, str | bytes | None]] | None:
+    """Headers as librdkafka takes them: ``(str, bytes | None)`` pairs.
+
+    ``str`` values are UTF-8 encoded. Keys repeat when given as pairs.
+
+    Raises:
+        TypeError: A key that is not ``str``, a value not ``bytes``/``str``/``None``.
+        ConnectorError: SERIALIZATION_ERROR: a key or value not encodable as UTF-8.
+    """
+    if headers is None:
+        return None
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    out: list[tuple[str, str | bytes | None]] = []
+    for pair in pairs:
+        try:
+            key, value = pair
+        except (TypeError, ValueError):
+            raise TypeError("headers must be a mapping or (key, value) pairs") from None
+        if not isinstance(key, str):
+            raise TypeError(f"a header key must be a str, got {type(key).__name__}")
+        try:
+            key.encode("utf-8")
+            if isinstance(value, str):
+                value = value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise build_error(
+                f"{CONNECTOR}: a header is not encodable as UTF-8",
+                ErrorRule(ErrorCode.SERIALIZATION_ERROR, False, RetryHint.NONE),
+                connector=CONNECTOR,
+            ) from None
+        if value is not None and not isinstance(value, bytes):
+            if isinstance(value, (bytearray, memoryview)):
+                value = bytes(value)
+            else:
+                raise TypeError(
+                    f"a header value must be bytes, str or None, got {type(value).__name__}"
+                )
+        out.append((key, value))
+    return out
+
+
+def deliver(future: concurrent.futures.Future[RecordMetadata], err: Any, msg: Any) -> None:
+    """Delivery report -> resolved future. Runs on the delivery thread, no lock held."""
+    if err is None:
+        future.set_result(
+            RecordMetadata(msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1] or None)
+        )
+    else:
+        topic = msg.topic() if msg is not None else None
+        future.set_exception(
+            from_kafka_error(err, operation=f"produce to {topic}", write=True, topic=topic)
+        )
+
+
+class Batch:
+    """Counts the delivery reports of one ``produce_many()`` and resolves its future."""
+
+    __slots__ = ("_lock", "delivered", "failed", "future", "remaining", "size")
+
+    def __init__(self, size: int) -> None:
+        self.future: concurrent.futures.Future[BatchResult] = concurrent.futures.Future()
+        self.future.set_running_or_notify_cancel()
+        self.size = size
+        self.remaining = size
+        self.delivered = 0
+        self.failed: list[tuple[int, ConnectorError]] = []
+        self._lock = _fork.create_lock()  # remaining, delivered, failed
+        if size == 0:
+            self._finish()
+
+    def report(self, index: int, err: Any, msg: Any) -> None:
+        """One delivery report (runs on the delivery thread)."""
+        error = None
+        if err is not None:
+            topic = msg.topic() if msg is not None else None
+            error = from_kafka_error(err, operation=f"produce to {topic}", write=True, topic=topic)
+        with self._lock:  # counters only; the future is resolved outside
+            if error is None:
+                self.delivered += 1
+            else:
+                self.failed.append((index, error))
+            self.remaining -= 1
+            done = self.remaining == 0
+        if done:
+            self._finish()
+
+    def fail_unqueued(self, start: int, error: ConnectorError) -> None:
+        """Records ``start`` and after were never queued: count them failed."""
+        with self._lock:  # counters only
+            self.failed.extend((i, error) for i in range(start, self.size))
+            self.remaining -= self.size - start
+            done = self.remaining == 0
+        if done:
+            self._finish()
+
+    def _finish(self) -> None:
+        self.failed.sort(key=lambda pair: pair[0])
+        self.future.set_result(BatchResult(self.delivered, self.failed))
+
+
+class ProducerHandle:
+    """The connector's handle: producer, delivery thread, and a lazy admin client.
+
+    Thread safety: ``producer`` is librdkafka's thread-safe producer; the
+    delivery thread is the only regular poller. ``admin()`` creates the
+    admin client once, under its own small lock.
+    """
+
+    def __init__(self, config: KafkaConfig) -> None:
+        self.config = config
+        self.target = config.target
+        conf = config.producer_conf()
+        conf["error_cb"] = self._on_error
+        with _translate_config(config):
+            self.producer = confluent_kafka.Producer(conf)
+        self.last_error: ConnectorError | None = None  # the latest error_cb report
+        self.fatal: ConnectorError | None = None  # set once the producer failed fatally
+        self.in_transaction = False
+        self.closed = False
+        self._stop = threading.Event()
+        self._admin: AdminClient | None = None  # guarded by _admin_lock
+        self._admin_lock = _fork.create_lock()
+        self._thread = threading.Thread(
+            target=self._serve, name="dictamesh-kafka-delivery", daemon=True
+        )
+
+    # ---------------------------------------------------------- the poll loop
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def delivery_thread(self) -> threading.Thread:
+        return self._thread
+
+    def _serve(self) -> None:
+        poll = self.producer.poll
+        while not self._stop.is_set():
+            try:
+                poll(_POLL_INTERVAL)
+            except confluent_kafka.KafkaException as exc:
+                error = classify(exc, operation="poll", target=self.target)
+                if error is not None and error.retry_hint is RetryHint.RECONNECT:
+                    self.fatal = error
+                logger.warning("kafka: producer on %s: %s", self.target, error)
+                self._stop.wait(_POLL_INTERVAL)
+            except Exception:  # a delivery callback of the user's raised
+                logger.exception("kafka: a delivery callback raised")
+
+    def _on_error(self, error: Any) -> None:
+        # librdkafka's informational errors (it reconnects by itself); they
+        # tell connect() why no broker answered (e.g. SASL refused).
+        translated = from_kafka_error(error, operation="client", target=self.target)
+        self.last_error = translated
+        if bool(error.fatal()):
+            self.fatal = translated
+        logger.warning("%s", translated.message)
+
+    # ----------------------------------------------------------------- admin
+
+    def admin(self) -> AdminClient:
+        with self._admin_lock:  # _admin: built once
+            if self._admin is None:
+                with _translate_config(self.config):
+                    self._admin = AdminClient(self.config.admin_conf())
+            return self._admin
+
+    # ----------------------------------------------------------------- close
+
+    def close(self, timeout: float) -> int:
+        """Deliver what is queued (up to ``timeout``), fail the rest; return how many failed."""
+        self.closed = True
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+        producer = self.producer
+        deadline = time.monotonic() + timeout
+        if self.in_transaction:
+            try:
+                producer.abort_transaction(max(0.1, timeout))
+            except confluent_kafka.KafkaException as exc:
+                logger.warning("kafka: aborting the open transaction failed: %s", exc)
+        remaining = 0
+        try:
+            remaining = producer.flush(max(0.0, deadline - time.monotonic()))
+            if remaining:
+                # Every message still queued or in flight gets its delivery
+                # report now (_PURGE_QUEUE / _PURGE_INFLIGHT): no silent drop.
+                producer.purge(in_queue=True, in_flight=True, blocking=True)
+                for _ in range(100):
+                    if producer.flush(0.05) == 0:
+                        break
+        except confluent_kafka.KafkaException as exc:
+            logger.warning("kafka: closing the producer on %s: %s", self.target, exc)
+        except Exception:
+            logger.exception("kafka: a delivery callback raised while closing")
+        admin, self._admin = self._admin, None
+        del admin
+        return remaining
+
+    def orphan(self) -> None:
+        """In a forked child: keep the parent's handles alive, unused, forever."""
+        self.closed = True
+        _orphans.append((self.producer, self._admin))
+
+
+class _translate_config:
+    """librdkafka refusing settings at handle creation -> InvalidConfigError."""
+
+    __slots__ = ("config",)
+
+    def __init__(self, config: KafkaConfig) -> None:
+        self.config = config
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, confluent_kafka.KafkaException):
+            error = classify(exc, operation="create client", target=self.config.target)
+            if error is not None:
+                raise error from None
+
+
+def produce_one(
+    handle: ProducerHandle,
+    topic: str,
+    value: bytes | None,
+    key: bytes | None,
+    headers: list[tuple[str, str | bytes | None]] | None,
+    partition: int | None,
+    timestamp: int,
+    callback: Any,
+    timeout: float,
+) -> None:
+    """Queue one record; wait for room while the local queue is full (back-pressure).
+
+    Raises:
+        ConnectorError: RESOURCE_EXHAUSTED when the queue stayed full for
+            ``timeout`` seconds; a translated error when librdkafka refused
+            the record at once (too large, unknown partition, fatal state).
+    """
+    producer = handle.producer
+    deadline = 0.0
+    pause = 0.0005
+    while True:
+        try:
+            if partition is None:
+                producer.produce(
+                    topic, value, key, on_delivery=callback, timestamp=timestamp, headers=headers
+                )
+            else:
+                producer.produce(
+                    topic,
+                    value,
+                    key,
+                    partition=partition,
+                    on_delivery=callback,
+                    timestamp=timestamp,
+                    headers=headers,
+                )
+            return
+        except BufferError:
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + timeout
+            if now >= deadline or handle.closed:
+                raise build_error(
+                    f"{CONNECTOR}: produce to {topic} on {handle.target}: the local queue "
+                    f"stayed full for {timeout:g}s (queue.buffering.max.messages/kbytes)",
+                    QUEUE_FULL,
+                    connector=CONNECTOR,
+                    details={"kafka_code": "_QUEUE_FULL", "topic": topic},
+                ) from None
+            # The delivery thread makes room as the brokers acknowledge.
+            time.sleep(min(pause, deadline - now))
+            pause = min(pause * 2, 0.02)
+        except confluent_kafka.KafkaException as exc:
+            error = classify(
+                exc, operation=f"produce to {topic}", target=handle.target, write=True, topic=topic
+            )
+            raise error from exc  # type: ignore[misc]
+
+
+def new_future() -> concurrent.futures.Future[RecordMetadata]:
+    """A future that a caller cannot cancel (the record is already on its way)."""
+    future: concurrent.futures.Future[RecordMetadata] = concurrent.futures.Future()
+    future.set_running_or_notify_cancel()
+    return future
+
+
+def delivery_callback(future: concurrent.futures.Future[RecordMetadata]) -> Any:
+    return functools.partial(deliver, future)
