@@ -63,7 +63,7 @@ def bench_round_trips(seconds: float) -> None:
     print(f"== SELECT %s round trips ({seconds:.0f}s per contender and thread count)")
     db = PostgreSQLConnector(
         PostgreSQLConfig.from_url(
-            DSN, max_open_conns=POOL_SIZE, max_idle_conns=POOL_SIZE, application_name="bench"
+            DSN, max_open_conns=POOL_SIZE, min_open_conns=POOL_SIZE, application_name="bench"
         )
     )
     db.connect()

@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import TYPE_CHECKING, Any
 
 from dictamesh_connectors.postgresql.config import PostgreSQLConfig
@@ -43,8 +42,6 @@ _LAZY = {
     "RowStream": "dictamesh_connectors.postgresql.results",
     "Transaction": "dictamesh_connectors.postgresql.transaction",
 }
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> Any:

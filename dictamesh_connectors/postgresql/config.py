@@ -6,16 +6,20 @@ from a URL or the environment without the driver installed.
 
 from __future__ import annotations
 
+import sys
 import urllib.parse
+import warnings
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 
+from dictamesh_connectors._convert import parse_number
 from dictamesh_connectors.config import (
     BaseConfig,
     Secret,
     bool_field,
+    field_converter,
     float_field,
     int_field,
     parse_url,
@@ -44,7 +48,7 @@ _URL_ALIASES = {
     "user": "username",
     "dbname": "database",
     "pool_max_conns": "max_open_conns",
-    "pool_min_conns": "max_idle_conns",
+    "pool_min_conns": "min_open_conns",
 }
 
 # libpq environment variables (https://www.postgresql.org/docs/current/libpq-envars.html).
@@ -62,6 +66,91 @@ _LIBPQ_ENV = {
     "PGAPPNAME": "application_name",
     "PGCONNECT_TIMEOUT": "connect_timeout",
 }
+
+
+_MAX_CONNS = 10_000
+_MIN_OPEN_CONNS = 2
+
+_ALIAS = "max_idle_conns"
+_ALIAS_WARNING = (
+    "PostgreSQLConfig: max_idle_conns is deprecated, use min_open_conns (the same setting: "
+    "psycopg_pool min_size, the connections kept open even when idle)"
+)
+
+C = TypeVar("C", bound="PostgreSQLConfig")
+
+
+def _open_conns(value: Any) -> Any:
+    return parse_number(value, integer=True, minimum=0, maximum=_MAX_CONNS)
+
+
+def _alias_open_conns(value: Any) -> Any:
+    if value is None:
+        return None
+    _warn_deprecated_alias()
+    try:
+        return _open_conns(value)
+    except InvalidConfigError as err:
+        raise InvalidConfigError(f"max_idle_conns: {err.message}") from None
+    except Exception:  # anything a hostile value trips over is a bad value
+        raise InvalidConfigError("max_idle_conns: not a valid number") from None
+
+
+def _min_open_default(config: Any) -> Any:
+    # The deprecated max_idle_conns= keyword, when given, is the default of
+    # min_open_conns (its field is declared first, so it is already set).
+    alias = config._max_idle_conns
+    return _MIN_OPEN_CONNS if alias is None else alias
+
+
+def _alias_field() -> Any:
+    return attrs.field(
+        default=None,
+        repr=False,
+        eq=False,
+        alias="max_idle_conns",
+        converter=_alias_open_conns,
+    )
+
+
+def _min_open_field() -> Any:
+    return attrs.field(
+        default=attrs.Factory(_min_open_default, takes_self=True),
+        converter=field_converter(_open_conns),
+    )
+
+
+def _warn_deprecated_alias() -> None:
+    """Warn about max_idle_conns, attributed to the first caller outside this package."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and (
+        frame.f_globals.get("__name__", "").startswith("dictamesh_connectors.")
+        or frame.f_code.co_filename.startswith("<attrs generated")
+    ):
+        level, frame = level + 1, frame.f_back  # type: ignore[assignment]
+    warnings.warn(_ALIAS_WARNING, DeprecationWarning, stacklevel=level)
+
+
+def _take_alias(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with a deprecated ``max_idle_conns`` key renamed ``min_open_conns``.
+
+    Raises:
+        InvalidConfigError: Both names given, with different values.
+    """
+    if "_max_idle_conns" in fields:  # the alias's private slot, not an option
+        raise InvalidConfigError("PostgreSQLConfig: unknown option(s) _max_idle_conns")
+    if _ALIAS not in fields:
+        return fields
+    fields = dict(fields)
+    alias = fields.pop(_ALIAS)
+    _warn_deprecated_alias()
+    if "min_open_conns" in fields and str(fields["min_open_conns"]) != str(alias):
+        raise InvalidConfigError(
+            "min_open_conns and its deprecated alias max_idle_conns disagree; "
+            "give min_open_conns only"
+        )
+    fields["min_open_conns"] = alias
+    return fields
 
 
 def _positive(_instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
@@ -93,11 +182,15 @@ class PostgreSQLConfig(BaseConfig):
         username: Role to log in as (libpq ``user``).
         password: The role's password, a ``Secret`` (libpq ``password``).
         max_open_conns: Most connections open at once (psycopg_pool ``max_size``).
-        max_idle_conns: Connections kept open while idle (psycopg_pool ``min_size``).
+        min_open_conns: Connections the pool opens at connect and keeps open,
+            idle or not (psycopg_pool ``min_size``): a floor, at most
+            ``max_open_conns``. Formerly ``max_idle_conns``, still accepted
+            (keyword, URL query, ``{prefix}MAX_IDLE_CONNS``, attribute) with
+            a ``DeprecationWarning``.
         conn_max_lifetime: Seconds after which a connection is replaced
             (psycopg_pool ``max_lifetime``, which adds 5% jitter).
         conn_max_idle_time: Seconds an idle connection above
-            ``max_idle_conns`` lives before it is closed (psycopg_pool ``max_idle``).
+            ``min_open_conns`` lives before it is closed (psycopg_pool ``max_idle``).
         ssl_mode: libpq ``sslmode``: disable, allow, prefer, require,
             verify-ca or verify-full.
         ssl_cert: Client certificate file (libpq ``sslcert``).
@@ -136,7 +229,6 @@ class PostgreSQLConfig(BaseConfig):
     """
 
     url_schemes: ClassVar[tuple[str, ...]] = ("postgresql", "postgres")
-    secret_fields: ClassVar[frozenset[str]] = frozenset({"password"})
 
     host: str = str_field("localhost", nonempty=True)
     port: int = int_field(5432, min=1, max=65535)
@@ -144,8 +236,12 @@ class PostgreSQLConfig(BaseConfig):
     schema: str | None = str_field(None, optional=True)
     username: str | None = str_field(None, optional=True)
     password: Secret | None = secret_field()
-    max_open_conns: int = int_field(10, min=1, max=10_000)
-    max_idle_conns: int = int_field(2, min=0, max=10_000)
+    max_open_conns: int = int_field(10, min=1, max=_MAX_CONNS)
+    # The deprecated spelling, ``PostgreSQLConfig(max_idle_conns=5)``: declared
+    # before min_open_conns, whose default it becomes; None once resolved, so
+    # evolve() and pickles carry min_open_conns only (see __attrs_post_init__).
+    _max_idle_conns: int | None = _alias_field()
+    min_open_conns: int = _min_open_field()
     conn_max_lifetime: float = float_field(3600.0, min=1.0)
     conn_max_idle_time: float = float_field(600.0, min=1.0)
     ssl_mode: str = str_field("prefer", choices=SSL_MODES)
@@ -164,12 +260,30 @@ class PostgreSQLConfig(BaseConfig):
     def _check_pool_timeout(self, attribute: attrs.Attribute[float], value: float) -> None:
         _positive(self, attribute, value)
 
-    @max_idle_conns.validator
-    def _check_idle(self, _attribute: attrs.Attribute[int], value: int) -> None:
+    @min_open_conns.validator
+    def _check_min_open(self, _attribute: attrs.Attribute[int], value: int) -> None:
         if value > self.max_open_conns:
+            name = "min_open_conns" if self._max_idle_conns is None else "max_idle_conns"
             raise InvalidConfigError(
-                f"max_idle_conns ({value}) cannot exceed max_open_conns ({self.max_open_conns})"
+                f"{name} ({value}) cannot exceed max_open_conns ({self.max_open_conns})"
             )
+
+    def __attrs_post_init__(self) -> None:
+        alias = self._max_idle_conns
+        if alias is None:
+            return
+        object.__setattr__(self, "_max_idle_conns", None)
+        if alias != self.min_open_conns:
+            raise InvalidConfigError(
+                "min_open_conns and its deprecated alias max_idle_conns disagree; "
+                "give min_open_conns only"
+            )
+
+    @property
+    def max_idle_conns(self) -> int:
+        """Deprecated: ``min_open_conns`` (psycopg_pool ``min_size``), under its old name."""
+        _warn_deprecated_alias()
+        return self.min_open_conns
 
     @ssl_key.validator
     def _check_key(self, _attribute: attrs.Attribute[str | None], value: str | None) -> None:
@@ -180,6 +294,23 @@ class PostgreSQLConfig(BaseConfig):
     def _check_schema(self, _attribute: attrs.Attribute[str | None], value: str | None) -> None:
         if value is not None and not value:
             raise InvalidConfigError("schema: must not be empty")
+
+    @classmethod
+    def create(cls: type[C], **fields: Any) -> C:
+        """Build the config from keyword fields (``max_idle_conns`` still accepted, deprecated).
+
+        Raises:
+            InvalidConfigError: An unknown field name or a bad value.
+        """
+        return super().create(**_take_alias(fields))
+
+    def evolve(self: C, **changes: Any) -> C:
+        """Return a copy with ``changes`` applied (``max_idle_conns`` still accepted, deprecated).
+
+        Raises:
+            InvalidConfigError: An unknown field name or a bad value.
+        """
+        return super().evolve(**_take_alias(changes))
 
     @property
     def target(self) -> str:
@@ -213,6 +344,8 @@ class PostgreSQLConfig(BaseConfig):
         fields = {
             name: environ[var] for var, name in _LIBPQ_ENV.items() if environ.get(var, "") != ""
         }
+        if prefix + "MAX_IDLE_CONNS" in environ:  # the deprecated name of {prefix}MIN_OPEN_CONNS
+            fields[_ALIAS] = environ[prefix + "MAX_IDLE_CONNS"]
         url = environ.get(prefix + "URL")
         if url:
             for name in cls._fields_from_url(parse_url(url, cls.url_schemes)):
@@ -245,7 +378,9 @@ class PostgreSQLConfig(BaseConfig):
         defaults = PostgreSQLConfig()
         for attribute in attrs.fields(type(self)):
             name = attribute.name
-            if name in ("host", "port", "database", "username", "password", "retry"):
+            if name in ("host", "port", "database", "username", "password", "retry") or (
+                name.startswith("_")
+            ):
                 continue
             value = getattr(self, name)
             if value == getattr(defaults, name) or value is None:

@@ -152,7 +152,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
             psycopg.connect(**kwargs).close()
         pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
             kwargs=kwargs,
-            min_size=c.max_idle_conns,
+            min_size=c.min_open_conns,
             max_size=c.max_open_conns,
             open=False,
             timeout=c.pool_timeout,
@@ -172,7 +172,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                     psycopg.connect(**kwargs).close()
                 raise ConnectorError(
                     f"postgresql: connect on {c.target}: the pool could not open "
-                    f"{c.max_idle_conns} connection(s) in time",
+                    f"{c.min_open_conns} connection(s) in time",
                     code=ErrorCode.CONNECTION_FAILED,
                     connector=self.name,
                 ) from err

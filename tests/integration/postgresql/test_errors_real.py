@@ -65,7 +65,7 @@ def test_not_null_foreign_key_and_check_violations(db, table):
 
 
 def test_serialization_failure_from_two_concurrent_serializable_transactions(make_db, table):
-    db = make_db(max_open_conns=2, max_idle_conns=2)
+    db = make_db(max_open_conns=2, min_open_conns=2)
     db.execute(f'CREATE TABLE "{table}" (class int, value int)')
     db.execute(f'INSERT INTO "{table}" VALUES (1, 10), (1, 20), (2, 100), (2, 200)')
     # The classic write-skew: each reads what the other writes.
@@ -85,7 +85,7 @@ def test_serialization_failure_from_two_concurrent_serializable_transactions(mak
 
 
 def test_run_in_transaction_reruns_a_real_serialization_failure(make_db, table):
-    db = make_db(max_open_conns=2, max_idle_conns=2)
+    db = make_db(max_open_conns=2, min_open_conns=2)
     db.execute(f'CREATE TABLE "{table}" (class int, value int)')
     db.execute(f'INSERT INTO "{table}" VALUES (1, 10), (2, 100)')
     attempts = []
@@ -106,7 +106,7 @@ def test_run_in_transaction_reruns_a_real_serialization_failure(make_db, table):
 
 
 def test_deadlock(make_db, table):
-    db = make_db(max_open_conns=2, max_idle_conns=2)
+    db = make_db(max_open_conns=2, min_open_conns=2)
     db.execute(f'CREATE TABLE "{table}" (id int PRIMARY KEY, v int)')
     db.execute(f'INSERT INTO "{table}" VALUES (1, 0), (2, 0)')
     barrier = threading.Barrier(2, timeout=30)
@@ -143,7 +143,7 @@ def test_statement_timeout(make_db):
 
 
 def test_lock_timeout(make_db, table):
-    db = make_db(max_open_conns=2, max_idle_conns=2)
+    db = make_db(max_open_conns=2, min_open_conns=2)
     db.execute(f'CREATE TABLE "{table}" (id int PRIMARY KEY)')
     db.execute(f'INSERT INTO "{table}" VALUES (1)')
     with db.transaction() as holder:
@@ -174,7 +174,7 @@ def test_failed_transaction_and_syntax_and_undefined_errors(db):
 
 @pytest.mark.parametrize("health_check", ["auto", "always"])
 def test_terminated_idle_connections_are_never_handed_out(make_db, admin, health_check):
-    db = make_db(max_open_conns=4, max_idle_conns=4, health_check=health_check)
+    db = make_db(max_open_conns=4, min_open_conns=4, health_check=health_check)
     app = db.config.application_name
     assert wait_for(lambda: len(backend_pids(admin, app)) == 4)
     before = set(backend_pids(admin, app))
@@ -188,7 +188,7 @@ def test_terminated_idle_connections_are_never_handed_out(make_db, admin, health
 
 
 def test_terminated_connection_without_health_check(make_db, admin):
-    db = make_db(max_open_conns=1, max_idle_conns=1, health_check="off")
+    db = make_db(max_open_conns=1, min_open_conns=1, health_check="off")
     app = db.config.application_name
     assert wait_for(lambda: len(backend_pids(admin, app)) == 1)
     terminate(admin, app)
@@ -216,7 +216,7 @@ def test_a_write_that_skipped_the_checkout_check_fails_loudly_never_silently(
     # certain: a write then runs on a connection the server has already ended.
     monkeypatch.setattr(pg_checkout, "_RECENTLY_USED", 3600.0)
     monkeypatch.setattr(pg_checkout, "_SUSPICIOUS_FOR", 3600.0)
-    db = make_db(max_open_conns=1, max_idle_conns=1)
+    db = make_db(max_open_conns=1, min_open_conns=1)
     app = db.config.application_name
     db.execute(f'CREATE TABLE "{table}" (id int)')
     terminate(admin, app)
@@ -237,7 +237,7 @@ def test_a_write_that_skipped_the_checkout_check_fails_loudly_never_silently(
 
 
 def test_connection_killed_during_a_query(make_db, admin):
-    db = make_db(max_open_conns=2, max_idle_conns=2)
+    db = make_db(max_open_conns=2, min_open_conns=2)
     app = db.config.application_name
     errors = []
     started = threading.Event()
@@ -298,7 +298,7 @@ def test_too_many_connections_for_a_role(postgres_dsn, admin, make_db):
         )
     )
     try:
-        first = make_db(username=role, password=password, max_idle_conns=1, max_open_conns=1)
+        first = make_db(username=role, password=password, min_open_conns=1, max_open_conns=1)
         assert first.query("SELECT current_user").scalar() == role
         second = make_db(connect=False, username=role, password=password)
         with pytest.raises(ConnectorError) as info:
@@ -321,7 +321,7 @@ def test_too_many_connections_for_a_role(postgres_dsn, admin, make_db):
 
 
 def test_pool_exhausted_is_a_transient_timeout(make_db):
-    db = make_db(max_open_conns=1, max_idle_conns=1, pool_timeout=0.3)
+    db = make_db(max_open_conns=1, min_open_conns=1, pool_timeout=0.3)
     with db.transaction() as tx:  # holds the only connection
         tx.query("SELECT 1")
         with pytest.raises(ConnectorTimeoutError) as info:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 def test_server_restart_under_eight_threads(make_db, table, postgres_dsn, can_restart):
     max_conns = 6
-    db = make_db(max_open_conns=max_conns, max_idle_conns=2, pool_timeout=60)
+    db = make_db(max_open_conns=max_conns, min_open_conns=2, pool_timeout=60)
     app = db.config.application_name
     db.execute(f'CREATE TABLE "{table}" (id bigint PRIMARY KEY, worker int)')
     started_at = db.query("SELECT pg_postmaster_start_time()").scalar()
@@ -82,7 +82,7 @@ def test_server_restart_under_eight_threads(make_db, table, postgres_dsn, can_re
 
 
 def test_thirty_two_threads_mixed_operations_exact_counts(make_db, admin, table):
-    db = make_db(max_open_conns=8, max_idle_conns=8)
+    db = make_db(max_open_conns=8, min_open_conns=8)
     db.execute(f'CREATE TABLE "{table}" (id int PRIMARY KEY, n bigint NOT NULL)')
     db.execute(f'INSERT INTO "{table}" VALUES (1, 0), (2, 0)')
     rounds = 30
@@ -117,7 +117,7 @@ def test_thirty_two_threads_mixed_operations_exact_counts(make_db, admin, table)
 
 
 def test_disconnect_during_load_drains_then_closes_everything(make_db, admin, table):
-    db = make_db(max_open_conns=8, max_idle_conns=4)
+    db = make_db(max_open_conns=8, min_open_conns=4)
     app = db.config.application_name
     db.execute(f'CREATE TABLE "{table}" (id bigint PRIMARY KEY)')
     lock = threading.Lock()
@@ -170,7 +170,7 @@ def test_disconnect_during_load_drains_then_closes_everything(make_db, admin, ta
 
 
 def test_the_connector_lock_is_never_held_across_network_io(make_db):
-    db = make_db(max_open_conns=6, max_idle_conns=6)
+    db = make_db(max_open_conns=6, min_open_conns=6)
     errors = []
 
     def in_transaction():

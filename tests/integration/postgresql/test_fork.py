@@ -29,7 +29,7 @@ def all_connections_work(db, n):
 def parent_setup(make_db, admin):
     # No health check and no read retry: a damaged connection would surface
     # as an error instead of being quietly replaced.
-    db = make_db(max_open_conns=3, max_idle_conns=3, health_check="off", retry_reads=False)
+    db = make_db(max_open_conns=3, min_open_conns=3, health_check="off", retry_reads=False)
     app = db.config.application_name
     assert wait_for(lambda: len(backend_pids(admin, app)) == 3)
     return db, app, set(backend_pids(admin, app))
@@ -74,7 +74,7 @@ CHILD_EXITS_NORMALLY = textwrap.dedent(
     from dictamesh_connectors.postgresql import PostgreSQLConfig, PostgreSQLConnector
 
     config = PostgreSQLConfig.from_url(
-        sys.argv[1], application_name=sys.argv[2], max_open_conns=2, max_idle_conns=2,
+        sys.argv[1], application_name=sys.argv[2], max_open_conns=2, min_open_conns=2,
         health_check="off", retry_reads=False,
     )
     db = PostgreSQLConnector(config)

@@ -97,7 +97,7 @@ def test_copy_in_and_copy_out_round_trip_with_hostile_names(db):
 
 
 def test_stream_batches_and_returns_the_connection_clean(make_db, admin):
-    db = make_db(max_open_conns=1, max_idle_conns=1)
+    db = make_db(max_open_conns=1, min_open_conns=1)
     rows = db.stream(
         "SELECT g, g * 2 AS double FROM generate_series(1, %s) g", [2500], batch_size=100
     )
@@ -114,7 +114,7 @@ def test_stream_batches_and_returns_the_connection_clean(make_db, admin):
 
 
 def test_stream_closed_early_ends_its_transaction(make_db, admin):
-    db = make_db(max_open_conns=1, max_idle_conns=1)
+    db = make_db(max_open_conns=1, min_open_conns=1)
     with db.stream("SELECT * FROM generate_series(1, 100000)", batch_size=10) as rows:
         assert next(rows) == {"generate_series": 1}
     assert db.query("SELECT count(*) FROM pg_cursors").scalar() == 0
@@ -124,7 +124,7 @@ def test_stream_closed_early_ends_its_transaction(make_db, admin):
 def test_abandoned_streams_release_their_connection_without_the_garbage_collector(make_db, admin):
     # One connection and a short pool wait: a stream that kept its connection
     # would make the next query fail with a pool timeout.
-    db = make_db(max_open_conns=1, max_idle_conns=1, pool_timeout=2)
+    db = make_db(max_open_conns=1, min_open_conns=1, pool_timeout=2)
     query = "SELECT * FROM generate_series(1, 100000)"
     gc.disable()  # reference counting alone must release an abandoned stream
     try:
@@ -214,7 +214,7 @@ def test_swallowed_error_in_a_transaction_is_not_committed(db, table):
 
 
 def test_per_statement_timeout_is_restored_afterwards(make_db):
-    db = make_db(max_open_conns=1, max_idle_conns=1, statement_timeout=42)
+    db = make_db(max_open_conns=1, min_open_conns=1, statement_timeout=42)
     assert db.query("SHOW statement_timeout").scalar() == "42s"
     assert db.query("SELECT 7", timeout=5).scalar() == 7
     assert db.query("SHOW statement_timeout").scalar() == "42s"
@@ -243,7 +243,7 @@ def test_schema_sets_the_search_path(make_db, admin):
 
 
 def test_ping_connect_disconnect_lifecycle(make_db, admin):
-    db = make_db(max_idle_conns=3, max_open_conns=5)
+    db = make_db(min_open_conns=3, max_open_conns=5)
     db.ping()
     app = db.config.application_name
     assert wait_for(lambda: len(backend_pids(admin, app)) == 3)

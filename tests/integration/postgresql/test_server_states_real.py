@@ -170,7 +170,7 @@ def _startup_error(dsn: str) -> dict[str, str] | None:
 
 
 def test_smart_shutdown_refuses_new_sessions_with_57p03(make_db, postgres_dsn, cluster):
-    holder = make_db(max_open_conns=1, max_idle_conns=1)  # the session the shutdown waits for
+    holder = make_db(max_open_conns=1, min_open_conns=1)  # the session the shutdown waits for
     late = make_db(connect=False)
     postmaster = _postmaster_pid()
     assert _startup_error(postgres_dsn) is None  # up: the server asks for the password
@@ -224,7 +224,7 @@ def test_smart_shutdown_refuses_new_sessions_with_57p03(make_db, postgres_dsn, c
 
 
 def test_crash_of_another_backend_ends_the_pooled_connections(make_db, postgres_dsn, cluster):
-    db = make_db(max_open_conns=3, max_idle_conns=2, pool_timeout=60)
+    db = make_db(max_open_conns=3, min_open_conns=2, pool_timeout=60)
     app = db.config.application_name
     notices: list[tuple[str | None, str | None, str | None]] = []
     observer = psycopg.connect(postgres_dsn, autocommit=True, application_name="dmtest-observer")
@@ -285,7 +285,7 @@ def test_crash_of_another_backend_ends_the_pooled_connections(make_db, postgres_
 
 
 def test_checkout_check_discards_idle_connections_a_crash_ended(make_db, postgres_dsn, cluster):
-    db = make_db(max_open_conns=2, max_idle_conns=1, pool_timeout=60)
+    db = make_db(max_open_conns=2, min_open_conns=1, pool_timeout=60)
     app = db.config.application_name
     victim = psycopg.connect(postgres_dsn, autocommit=True, application_name="dmtest-victim")
     try:

@@ -4,6 +4,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import warnings
 from urllib.parse import quote
 
 import pytest
@@ -26,7 +27,7 @@ def test_defaults_are_bounded_and_sensible():
         None,
         None,
     )
-    assert c.max_open_conns == 10 and c.max_idle_conns == 2
+    assert c.max_open_conns == 10 and c.min_open_conns == 2
     assert c.ssl_mode == "prefer" and c.health_check == "auto"
     # Timeouts are never infinite by default.
     assert 0 < c.connect_timeout < 60 and 0 < c.pool_timeout < 120
@@ -38,7 +39,7 @@ def test_from_url_reads_every_part():
         "postgresql://app%40corp:s3cr3t%2Fp%40ss%3Aword%25@db.example.org:6543/my%20db"
         "?sslmode=verify-full&sslrootcert=/ca.pem&sslcert=/c.pem&sslkey=/k.pem"
         "&application_name=svc&connect_timeout=7&options=-c%20work_mem%3D64MB"
-        "&search_path=reporting&max_open_conns=20&max_idle_conns=5&pool_timeout=2.5"
+        "&search_path=reporting&max_open_conns=20&min_open_conns=5&pool_timeout=2.5"
         "&statement_timeout=30&conn_max_lifetime=600&conn_max_idle_time=60"
     )
     assert c.username == "app@corp"
@@ -52,7 +53,7 @@ def test_from_url_reads_every_part():
     )
     assert c.application_name == "svc" and c.connect_timeout == 7.0
     assert c.options == "-c work_mem=64MB" and c.schema == "reporting"
-    assert (c.max_open_conns, c.max_idle_conns, c.pool_timeout) == (20, 5, 2.5)
+    assert (c.max_open_conns, c.min_open_conns, c.pool_timeout) == (20, 5, 2.5)
     assert (c.statement_timeout, c.conn_max_lifetime, c.conn_max_idle_time) == (30, 600, 60)
     assert c.target == "my db@db.example.org:6543"
 
@@ -84,7 +85,7 @@ def test_unknown_url_option_is_rejected_without_echoing_the_password():
     "fields, match",
     [
         ({"max_open_conns": 0}, "max_open_conns"),
-        ({"max_open_conns": 2, "max_idle_conns": 3}, "max_idle_conns"),
+        ({"max_open_conns": 2, "min_open_conns": 3}, "min_open_conns"),
         ({"port": 70000}, "port"),
         ({"port": "abc"}, "port"),
         ({"ssl_mode": "sometimes"}, "ssl_mode"),
@@ -175,7 +176,7 @@ def test_config_is_frozen_and_evolve_validates():
         c.port = 1  # type: ignore[misc]
     assert c.evolve(port=1).port == 1
     with pytest.raises(InvalidConfigError):
-        c.evolve(max_idle_conns=c.max_open_conns + 1)
+        c.evolve(min_open_conns=c.max_open_conns + 1)
 
 
 @settings(max_examples=100, deadline=None)
@@ -215,3 +216,86 @@ def test_config_imports_without_psycopg():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+# ------------------------------------------------- max_idle_conns, the old name
+
+
+def deprecated():
+    return pytest.warns(
+        DeprecationWarning, match="max_idle_conns is deprecated, use min_open_conns"
+    )
+
+
+def test_min_open_conns_is_the_pool_floor_and_cannot_exceed_the_ceiling():
+    c = PostgreSQLConfig(min_open_conns=0, max_open_conns=3)
+    assert c.min_open_conns == 0
+    with pytest.raises(
+        InvalidConfigError, match=r"min_open_conns \(3\) cannot exceed max_open_conns"
+    ):
+        PostgreSQLConfig(min_open_conns=3, max_open_conns=2)
+    assert PostgreSQLConfig.from_url("postgresql://u@h/d?pool_min_conns=4").min_open_conns == 4
+
+
+def test_max_idle_conns_keyword_still_works_with_a_deprecation_warning():
+    with deprecated() as record:
+        c = PostgreSQLConfig(max_idle_conns=1, max_open_conns=1)
+    assert record[0].filename == __file__  # attributed to the caller, not to the library
+    assert c.min_open_conns == 1 and c == PostgreSQLConfig(min_open_conns=1, max_open_conns=1)
+    assert "max_idle_conns" not in repr(c)
+    # Resolved once: copies and pickles carry min_open_conns only, and do not warn again.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert c.evolve(min_open_conns=0).min_open_conns == 0
+        assert pickle.loads(pickle.dumps(c)) == c
+        assert "idle" not in c.connection_string().replace("conn_max_idle_time", "")
+    with deprecated():
+        assert c.max_idle_conns == 1  # reading the old attribute
+
+
+def test_max_idle_conns_is_validated_like_min_open_conns():
+    with (
+        deprecated(),
+        pytest.raises(InvalidConfigError, match=r"max_idle_conns \(3\) cannot exceed"),
+    ):
+        PostgreSQLConfig(max_idle_conns=3, max_open_conns=2)
+    with deprecated(), pytest.raises(InvalidConfigError, match="max_idle_conns: not a valid"):
+        PostgreSQLConfig(max_idle_conns="many")
+    with deprecated(), pytest.raises(InvalidConfigError, match="disagree"):
+        PostgreSQLConfig(max_idle_conns=3, min_open_conns=1)
+    with deprecated():
+        assert PostgreSQLConfig(max_idle_conns=3, min_open_conns=3).min_open_conns == 3
+
+
+def test_max_idle_conns_in_create_evolve_url_and_env():
+    with deprecated() as record:
+        assert PostgreSQLConfig.create(max_idle_conns="4").min_open_conns == 4
+    assert record[0].filename == __file__
+    with deprecated():
+        assert PostgreSQLConfig().evolve(max_idle_conns=3).min_open_conns == 3
+    with deprecated():
+        url = PostgreSQLConfig.from_url("postgresql://u@h/d?max_idle_conns=5")
+    assert url.min_open_conns == 5
+    with deprecated():
+        env = PostgreSQLConfig.from_env("DB_", environ={"DB_MAX_IDLE_CONNS": "6"})
+    assert env.min_open_conns == 6
+    with deprecated(), pytest.raises(InvalidConfigError, match="disagree"):
+        PostgreSQLConfig.from_env(
+            "DB_", environ={"DB_MAX_IDLE_CONNS": "6", "DB_MIN_OPEN_CONNS": "1"}
+        )
+    with (
+        deprecated(),
+        pytest.raises(InvalidConfigError, match=r"min_open_conns \(3\) cannot exceed"),
+    ):
+        PostgreSQLConfig.create(max_idle_conns=3, max_open_conns=2)
+    with pytest.raises(InvalidConfigError, match="unknown option"):
+        PostgreSQLConfig.create(_max_idle_conns=1)
+
+
+def test_the_new_name_never_warns():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PostgreSQLConfig(min_open_conns=1)
+        PostgreSQLConfig.from_url("postgresql://u@h/d?min_open_conns=1")
+        PostgreSQLConfig.from_env("DB_", environ={"DB_MIN_OPEN_CONNS": "1"})
+        PostgreSQLConfig()

@@ -1,6 +1,7 @@
 """PostgreSQLConnector without a server: arguments, state, retry decisions, libpq parameters."""
 
 import contextlib
+import logging
 
 import pytest
 
@@ -31,6 +32,9 @@ def test_package_exports():
     assert PostgreSQLConnector.config_class is PostgreSQLConfig
     with pytest.raises(AttributeError):
         pg_package.NoSuchThing  # noqa: B018
+    # One NullHandler, on the top package's logger; none repeated here.
+    assert not logging.getLogger("dictamesh_connectors.postgresql").handlers
+    assert "secret_fields" not in vars(PostgreSQLConfig)  # never read: the Secret type does it
 
 
 def test_wrong_config_type_is_rejected():
