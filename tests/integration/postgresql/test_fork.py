@@ -106,3 +106,37 @@ def test_child_that_exits_normally_leaves_the_parent_alone(postgres_dsn):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_the_child_starts_with_a_clean_checkout_while_a_thread_runs_queries(make_db):
+    """Fork while a parent thread runs queries: the child forgets the parent's checkout state."""
+    import threading
+
+    db = make_db(max_open_conns=3, min_open_conns=1)
+    db._checkout.note_lost()  # the parent just saw a dead connection
+    stop = threading.Event()
+
+    def busy():
+        while not stop.is_set():
+            db.query("SELECT 1")
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+
+        def child():
+            # The core fork hook ran the connector's reset: no inherited
+            # "suspicious" window, no inherited ended-session marks, and the
+            # base lock (maybe held by the busy thread at fork time) is free.
+            assert db._checkout._suspicious_until == 0.0 and len(db._checkout._ended) == 0
+            assert db.query("SELECT 2").scalar() == 2
+            with db.transaction() as tx:
+                assert tx.query("SELECT 3").scalar() == 3
+            return True
+
+        for _ in range(3):
+            assert run_in_child(child) == 0
+    finally:
+        stop.set()
+        worker.join()
+    assert db.query("SELECT 4").scalar() == 4  # the parent is unharmed
