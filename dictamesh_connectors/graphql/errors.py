@@ -271,7 +271,7 @@ def classify_response(
             url=url,
             connector=connector,
             idempotent=idempotent,
-            idempotency_key=idempotency_key,
+            has_idempotency_key=idempotency_key,
         )
 
     what = f"{connector}: {operation}{' ' + operation_name if operation_name else ''} on {url}"

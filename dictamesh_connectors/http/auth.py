@@ -25,13 +25,14 @@ import math
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 import attrs
 import requests
 from requests.auth import AuthBase
 
+from dictamesh_connectors import _fork
 from dictamesh_connectors.config import Secret
 from dictamesh_connectors.errors import (
     AuthenticationError,
@@ -40,27 +41,16 @@ from dictamesh_connectors.errors import (
     ErrorCode,
 )
 from dictamesh_connectors.http.config import AuthType, HTTPConfig
-from dictamesh_connectors.http.errors import error_for_status, redact_url
+from dictamesh_connectors.http.content import set_header
+from dictamesh_connectors.http.errors import error_for_status
+from dictamesh_connectors.http.urls import origin_of, redact_url
 
-__all__ = ["ConnectorAuth", "OAuth2TokenSource", "TokenFetch", "origin_of"]
+__all__ = ["ConnectorAuth", "OAuth2TokenSource", "TokenFetch"]
 
 logger = logging.getLogger(__name__)
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
 TokenFetch = Callable[[str, bytes, Mapping[str, str]], tuple[int, Mapping[str, str], bytes]]
 """``fetch(url, form, headers) -> (status, headers, body)``: one POST, no auth, no redirects."""
-
-
-def origin_of(url: str) -> tuple[str, str, int]:
-    """``(scheme, host, port)`` of ``url``, lower-cased, with the default port filled in."""
-    parts = urllib.parse.urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme, 0)
 
 
 @attrs.frozen
@@ -118,12 +108,13 @@ class OAuth2TokenSource:
         self._wait_timeout = wait_timeout
         self._clock = clock
         self._connector = connector
-        self._lock = threading.Lock()
+        self._lock = _fork.create_lock()
         self._token: _Token | None = None  # guarded by _lock for writes
         self._flight: _Flight | None = None  # guarded by _lock
         self._backoff_until = 0.0  # guarded by _lock: no new refresh before this time
         self.fetch_count = 0
         """Token requests sent so far (observability, tests)."""
+        _fork.register_child_reset(self)
 
     def __repr__(self) -> str:
         return f"<OAuth2TokenSource {redact_url(self._credentials.token_url or '')}>"
@@ -195,12 +186,11 @@ class OAuth2TokenSource:
         flight.done.set()
         return token.value
 
-    def reset_after_fork(self) -> None:
-        """In a forked child: fresh lock, no refresh in flight (its thread is gone).
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: no refresh in flight (its thread is gone); ``_fork`` unlocked the lock.
 
         The cached token itself stays usable.
         """
-        self._lock = threading.Lock()
         self._flight = None
 
     def invalidate(self, used: str | None = None) -> None:
@@ -362,19 +352,32 @@ class ConnectorAuth(AuthBase):
         Raises:
             ConnectorError: Fetching an OAuth2 token failed.
         """
+        url, token = self.add_to(request.headers, request.url or "")
+        request.url = url
+        return token
+
+    def add_to(self, headers: MutableMapping[str, str], url: str) -> tuple[str, str | None]:
+        """Add the credentials to ``headers`` (in place) and ``url`` (whatever its origin).
+
+        Returns:
+            ``(url, token)``: the URL to send (with the API key parameter
+            when the key travels in the query) and the OAuth2 token used
+            (to invalidate it on a 401), else ``None``.
+
+        Raises:
+            ConnectorError: Fetching an OAuth2 token failed.
+        """
         if self._header_name is not None:
-            request.headers[self._header_name] = self._header_value  # type: ignore[assignment]
-            return None
+            set_header(headers, self._header_name, self._header_value or "")
+            return url, None
         if self._query is not None:
-            url = request.url or ""
             sep = "&" if "?" in url else "?"
-            request.url = url + sep + urllib.parse.urlencode([self._query])
-            return None
+            return url + sep + urllib.parse.urlencode([self._query]), None
         if self._tokens is not None:
             token = self._tokens.token()
-            request.headers["Authorization"] = "Bearer " + token
-            return token
-        return None
+            set_header(headers, "Authorization", "Bearer " + token)
+            return url, token
+        return url, None
 
     def strip(self, request: requests.PreparedRequest) -> None:
         """Remove every credential header (and the API key parameter) from ``request``."""

@@ -1,13 +1,17 @@
 """``HTTPConnector``: a thread-safe HTTP client over one shared urllib3 pool.
 
-How it is thread-safe: ``requests.Session`` does not promise to be
-(psf/requests#2766: cookies, auth, adapters are mutable shared state), so the
-connector does not use one. Its handle is a single ``HTTPAdapter`` (one
-urllib3 ``PoolManager``, which *is* thread-safe); every request is a fresh
-``PreparedRequest`` built from immutable config plus the call's arguments and
-sent with ``adapter.send``. Nothing mutable is shared between requests except
-the pool, the OAuth2 token cache and the rate-limit bucket, each with its own
-small lock held only for memory updates.
+The connector layer: lifecycle, the verbs, and one attempt of a request as
+named steps (``_perform``: send a hop, follow a redirect, resend after an
+OAuth2 401, finish). The layers under it each have their module:
+
+* ``transport``: the pool manager, its per-origin pools, ``session()``;
+* ``content``: ``encode_body(request) -> (headers, body)``;
+* ``urls``: resolving paths, the host allow-list, redirect targets, redaction.
+
+How it is thread-safe: every request is built from immutable config plus
+the call's arguments (a fresh header dict, a ``_Call``); only the urllib3
+pool, the OAuth2 token cache and the rate-limit bucket are shared, each
+with its own small lock held only for memory updates.
 
 Retries run in the core loop (``retry_call``); urllib3's own retries are off
 (``Retry(0, read=False)``) so they never stack. Redirects are followed here,
@@ -18,25 +22,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import io
-import json as jsonlib
 import logging
 import os
 import random
 import re
 import ssl
 import time
-import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any, BinaryIO
 
 import requests
-import urllib3
-from requests.adapters import BaseAdapter, HTTPAdapter
-from requests.structures import CaseInsensitiveDict
-from requests.utils import get_environ_proxies
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3 import BaseHTTPResponse, Timeout
 
 from dictamesh_connectors import _fork
 from dictamesh_connectors.base import Connector
@@ -46,20 +43,38 @@ from dictamesh_connectors.errors import (
     InvalidConfigError,
     NotConnectedError,
 )
-from dictamesh_connectors.http.auth import ConnectorAuth, OAuth2TokenSource, origin_of
+from dictamesh_connectors.http.auth import ConnectorAuth, OAuth2TokenSource
 from dictamesh_connectors.http.config import AuthType, HTTPConfig, check_header
+from dictamesh_connectors.http.content import (
+    BODY_HEADERS,
+    encode_body,
+    find_header,
+    get_header,
+    has_header,
+    is_form,
+    merge_content_headers,
+    set_header,
+    without_headers,
+)
 from dictamesh_connectors.http.errors import (
     HTTPStatusError,
     InvalidRequestError,
+    Translating,
     error_for_status,
-    redact_url,
-    scrub_secrets,
     too_large,
-    translate_exception,
 )
 from dictamesh_connectors.http.models import Request, Response
 from dictamesh_connectors.http.ratelimit import TokenBucket
-from dictamesh_connectors.http.retry import NO_DRIVER_RETRIES, is_idempotent
+from dictamesh_connectors.http.retry import IDEMPOTENT_METHODS
+from dictamesh_connectors.http.transport import Transport, discard, redactor, release, session_for
+from dictamesh_connectors.http.urls import (
+    UnsafeURLError,
+    URLResolver,
+    origin_of,
+    redact_url,
+    redirect_target,
+    split_origin,
+)
 from dictamesh_connectors.retry import RetryPolicy
 
 __all__ = ["HTTPConnector"]
@@ -67,186 +82,13 @@ __all__ = ["HTTPConnector"]
 logger = logging.getLogger(__name__)
 
 _METHOD = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-_BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
-# URLs made only of these need no quoting by requests (RFC 3986 unreserved,
-# sub-delims, ":", "@", "/"); anything else goes through prepare_url.
-_PLAIN_URL = re.compile(r"[A-Za-z0-9\-._~:/@!$&'()*+,;=]*")
+_COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_WITH_EMPTY_BODY = frozenset({"POST", "PUT", "PATCH"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-# What requests/urllib3/the socket raise while sending or reading (requests'
-# exceptions are OSErrors too); translated by errors.translate_exception.
-_DRIVER_ERRORS = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError)
+_STRIP = frozenset({"authorization", "cookie", "proxy-authorization"})
 _CHUNK = 64 * 1024
-_DRAIN_LIMIT = 64 * 1024  # read at most this much of a redirect/401 body to reuse the connection
 _insecure_warned = False
 _insecure_lock = _fork.create_lock()
-
-
-class _RedactSecrets(logging.Filter):
-    """Masks API keys sent in query strings in urllib3's DEBUG request lines.
-
-    urllib3 logs ``"GET /path?key=... HTTP/1.1" 200`` at DEBUG; a connector
-    whose API key travels in the query registers the key here so that line
-    shows ``***`` instead.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: frozenset[str] = frozenset()  # replaced, never mutated: readers need no lock
-        self._lock = _fork.create_lock()
-
-    def add(self, secret: str) -> None:
-        """Mask ``secret`` from now on; installs the filter on urllib3's logger once."""
-        with self._lock:  # secrets (copy-on-write), the filter installation
-            self.secrets = self.secrets | {secret, urllib.parse.quote_plus(secret)}
-            urllib3_logger = logging.getLogger("urllib3.connectionpool")
-            if self not in urllib3_logger.filters:
-                urllib3_logger.addFilter(self)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        secrets = self.secrets
-        if secrets:
-            message = record.getMessage()
-            if any(secret in message for secret in secrets):
-                for secret in sorted(secrets, key=len, reverse=True):
-                    message = message.replace(secret, "***")
-                record.msg, record.args = message, ()
-        return True
-
-
-_redactor = _RedactSecrets()
-
-
-def _pool_classes(pool_timeout: float) -> dict[str, type[HTTPConnectionPool]]:
-    """urllib3 pool classes whose ``urlopen`` waits at most ``pool_timeout`` for a connection.
-
-    ``requests`` never passes ``pool_timeout``, so with ``block=True`` a full
-    pool would otherwise wait forever.
-    """
-
-    class TimedHTTPConnectionPool(HTTPConnectionPool):
-        def urlopen(self, *args: Any, **kwargs: Any) -> Any:
-            if kwargs.get("pool_timeout") is None:
-                kwargs["pool_timeout"] = pool_timeout
-            return super().urlopen(*args, **kwargs)
-
-    class TimedHTTPSConnectionPool(HTTPSConnectionPool):
-        def urlopen(self, *args: Any, **kwargs: Any) -> Any:
-            if kwargs.get("pool_timeout") is None:
-                kwargs["pool_timeout"] = pool_timeout
-            return super().urlopen(*args, **kwargs)
-
-    return {"http": TimedHTTPConnectionPool, "https": TimedHTTPSConnectionPool}
-
-
-class _SharedAdapter(HTTPAdapter):
-    """The connector's handle: one ``HTTPAdapter`` (one urllib3 pool) for every thread."""
-
-    def __init__(self, config: HTTPConfig) -> None:
-        self._dm_block = config.pool_block or config.max_conns_per_host > 0
-        self._dm_pool_timeout = config.pool_timeout
-        maxsize = config.max_conns_per_host or config.max_idle_conns_per_host
-        super().__init__(
-            pool_connections=config.max_idle_conns,
-            pool_maxsize=maxsize,
-            pool_block=self._dm_block,
-            max_retries=NO_DRIVER_RETRIES,
-        )
-
-    def init_poolmanager(
-        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
-    ) -> None:
-        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        if block:
-            self.poolmanager.pool_classes_by_scheme = _pool_classes(self._dm_pool_timeout)
-
-
-class _BorrowedAdapter(BaseAdapter):
-    """What ``session()`` mounts: sends through the connector's shared adapter.
-
-    ``close()`` does nothing, so closing a session never closes the shared
-    pool under other threads. Default timeouts and the rate limit apply.
-    """
-
-    def __init__(self, connector: HTTPConnector, adapter: _SharedAdapter) -> None:
-        super().__init__()
-        self._connector = connector
-        self._adapter = adapter
-
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: Any = None,
-        verify: Any = True,
-        cert: Any = None,
-        proxies: Mapping[str, str] | None = None,
-    ) -> requests.Response:
-        if self._connector._handle is not self._adapter:
-            raise NotConnectedError(
-                "http: the connector behind this session was disconnected", connector="http"
-            )
-        if timeout is None:
-            timeout = self._connector._timeouts
-        connector = self._connector
-        if connector._limiter is not None:
-            connector._limiter.acquire()
-        limit = connector._max_bytes
-        response = self._adapter.send(
-            request,
-            stream=stream or bool(limit),
-            timeout=timeout,
-            verify=verify,
-            cert=cert,
-            proxies=proxies,
-        )
-        if limit and not stream:
-            self._read_bounded(response, limit)
-        return response
-
-    def _read_bounded(self, response: requests.Response, limit: int) -> None:
-        """Read the body like ``requests`` does, but stop past ``limit`` bytes.
-
-        Raises:
-            ConnectorError: ``PAYLOAD_TOO_LARGE`` (the connection is closed).
-            requests.RequestException: Reading failed, as ``requests`` reports it.
-        """
-        chunks: list[bytes] = []
-        total = 0
-        for chunk in response.iter_content(_CHUNK):
-            total += len(chunk)
-            if total > limit:
-                response.close()
-                request = response.request
-                raise self._connector._too_large(
-                    str(request.method if request is not None else "GET"),
-                    str(request.url if request is not None else response.url),
-                    response.status_code,
-                )
-            chunks.append(chunk)
-        response._content = b"".join(chunks)
-
-    def close(self) -> None:
-        """Do nothing: the pool belongs to the connector."""
-
-
-class _ConnectorSession(requests.Session):
-    """A ``requests.Session`` that strips every credential on cross-origin redirects."""
-
-    _dm_auth: ConnectorAuth | None = None
-
-    def rebuild_auth(
-        self, prepared_request: requests.PreparedRequest, response: requests.Response
-    ) -> None:
-        old_url = response.request.url if response.request is not None else None
-        if (
-            self._dm_auth is not None
-            and old_url
-            and prepared_request.url
-            and origin_of(old_url) != origin_of(prepared_request.url)
-        ):
-            self._dm_auth.strip(prepared_request)
-        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
 
 
 class _Call:
@@ -262,6 +104,7 @@ class _Call:
         "mode",
         "replayable",
         "stream",
+        "timeout",
         "timeouts",
         "url",
     )
@@ -270,9 +113,10 @@ class _Call:
         self,
         method: str,
         url: str,
-        headers: CaseInsensitiveDict[str],
+        headers: dict[str, str],
         body: Any,
         timeouts: tuple[float, float],
+        timeout: Timeout,
         idempotent: bool,
         key: bool,
         mode: int,
@@ -283,6 +127,7 @@ class _Call:
         self.headers = headers
         self.body = body
         self.timeouts = timeouts
+        self.timeout = timeout
         self.idempotent = idempotent
         self.key = key
         self.mode = mode
@@ -301,13 +146,29 @@ class _Call:
             self.body.seek(self.body_pos)
 
 
+class _Hop:
+    """Where one attempt is: the request of the current hop and what the attempt learnt."""
+
+    __slots__ = ("body", "headers", "history", "hops", "method", "refreshed", "url", "with_auth")
+
+    def __init__(self, call: _Call, with_auth: bool) -> None:
+        self.method = call.method
+        self.url = call.url
+        self.headers = call.headers
+        self.body = call.body
+        self.with_auth = with_auth  # False for good once a redirect left the origin
+        self.refreshed = False  # the OAuth2 token was renewed after a 401 once
+        self.hops = 0
+        self.history: list[Response] = []
+
+
 # _Call.mode: which statuses raise inside an attempt.
 _RAISE_ALL = 0  # every status >= 400 (raise_for_status=True)
 _RAISE_TRANSIENT = 1  # only retryable ones, so the loop can retry (raise_for_status=False)
 _RAISE_NONE = 2  # never (ping)
 
 
-class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
+class HTTPConnector(Connector[HTTPConfig, Transport]):
     """HTTP(S) client for adapters: pooled, retrying safely, never leaking credentials.
 
     Thread safety: share one instance between all threads (64 is fine; size
@@ -356,11 +217,12 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
         self._sleep = sleep
         self._clock = clock
         self._rand = rand
-        base = (config.base_url or "").rstrip("/")
-        self._base = base
-        self._origin = origin_of(base)
-        self._allowed = frozenset(config.allowed_hosts)
+        self._urls = URLResolver(config.base_url or "", config.allowed_hosts)
+        self._base = self._urls.base
+        self._origin = self._urls.origin
+        self._base_prefix = split_origin(self._base)[0]
         self._timeouts = (config.connect_timeout, config.timeout)
+        self._timeout = Timeout(connect=config.connect_timeout, read=config.timeout)
         # requests' ``verify``: False, True (system/certifi store) or a CA bundle path.
         self._verify: bool | str = False
         if config.tls_verify:
@@ -371,17 +233,17 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
             else config.client_cert
         )
         if not config.tls_verify:
-            _warn_insecure(base)
-        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict(
-            {
-                "User-Agent": config.user_agent,
-                "Accept-Encoding": "gzip, deflate",
-                "Accept": "*/*",
-                "Connection": "keep-alive",
-            }
-        )
-        headers.update(dict(config.headers))
-        self._default_headers = headers
+            _warn_insecure(self._base)
+        headers = {
+            "User-Agent": config.user_agent,
+            "Accept-Encoding": "gzip, deflate",
+            "Accept": "*/*",
+            "Connection": "keep-alive",
+        }
+        for name, value in config.headers:
+            set_header(headers, name, value)
+        self._default_headers = headers  # never mutated: each request copies it
+        self._keyed_defaults = has_header(headers, config.idempotency_header)
         self._limiter = (
             TokenBucket(config.rate_limit, config.rate_limit_burst, clock=clock, sleep=sleep)
             if config.rate_limit > 0
@@ -413,15 +275,14 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
         self._query_secrets: tuple[str, ...] = ()
         if self._secret_params and creds.api_key:
             self._query_secrets = (creds.api_key.get_secret_value(),)
-            _redactor.add(creds.api_key.get_secret_value())
+            redactor.add(creds.api_key.get_secret_value())
         self._max_bytes = config.max_response_bytes
-        self._proxies: dict[str, str] = {}
 
     # ------------------------------------------------------------------ hooks
 
-    def _open(self) -> _SharedAdapter:
+    def _open(self) -> Transport:
         self._check_tls_files()
-        return _SharedAdapter(self.config)
+        return Transport(self.config, verify=self._verify, cert=self._cert, base_url=self._base)
 
     def _check_tls_files(self) -> None:
         """Load ``ca_bundle`` and the client certificate once, at connect.
@@ -461,13 +322,13 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
                     connector=self.name,
                 ) from None
 
-    def _close(self, handle: _SharedAdapter, timeout: float | None) -> None:
+    def _close(self, handle: Transport, timeout: float | None) -> None:
         handle.close()
 
-    def _on_connection_lost(self, handle: _SharedAdapter, error: ConnectorError) -> None:
+    def _on_connection_lost(self, handle: Transport, error: ConnectorError) -> None:
         """Nothing to do: urllib3 drops a broken connection and opens a new one."""
 
-    def _ping(self, handle: _SharedAdapter, timeout: float | None) -> None:
+    def _ping(self, handle: Transport, timeout: float | None) -> None:
         cfg = self.config
         url = self._resolve(cfg.health_path, None, cfg.health_method)
         timeouts = (
@@ -479,6 +340,7 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
             self._default_headers,
             None,
             timeouts,
+            Timeout(connect=timeouts[0], read=timeouts[1]),
             idempotent=True,
             key=False,
             mode=_RAISE_NONE,
@@ -496,16 +358,6 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
                 response=response,
                 secret_params=self._secret_params,
             )
-
-    def _after_fork_in_child(self) -> None:
-        """In a forked child: also renew the token cache's and rate limiter's locks."""
-        forked = self._pid != os.getpid()
-        super()._after_fork_in_child()
-        if forked:
-            if self._tokens is not None:
-                self._tokens.reset_after_fork()
-            if self._limiter is not None:
-                self._limiter.reset_after_fork()
 
     # ---------------------------------------------------------------- public
 
@@ -541,43 +393,19 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
                 (``PAYLOAD_TOO_LARGE``), too many redirects (``PROTOCOL_ERROR``).
             NotConnectedError: Not connected.
         """
-        method = self._check_method(request.method)
-        url = self._resolve(request.path, request.query, method)
-        headers = self._headers(request.headers, method, url)
-        key_header = self.config.idempotency_header
-        if request.idempotency_key is not None:
-            _, key = self._check_header(key_header, request.idempotency_key, method, url)
-            headers[key_header] = key
-        elif self.config.auto_idempotency_key and method in ("POST", "PATCH"):
-            headers.setdefault(key_header, str(uuid.uuid4()))
-        body = self._body(method, url, headers, request)
-        idempotent = is_idempotent(
-            method, headers, request.idempotent, idempotency_header=key_header
-        )
-        timeouts = self._call_timeouts(request.timeout, method, url)
-        call = _Call(
-            method,
-            url,
-            headers,
-            body,
-            timeouts,
-            idempotent,
-            key=bool(headers.get(key_header)),
-            mode=_RAISE_ALL if raise_for_status else _RAISE_TRANSIENT,
+        return self._request(
+            request.method,
+            request.path,
+            request.query,
+            request.headers,
+            request,
+            request.timeout,
+            request.idempotency_key,
+            request.idempotent,
+            raise_for_status=raise_for_status,
             stream=stream,
+            retry=retry,
         )
-        policy = (retry or self.config.retry) if call.replayable else RetryPolicy.no_retry()
-        try:
-            return self._run(
-                lambda adapter: self._perform(adapter, call),
-                idempotent=idempotent,
-                retry=policy,
-                description=f"{method} {redact_url(url, self._secret_params)}",
-            )
-        except HTTPStatusError as err:
-            if not raise_for_status and err.response is not None:
-                return err.response
-            raise
 
     def request(
         self,
@@ -621,26 +449,89 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
             ConnectorError, NotConnectedError: as ``execute``.
         """
         body = None
-        if data is not None and not _is_form(data):
+        if data is not None and not is_form(data):
             body, data = data, None
-        return self.execute(
-            Request(
-                method,
-                path,
-                headers,
-                body,
-                params,
-                json=json,
-                data=data,
-                files=files,
-                timeout=timeout,
-                idempotency_key=idempotency_key,
-                idempotent=idempotent,
-            ),
+        content = None
+        if body is not None or json is not None or data is not None or files is not None:
+            content = Request(method, path, body=body, json=json, data=data, files=files)
+        return self._request(
+            method,
+            path,
+            params,
+            headers,
+            content,
+            timeout,
+            idempotency_key,
+            idempotent,
             raise_for_status=raise_for_status,
             stream=stream,
             retry=retry,
         )
+
+    def _request(
+        self,
+        method: object,
+        path: object,
+        query: Any,
+        extra_headers: Mapping[str, str] | None,
+        content: Request | None,
+        timeout: float | tuple[float, float] | None,
+        idempotency_key: str | None,
+        idempotent: bool | None,
+        *,
+        raise_for_status: bool,
+        stream: bool,
+        retry: RetryPolicy | None,
+    ) -> Response:
+        """``execute`` and ``request``: check and build the call, run it in the retry loop.
+
+        ``content`` holds the body fields (``None``: no body).
+        """
+        method = self._check_method(method)
+        url = self._resolve(path, query, method)
+        headers = self._headers(extra_headers, method, url)
+        key_header = self.config.idempotency_header
+        # Whether a key may be there at all (looking it up costs a scan of the headers).
+        maybe_keyed = bool(extra_headers) or self._keyed_defaults
+        if idempotency_key is not None:
+            _, key = self._check_header(key_header, idempotency_key, method, url)
+            set_header(headers, key_header, key)
+            maybe_keyed = True
+        elif self.config.auto_idempotency_key and method in ("POST", "PATCH"):
+            if not has_header(headers, key_header):
+                headers[key_header] = str(uuid.uuid4())
+            maybe_keyed = True
+        body = self._body(method, url, headers, content)
+        key_value = get_header(headers, key_header) if maybe_keyed else None
+        if idempotent is None:
+            idempotent = method in IDEMPOTENT_METHODS or bool(key_value)
+        timeouts, urllib3_timeout = self._call_timeouts(timeout, method, url)
+        call = _Call(
+            method,
+            url,
+            headers,
+            body,
+            timeouts,
+            urllib3_timeout,
+            idempotent,
+            key=bool(key_value),
+            mode=_RAISE_ALL if raise_for_status else _RAISE_TRANSIENT,
+            stream=stream,
+        )
+        policy = (retry or self.config.retry) if call.replayable else RetryPolicy.no_retry()
+        # Only a query can hold a secret (URLs with credentials are refused).
+        shown = url if "?" not in url and "#" not in url else redact_url(url, self._secret_params)
+        try:
+            return self._run(
+                lambda transport: self._perform(transport, call),
+                idempotent=idempotent,
+                retry=policy,
+                description=f"{method} {shown}",
+            )
+        except HTTPStatusError as err:
+            if not raise_for_status and err.response is not None:
+                return err.response
+            raise
 
     def get(self, path: str = "", **kwargs: Any) -> Response:
         """``request("GET", path, **kwargs)``. Raises as ``execute``."""
@@ -750,7 +641,7 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
         """
         from dictamesh_connectors.http.pagination import LinkHeader
 
-        pages: Iterator[Response] = (paginator or LinkHeader()).pages(self, path, **kwargs)
+        pages: Iterator[Response] = (paginator or LinkHeader()).pages(self.get, path, **kwargs)
         return pages
 
     def session(self) -> requests.Session:
@@ -776,20 +667,8 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
         Raises:
             NotConnectedError: The connector is not connected.
         """
-        adapter = self._current_adapter()
-        session = _ConnectorSession()
-        session.adapters.clear()
-        borrowed = _BorrowedAdapter(self, adapter)
-        session.mount("https://", borrowed)
-        session.mount("http://", borrowed)
-        session.headers = CaseInsensitiveDict(self._default_headers)
-        session.verify = self._verify
-        session.cert = self._cert
-        session.trust_env = self.config.trust_env
-        session.max_redirects = self.config.max_redirects
-        session.auth = self._auth
-        session._dm_auth = self._auth
-        return session
+        transport = self._current_transport()
+        return session_for(self, transport, headers=self._default_headers, auth=self._auth)
 
     @property
     def base_url(self) -> str:
@@ -812,7 +691,7 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
 
     # ------------------------------------------------------------ internals
 
-    def _current_adapter(self) -> _SharedAdapter:
+    def _current_transport(self) -> Transport:
         with self._lock:  # state, handle
             if not self.is_connected:
                 raise NotConnectedError(
@@ -831,6 +710,8 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
         )
 
     def _check_method(self, method: object) -> str:
+        if method in _COMMON_METHODS:
+            return method
         if not isinstance(method, str) or not _METHOD.fullmatch(method):
             raise InvalidRequestError(
                 f"{self.name}: invalid HTTP method {method!r:.30}", connector=self.name
@@ -843,47 +724,18 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
                 f"{self.name}: {method}: path must be a string, got {type(path).__name__}",
                 connector=self.name,
             )
-        if _BAD_URL_CHARS.search(path):
-            raise self._invalid(
-                method, self._base, "path contains control characters, spaces or backslashes"
-            )
-        if _ABSOLUTE.match(path) or path.startswith("//"):
-            full = path if not path.startswith("//") else f"{self._origin[0]}:{path}"
-            try:
-                parts = urllib.parse.urlsplit(full)
-                port = parts.port
-            except ValueError:
-                raise self._invalid(method, self._base, "malformed URL") from None
-            if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-                raise self._invalid(method, self._base, "only http(s) URLs with a host are allowed")
-            if parts.username is not None or parts.password is not None:
-                raise self._invalid(method, self._base, "URLs must not carry credentials")
-            if origin_of(full) != self._origin and not self._host_allowed(parts.hostname, port):
-                raise self._invalid(
-                    method,
-                    f"{parts.scheme}://{parts.hostname}",
-                    "host is not base_url's and not in allowed_hosts",
-                )
-        elif not path:
-            full = self._base
-        elif path[0] in "?#":
-            full = self._base + path
-        else:
-            full = self._base + "/" + path.lstrip("/")
-        if not query and _PLAIN_URL.fullmatch(full):
-            return full  # fast path: nothing for requests to encode
-        prepared = requests.PreparedRequest()
         try:
-            prepared.prepare_url(full, query)
-        except (requests.exceptions.RequestException, ValueError, TypeError, UnicodeError):
-            raise self._invalid(method, full.partition("?")[0], "malformed URL or query") from None
-        return prepared.url or full
+            return self._urls.resolve(path, query)
+        except UnsafeURLError as err:
+            raise self._invalid(method, err.shown, err.reason) from None
 
-    def _host_allowed(self, host: str, port: int | None) -> bool:
-        host = host.lower()
-        if host in self._allowed or (port is not None and f"{host}:{port}" in self._allowed):
+    def _same_origin(self, url: str) -> bool:
+        """Whether ``url`` is on ``base_url``'s origin (without parsing it when it obviously is)."""
+        prefix = self._base_prefix
+        n = len(prefix)
+        if url.startswith(prefix) and (len(url) == n or url[n] in "/?#"):
             return True
-        return any(entry.startswith("*.") and host.endswith(entry[1:]) for entry in self._allowed)
+        return origin_of(url) == self._origin
 
     def _check_header(self, name: object, value: object, method: str, url: str) -> tuple[str, str]:
         try:
@@ -891,71 +743,39 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
         except InvalidConfigError as err:
             raise self._invalid(method, url, err.message) from None
 
-    def _headers(
-        self, extra: Mapping[str, str] | None, method: str, url: str
-    ) -> CaseInsensitiveDict[str]:
-        headers = self._default_headers.copy()
+    def _headers(self, extra: Mapping[str, str] | None, method: str, url: str) -> dict[str, str]:
+        headers = dict(self._default_headers)
         if extra:
             if not isinstance(extra, Mapping):
                 raise self._invalid(method, url, "headers must be a mapping")
             for name, value in extra.items():
                 if value is None:
-                    headers.pop(name, None)
+                    key = find_header(headers, name) if isinstance(name, str) else None
+                    if key is not None:
+                        del headers[key]
                     continue
                 name, value = self._check_header(name, value, method, url)
-                headers[name] = value
+                set_header(headers, name, value)
         return headers
 
-    def _body(
-        self, method: str, url: str, headers: CaseInsensitiveDict[str], request: Request
-    ) -> Any:
-        given = [n for n in ("body", "json", "data") if getattr(request, n) is not None]
-        if len(given) > 1 or (
-            request.files is not None and (request.body is not None or request.json is not None)
-        ):
-            raise self._invalid(method, url, "pass only one of body, json, data(+files)")
-        body = request.body
-        if request.json is not None:
-            try:
-                body = jsonlib.dumps(request.json, allow_nan=False, separators=(",", ":")).encode()
-            except (TypeError, ValueError) as exc:
-                raise self._invalid(method, url, f"json is not serialisable ({exc})") from None
-            headers.setdefault("Content-Type", "application/json")
-        elif request.data is not None or request.files is not None:
-            prepared = requests.PreparedRequest()
-            prepared.headers = CaseInsensitiveDict()
-            prepared.url = url
-            try:
-                prepared.prepare_body(request.data, request.files)
-            except (ValueError, TypeError) as exc:
-                raise self._invalid(method, url, f"bad data/files ({type(exc).__name__})") from None
-            body = prepared.body
-            for name, value in prepared.headers.items():
-                headers.setdefault(name, value)
-        elif isinstance(body, str):
-            body = body.encode("utf-8")
-        elif body is not None and not isinstance(body, (bytes, bytearray, memoryview)):
-            if isinstance(body, Mapping) or not (
-                hasattr(body, "read") or hasattr(body, "__iter__")
-            ):
-                raise self._invalid(method, url, f"unsupported body type {type(body).__name__}")
-            length = _length(body)
-            if length is not None:
-                headers.setdefault("Content-Length", str(length))
-            elif "Content-Length" not in headers:
-                headers["Transfer-Encoding"] = "chunked"
-            return body
-        if isinstance(body, (bytearray, memoryview)):
-            body = bytes(body)
-        if isinstance(body, bytes):
-            headers["Content-Length"] = str(len(body))
-        elif body is None and method in ("POST", "PUT", "PATCH"):
-            headers["Content-Length"] = "0"
+    def _body(self, method: str, url: str, headers: dict[str, str], content: Request | None) -> Any:
+        if content is None:
+            if method in _WITH_EMPTY_BODY:
+                set_header(headers, "Content-Length", "0")
+            return None
+        try:
+            encoded, body = encode_body(content)
+        except ValueError as exc:
+            raise self._invalid(method, url, str(exc)) from None
+        if encoded:
+            merge_content_headers(headers, encoded, body)
         return body
 
-    def _call_timeouts(self, timeout: Any, method: str, url: str) -> tuple[float, float]:
+    def _call_timeouts(
+        self, timeout: Any, method: str, url: str
+    ) -> tuple[tuple[float, float], Timeout]:
         if timeout is None:
-            return self._timeouts
+            return self._timeouts, self._timeout
         try:
             if isinstance(timeout, tuple):
                 connect, read = (float(t) for t in timeout)
@@ -965,161 +785,165 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
             raise self._invalid(method, url, "timeout must be seconds or (connect, read)") from None
         if not (connect > 0 and read > 0):
             raise self._invalid(method, url, "timeouts must be positive")
-        return connect, read
+        return (connect, read), Timeout(connect=connect, read=read)
 
-    def _perform(self, adapter: _SharedAdapter, call: _Call) -> Response:
-        """One attempt: send, follow redirects, resend once on an OAuth2 401, read."""
-        method, url, body = call.method, call.url, call.body
-        headers = call.headers
-        with_auth = self._auth is not None and origin_of(url) == self._origin
-        refreshed = False
-        history: list[Response] = []
-        hops = 0
-        while True:
-            prepared = _prepared(method, url, headers.copy(), body)
-            token = self._auth.apply(prepared) if with_auth and self._auth is not None else None
-            if self._limiter is not None:
-                self._limiter.acquire()
-            call.rewind()
-            started = time.perf_counter()
-            raw_response = self._send(adapter, prepared, call, method, url)
-            elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
-            status = raw_response.status_code
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s %s -> %d (%.1f ms)",
-                    method,
-                    redact_url(url, self._secret_params),
-                    status,
-                    elapsed.total_seconds() * 1000,
-                )
-            location = raw_response.headers.get("Location")
-            if status in _REDIRECTS and location and self.config.follow_redirects:
-                _discard(raw_response)
-                if hops >= self.config.max_redirects:
-                    raise ConnectorError(
-                        f"{self.name}: {call.method} {redact_url(call.url, self._secret_params)}: "
-                        f"more than {self.config.max_redirects} redirects",
-                        code=ErrorCode.PROTOCOL_ERROR,
-                        transient=False,
-                        connector=self.name,
-                    )
-                hops += 1
-                history.append(
-                    Response(
-                        status,
-                        raw_response.headers,
-                        b"",
-                        url=url,
-                        elapsed=elapsed,
-                        request_method=method,
-                        reason=raw_response.reason or "",
-                    )
-                )
-                next_url = self._redirect_target(url, location, call)
-                if origin_of(next_url) != origin_of(url):
-                    # Leaving the origin: credentials stay behind, for good.
-                    with_auth = False
-                    headers = _without(headers, self._auth.header_names if self._auth else _STRIP)
-                if (status == 303 and method != "HEAD") or (
-                    status in (301, 302) and method == "POST"
-                ):
-                    method, body = "GET", None
-                    headers = _without(headers, _BODY_HEADERS)
-                elif body is not None and not call.replayable:
-                    raise self._invalid(
-                        call.method,
-                        call.url,
-                        f"cannot replay a streamed body on a {status} redirect",
-                    )
-                url = next_url
-                continue
-            if status == 401 and token is not None and not refreshed and call.replayable:
-                assert self._tokens is not None
-                _discard(raw_response)
-                self._tokens.invalidate(token)
-                refreshed = True
-                continue
-            return self._finish(raw_response, call, method, url, elapsed, history)
+    def _translating(self, call: _Call, method: str, url: str) -> Translating:
+        """The translation context of a request (``Translating``) with this connector's secrets."""
+        return Translating(
+            method=method,
+            url=url,
+            idempotent=call.idempotent,
+            connector=self.name,
+            timeouts=call.timeouts,
+            secret_params=self._secret_params,
+            secrets=self._query_secrets,
+        )
 
-    def _send(
-        self,
-        adapter: _SharedAdapter,
-        prepared: requests.PreparedRequest,
-        call: _Call,
-        method: str,
-        url: str,
-    ) -> requests.Response:
-        """Send ``prepared`` once through the pool (body unread); driver errors translated."""
-        proxies = get_environ_proxies(url) if self.config.trust_env else self._proxies
-        try:
-            return adapter.send(
-                prepared,
-                stream=True,
-                timeout=call.timeouts,
-                verify=self._verify,
-                cert=self._cert,
-                proxies=proxies,
+    # ----------------------------------------------------- one attempt, step by step
+
+    def _perform(self, transport: Transport, call: _Call) -> Response:
+        """One attempt: send, follow redirects, resend once on an OAuth2 401, read.
+
+        Raises:
+            ConnectorError: Translated driver errors, error statuses (as
+                ``call.mode`` says), too many or unsafe redirects.
+        """
+        hop = _Hop(call, with_auth=self._auth is not None and self._same_origin(call.url))
+        with self._translating(call, call.method, call.url) as where:
+            while True:
+                where.method, where.url = hop.method, hop.url
+                raw, token, elapsed = self._send_hop(transport, call, hop)
+                status = raw.status
+                if status in _REDIRECTS and self.config.follow_redirects:
+                    location = raw.headers.get("Location")
+                    if location:
+                        self._follow_redirect(raw, call, hop, location, elapsed)
+                        continue
+                if status == 401 and token is not None and not hop.refreshed and call.replayable:
+                    self._forget_refused_token(raw, hop, token)
+                    continue
+                return self._finish(raw, call, hop, elapsed)
+
+    def _send_hop(
+        self, transport: Transport, call: _Call, hop: _Hop
+    ) -> tuple[BaseHTTPResponse, str | None, float]:
+        """Send the current hop (credentials added on the origin); body unread.
+
+        Returns:
+            The raw response, the OAuth2 token used (or ``None``) and the
+            seconds until its headers arrived.
+        """
+        headers, url, token = hop.headers, hop.url, None
+        if hop.with_auth and self._auth is not None:
+            headers = dict(headers)
+            url, token = self._auth.add_to(headers, url)
+        if self._limiter is not None:
+            self._limiter.acquire()
+        call.rewind()
+        started = time.perf_counter()
+        raw = transport.urlopen(hop.method, url, headers, hop.body, call.timeout)
+        elapsed = time.perf_counter() - started
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %d (%.1f ms)",
+                hop.method,
+                redact_url(hop.url, self._secret_params),
+                raw.status,
+                elapsed * 1000,
             )
-        except _DRIVER_ERRORS as exc:
-            raise self._translate(exc, call, method, url) from exc
+        return raw, token, elapsed
 
-    def _redirect_target(self, url: str, location: str, call: _Call) -> str:
+    def _follow_redirect(
+        self, raw: BaseHTTPResponse, call: _Call, hop: _Hop, location: str, elapsed: float
+    ) -> None:
+        """Move ``hop`` to the redirect's target, dropping credentials when it leaves the origin.
+
+        Raises:
+            ConnectorError: ``PROTOCOL_ERROR`` past ``max_redirects`` or for
+                a non-HTTP location; ``InvalidRequestError`` when a streamed
+                body would have to be sent again.
+        """
+        discard(raw)
+        status = raw.status
+        if hop.hops >= self.config.max_redirects:
+            raise self._protocol_error(call, f"more than {self.config.max_redirects} redirects")
+        hop.hops += 1
+        hop.history.append(
+            Response(
+                status,
+                raw.headers,
+                b"",
+                url=hop.url,
+                elapsed=datetime.timedelta(seconds=elapsed),
+                request_method=hop.method,
+                reason=raw.reason or "",
+            )
+        )
         try:
-            target = urllib.parse.urljoin(url, location.strip())
-            parts = urllib.parse.urlsplit(target)
-        except ValueError:
-            parts = None
-        if (
-            parts is None
-            or parts.scheme.lower() not in ("http", "https")
-            or not parts.hostname
-            or _BAD_URL_CHARS.search(target.replace(" ", "%20"))
+            next_url = redirect_target(hop.url, location)
+        except UnsafeURLError as err:
+            raise self._protocol_error(call, err.reason) from None
+        if origin_of(next_url) != origin_of(hop.url):
+            # Leaving the origin: credentials stay behind, for good.
+            hop.with_auth = False
+            hop.headers = without_headers(
+                hop.headers, self._auth.header_names if self._auth else _STRIP
+            )
+        if (status == 303 and hop.method != "HEAD") or (
+            status in (301, 302) and hop.method == "POST"
         ):
-            raise ConnectorError(
-                f"{self.name}: {call.method} {redact_url(call.url, self._secret_params)}: "
-                "redirect to an invalid or non-HTTP location",
-                code=ErrorCode.PROTOCOL_ERROR,
-                transient=False,
-                connector=self.name,
+            hop.method, hop.body = "GET", None
+            hop.headers = without_headers(hop.headers, BODY_HEADERS)
+        elif hop.body is not None and not call.replayable:
+            raise self._invalid(
+                call.method, call.url, f"cannot replay a streamed body on a {status} redirect"
             )
-        return urllib.parse.urlunsplit(parts._replace(fragment=""))
+        hop.url = next_url
 
-    def _finish(
-        self,
-        raw_response: requests.Response,
-        call: _Call,
-        method: str,
-        url: str,
-        elapsed: datetime.timedelta,
-        history: list[Response],
-    ) -> Response:
-        status = raw_response.status_code
+    def _forget_refused_token(self, raw: BaseHTTPResponse, hop: _Hop, token: str) -> None:
+        """A 401 with an OAuth2 token: drop that token, so the resend fetches a new one."""
+        assert self._tokens is not None
+        discard(raw)
+        self._tokens.invalidate(token)
+        hop.refreshed = True
+
+    def _protocol_error(self, call: _Call, what: str) -> ConnectorError:
+        return ConnectorError(
+            f"{self.name}: {call.method} {redact_url(call.url, self._secret_params)}: {what}",
+            code=ErrorCode.PROTOCOL_ERROR,
+            transient=False,
+            connector=self.name,
+        )
+
+    def _finish(self, raw: BaseHTTPResponse, call: _Call, hop: _Hop, elapsed: float) -> Response:
+        """The response of the last hop: body read (or left to stream), status checked."""
+        method, url = hop.method, hop.url
+        status = raw.status
         error = status >= 400
         streamed = call.stream and not error  # error bodies are always read
         response = Response(
             status,
-            raw_response.headers,
-            None if streamed else self._read(raw_response, call, method, url),
+            raw.headers,
+            None if streamed else self._read(raw, method, url),
             url=url,
-            elapsed=elapsed,
+            elapsed=datetime.timedelta(seconds=elapsed),
             request_method=method,
-            reason=raw_response.reason or "",
-            history=history,
-            chunks=self._chunks(raw_response, call, method, url) if streamed else None,
-            release=(lambda: _release(raw_response, complete=False)) if streamed else None,
+            reason=raw.reason or "",
+            history=hop.history,
+            chunks=self._chunks(raw, call, method, url) if streamed else None,
+            release=(lambda: release(raw, complete=False)) if streamed else None,
         )
         if streamed:
             return response
         if error and call.mode != _RAISE_NONE:
             err = error_for_status(
                 status,
-                raw_response.headers,
+                raw.headers,
                 method=method,
                 url=url,
                 connector=self.name,
                 idempotent=call.idempotent,
-                idempotency_key=call.key,
+                has_idempotency_key=call.key,
                 response=response,
                 secret_params=self._secret_params,
             )
@@ -1127,60 +951,62 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
                 raise err
         return response
 
-    def _read(self, raw_response: requests.Response, call: _Call, method: str, url: str) -> bytes:
-        raw = raw_response.raw
+    def _read(self, raw: BaseHTTPResponse, method: str, url: str) -> bytes:
+        """The whole body, at most ``max_response_bytes``; the connection goes back to the pool.
+
+        Raises:
+            ConnectorError: ``PAYLOAD_TOO_LARGE``.
+            urllib3.exceptions.HTTPError, OSError: Reading failed (the caller
+                translates it); the connection is closed.
+        """
         limit = self._max_bytes
-        length = raw_response.headers.get("Content-Length")
-        encoded = "Content-Encoding" in raw_response.headers
+        headers = raw.headers
         data: bytes
         try:
-            if method == "HEAD" or raw_response.status_code in (204, 304):
+            if method == "HEAD" or raw.status in (204, 304):
                 data = b""
-            elif length is not None and length.isdigit() and not encoded:
-                if limit and int(length) > limit:
-                    _release(raw_response, complete=False)
-                    raise self._too_large(method, url, raw_response.status_code)
-                data = raw.read()
             else:
-                data = b"".join(self._chunks(raw_response, call, method, url, release=False))
-        except ConnectorError:
-            _release(raw_response, complete=False)
+                length = headers.get("Content-Length")
+                if length is not None and length.isdigit() and "Content-Encoding" not in headers:
+                    if limit and int(length) > limit:
+                        raise self._too_large(method, url, raw.status)
+                    data = raw.read()
+                else:
+                    data = b"".join(self._raw_chunks(raw, method, url))
+        except BaseException:
+            release(raw, complete=False)
             raise
-        except _DRIVER_ERRORS as exc:
-            _release(raw_response, complete=False)
-            raise self._translate(exc, call, method, url) from exc
-        _release(raw_response, complete=True)
+        release(raw, complete=True)
         return data
 
-    def _chunks(
-        self,
-        raw_response: requests.Response,
-        call: _Call,
-        method: str,
-        url: str,
-        *,
-        release: bool = True,
-    ) -> Iterator[bytes]:
-        raw = raw_response.raw
+    def _raw_chunks(self, raw: BaseHTTPResponse, method: str, url: str) -> Iterator[bytes]:
+        """The decoded body in chunks, stopping past ``max_response_bytes`` (untranslated)."""
         limit = self._max_bytes
         total = 0
+        while True:
+            chunk = raw.read(_CHUNK, decode_content=True)
+            if not chunk:
+                return
+            total += len(chunk)
+            if limit and total > limit:
+                raise self._too_large(method, url, raw.status)
+            yield chunk
+
+    def _chunks(self, raw: BaseHTTPResponse, call: _Call, method: str, url: str) -> Iterator[bytes]:
+        """A streamed body: chunks read on demand, errors translated, connection released."""
+        where = self._translating(call, method, url)
         complete = False
         try:
+            chunks = self._raw_chunks(raw, method, url)
             while True:
-                try:
-                    chunk = raw.read(_CHUNK, decode_content=True)
-                except _DRIVER_ERRORS as exc:
-                    raise self._translate(exc, call, method, url) from exc
-                if not chunk:
+                with where:
+                    chunk = next(chunks, None)
+                if chunk is None:
                     complete = True
                     return
-                total += len(chunk)
-                if limit and total > limit:
-                    raise self._too_large(method, url, raw_response.status_code)
                 yield chunk
         finally:
-            if release or not complete:
-                _release(raw_response, complete=complete)
+            release(raw, complete=complete)
 
     def _too_large(self, method: str, url: str, status_code: int) -> ConnectorError:
         return too_large(
@@ -1192,120 +1018,30 @@ class HTTPConnector(Connector[HTTPConfig, _SharedAdapter]):
             status_code=status_code,
         )
 
-    def _translate(self, exc: BaseException, call: _Call, method: str, url: str) -> ConnectorError:
-        scrub_secrets(exc, self._query_secrets)
-        return translate_exception(
-            exc,
-            method=method,
-            url=url,
-            idempotent=call.idempotent,
-            connector=self.name,
-            timeouts=call.timeouts,
-            secret_params=self._secret_params,
-        )
-
     def _fetch_token(
         self, url: str, form: bytes, headers: Mapping[str, str]
     ) -> tuple[int, Mapping[str, str], bytes]:
         """POST the OAuth2 token request through the shared pool (no auth, no redirects)."""
-        adapter = self._handle
-        if adapter is None:
-            adapter = self._current_adapter()
-        prepared = _prepared(
-            "POST",
-            url,
-            CaseInsensitiveDict(
-                {"User-Agent": self.config.user_agent, "Content-Length": str(len(form)), **headers}
-            ),
-            form,
-        )
+        transport = self._handle
+        if transport is None:
+            transport = self._current_transport()
+        sent = {"User-Agent": self.config.user_agent, "Content-Length": str(len(form)), **headers}
         call = _Call(
             "POST",
             url,
-            prepared.headers,
+            sent,
             form,
             self._timeouts,
+            self._timeout,
             idempotent=True,
             key=False,
             mode=_RAISE_NONE,
             stream=False,
         )
-        raw_response = self._send(adapter, prepared, call, "POST", url)
-        body = self._read(raw_response, call, "POST", url)
-        return raw_response.status_code, raw_response.headers, body
-
-
-_STRIP = frozenset({"authorization", "cookie", "proxy-authorization"})
-
-
-def _prepared(
-    method: str, url: str, headers: CaseInsensitiveDict[str], body: Any
-) -> requests.PreparedRequest:
-    """A ``PreparedRequest`` built field by field (no hooks, no session state)."""
-    prepared = requests.PreparedRequest()
-    prepared.method = method
-    prepared.url = url
-    prepared.headers = headers
-    prepared.body = body
-    prepared.hooks = {"response": []}
-    return prepared
-
-
-_BODY_HEADERS = frozenset(
-    {"content-type", "content-length", "transfer-encoding", "content-encoding"}
-)
-
-
-def _without(headers: CaseInsensitiveDict[str], names: frozenset[str]) -> CaseInsensitiveDict[str]:
-    kept = headers.copy()
-    for name in list(kept):
-        if name.lower() in names:
-            del kept[name]
-    return kept
-
-
-def _is_form(data: Any) -> bool:
-    if isinstance(data, Mapping):
-        return True
-    return isinstance(data, list) and all(isinstance(i, tuple) and len(i) == 2 for i in data)
-
-
-def _length(body: Any) -> int | None:
-    """The remaining size of a file-like body, or ``None`` when unknown (chunked)."""
-    if isinstance(body, io.BytesIO):
-        return len(body.getbuffer()) - body.tell()
-    fileno = getattr(body, "fileno", None)
-    if fileno is not None:
-        try:
-            size = os.fstat(fileno()).st_size
-            return max(0, size - int(body.tell()))
-        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-            return None
-    return None
-
-
-def _release(raw_response: requests.Response, *, complete: bool) -> None:
-    """Give the connection back: reusable when the body was read to the end, else closed."""
-    raw = raw_response.raw
-    if not complete:
-        with contextlib.suppress(Exception):
-            raw.close()
-    with contextlib.suppress(Exception):
-        raw.release_conn()
-
-
-def _discard(raw_response: requests.Response) -> None:
-    """Drop a response we do not return (redirect, 401), keeping the connection if cheap."""
-    raw = raw_response.raw
-    try:
-        length = raw_response.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) <= _DRAIN_LIMIT:
-            raw.read(_DRAIN_LIMIT + 1)
-            _release(raw_response, complete=True)
-            return
-    except Exception:  # any failure: just close it
-        pass
-    _release(raw_response, complete=False)
+        with self._translating(call, "POST", url):
+            raw = transport.urlopen("POST", url, sent, form, call.timeout)
+            body = self._read(raw, "POST", url)
+        return raw.status, raw.headers, body
 
 
 def _warn_insecure(base_url: str) -> None:

@@ -68,44 +68,25 @@ from dictamesh_connectors.errors import (
     RetryHint,
 )
 from dictamesh_connectors.http.retry import IDEMPOTENT_METHODS
+from dictamesh_connectors.http.urls import redact_url
 
 if TYPE_CHECKING:
     from dictamesh_connectors.http.models import Response
 
 __all__ = [
+    "DRIVER_ERRORS",
     "HTTPAuthenticationError",
     "HTTPStatusError",
     "HTTPTimeoutError",
     "InvalidRequestError",
+    "Translating",
     "error_for_status",
     "parse_retry_after",
     "redact_url",
     "scrub_secrets",
+    "too_large",
     "translate_exception",
 ]
-
-SENSITIVE_PARAMS = frozenset(
-    {
-        "access_token",
-        "api_key",
-        "apikey",
-        "api-key",
-        "auth",
-        "client_secret",
-        "code",
-        "key",
-        "password",
-        "passwd",
-        "pwd",
-        "refresh_token",
-        "secret",
-        "sig",
-        "signature",
-        "token",
-        "x-api-key",
-    }
-)
-"""Query parameters whose values never appear in messages or logs."""
 
 
 class InvalidRequestError(InvalidConfigError):
@@ -186,51 +167,26 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - current)
 
 
-def redact_url(url: str, secret_params: Collection[str] = ()) -> str:
-    """``url`` without userinfo and with sensitive query values as ``***``.
-
-    Args:
-        url: The URL to show.
-        secret_params: Extra parameter names to hide (e.g. the configured
-            API key parameter), compared case-insensitively.
-    """
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = parts.netloc.rpartition("@")[2]
-    query = parts.query
-    if query:
-        hidden = SENSITIVE_PARAMS | {p.lower() for p in secret_params}
-        pairs = []
-        for item in query.split("&"):
-            name, sep, _value = item.partition("=")
-            if sep and urllib.parse.unquote_plus(name).lower() in hidden:
-                item = f"{name}=***"
-            pairs.append(item)
-        query = "&".join(pairs)
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-# status -> (code, transient, maybe applied when not idempotent)
-_STATUS_TABLE: dict[int, tuple[ErrorCode, bool, bool]] = {
-    401: (ErrorCode.AUTH_FAILED, False, False),
-    403: (ErrorCode.PERMISSION_DENIED, False, False),
-    404: (ErrorCode.NOT_FOUND, False, False),
-    408: (ErrorCode.TIMEOUT, True, False),
-    409: (ErrorCode.CONFLICT, False, False),
-    410: (ErrorCode.NOT_FOUND, False, False),
-    413: (ErrorCode.PAYLOAD_TOO_LARGE, False, False),
-    422: (ErrorCode.INVALID_INPUT, False, False),
-    423: (ErrorCode.LOCK_TIMEOUT, False, False),  # 4xx: permanent; the caller unlocks
-    425: (ErrorCode.UNAVAILABLE, True, False),
-    429: (ErrorCode.RATE_LIMITED, True, False),
-    501: (ErrorCode.UNSUPPORTED, False, False),
-    503: (ErrorCode.UNAVAILABLE, True, False),
-    505: (ErrorCode.UNSUPPORTED, False, False),
+# status -> (code, transient)
+_STATUS_TABLE: dict[int, tuple[ErrorCode, bool]] = {
+    401: (ErrorCode.AUTH_FAILED, False),
+    403: (ErrorCode.PERMISSION_DENIED, False),
+    404: (ErrorCode.NOT_FOUND, False),
+    408: (ErrorCode.TIMEOUT, True),
+    409: (ErrorCode.CONFLICT, False),
+    410: (ErrorCode.NOT_FOUND, False),
+    413: (ErrorCode.PAYLOAD_TOO_LARGE, False),
+    422: (ErrorCode.INVALID_INPUT, False),
+    423: (ErrorCode.LOCK_TIMEOUT, False),  # 4xx: permanent; the caller unlocks
+    425: (ErrorCode.UNAVAILABLE, True),
+    429: (ErrorCode.RATE_LIMITED, True),
+    501: (ErrorCode.UNSUPPORTED, False),
+    503: (ErrorCode.UNAVAILABLE, True),
+    505: (ErrorCode.UNSUPPORTED, False),
 }
-_CLIENT_ERROR = (ErrorCode.INVALID_REQUEST, False, False)
-_SERVER_ERROR = (ErrorCode.UNAVAILABLE, True, True)
+_CLIENT_ERROR = (ErrorCode.INVALID_REQUEST, False)
+# A 5xx not in the table may come after the server began the work: maybe applied.
+_SERVER_ERROR = (ErrorCode.UNAVAILABLE, True)
 
 
 def _reason(status_code: int) -> str:
@@ -248,7 +204,7 @@ def error_for_status(
     url: str,
     connector: str = "http",
     idempotent: bool | None = None,
-    idempotency_key: bool = False,
+    has_idempotency_key: bool = False,
     response: Response | None = None,
     secret_params: Collection[str] = (),
     now: float | None = None,
@@ -265,7 +221,7 @@ def error_for_status(
         idempotent: Whether the request may be repeated; ``None`` decides
             from ``method``. Non-idempotent requests that failed with a
             maybe-processed status (500, 502, 504, ...) get ``maybe_applied``.
-        idempotency_key: The request carried an Idempotency-Key (a 409 then
+        has_idempotency_key: The request carried an Idempotency-Key (a 409 then
             means "the first request is still running": transient).
         response: Attached as ``err.response`` (not pickled).
         secret_params: Query parameter names to redact besides the usual ones.
@@ -279,16 +235,19 @@ def error_for_status(
     if idempotent is None:
         idempotent = method.upper() in IDEMPOTENT_METHODS
     if status_code in _STATUS_TABLE:
-        code, transient, maybe = _STATUS_TABLE[status_code]
+        code, transient = _STATUS_TABLE[status_code]
+        maybe = False
     elif status_code >= 500:
-        code, transient, maybe = _SERVER_ERROR
+        code, transient = _SERVER_ERROR
+        maybe = True
     else:
-        code, transient, maybe = _CLIENT_ERROR
+        code, transient = _CLIENT_ERROR
+        maybe = False
     retry_after = parse_retry_after(headers.get("Retry-After") if headers else None, now)
     hint: RetryHint | None = None
     if status_code == 401:
         hint = RetryHint.REFRESH_CREDENTIALS
-    elif (status_code == 409 and idempotency_key) or (
+    elif (status_code == 409 and has_idempotency_key) or (
         status_code == 413 and retry_after is not None
     ):
         transient = True
@@ -504,6 +463,70 @@ def translate_exception(
     if _has(chain, uexc.ProtocolError, rexc.ChunkedEncodingError, OSError, uexc.HTTPError):
         return make(f"connection lost: {_describe(chain)}", ErrorCode.CONNECTION_LOST, sent=True)
     return make(f"request failed: {type(exc).__name__}", ErrorCode.CONNECTION_LOST, sent=True)
+
+
+DRIVER_ERRORS = (rexc.RequestException, uexc.HTTPError, OSError)
+"""What requests, urllib3 and the socket raise while sending or reading.
+
+(requests' exceptions are ``OSError`` too.)"""
+
+
+class Translating:
+    """The one translation site: ``with Translating(...):`` around every driver call.
+
+    Like httpx's ``map_httpcore_exceptions``: a driver exception raised in
+    the block leaves it as the ``ConnectorError`` of ``translate_exception``
+    (``raise ... from exc``), with secret values scrubbed from the driver
+    exception first (it stays reachable as ``__cause__``). ``ConnectorError``
+    and programming errors pass through unchanged. The request it names can
+    change between hops (``where.method, where.url = ...`` after a
+    redirect).
+
+    A class rather than a generator, since it wraps every request.
+
+    Example::
+
+        with Translating(method="GET", url=url, idempotent=True) as where:
+            raw = pool.urlopen(...)
+    """
+
+    __slots__ = ("connector", "idempotent", "method", "secret_params", "secrets", "timeouts", "url")
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        url: str,
+        idempotent: bool,
+        connector: str = "http",
+        timeouts: tuple[float, float] | None = None,
+        secret_params: Collection[str] = (),
+        secrets: Collection[str] = (),
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.idempotent = idempotent
+        self.connector = connector
+        self.timeouts = timeouts
+        self.secret_params = secret_params
+        self.secrets = secrets
+
+    def __enter__(self) -> Translating:
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None or isinstance(exc, ConnectorError) or not isinstance(exc, DRIVER_ERRORS):
+            return
+        scrub_secrets(exc, self.secrets)
+        raise translate_exception(
+            exc,
+            method=self.method,
+            url=self.url,
+            idempotent=self.idempotent,
+            connector=self.connector,
+            timeouts=self.timeouts,
+            secret_params=self.secret_params,
+        ) from exc
 
 
 def too_large(

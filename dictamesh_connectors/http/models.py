@@ -13,7 +13,7 @@ from requests.structures import CaseInsensitiveDict
 
 from dictamesh_connectors.errors import ConnectorError, ErrorCode
 from dictamesh_connectors.http.config import redact_headers
-from dictamesh_connectors.http.errors import redact_url
+from dictamesh_connectors.http.urls import redact_url
 
 __all__ = ["Request", "Response"]
 
@@ -85,10 +85,11 @@ class Response:
 
     __slots__ = (
         "_body",
+        "_headers",
         "_iter",
+        "_raw_headers",
         "_release",
         "elapsed",
-        "headers",
         "history",
         "reason",
         "request_method",
@@ -111,9 +112,9 @@ class Response:
         release: Callable[[], None] | None = None,
     ) -> None:
         self.status_code = status_code
-        self.headers: CaseInsensitiveDict[str] = (
-            headers if isinstance(headers, CaseInsensitiveDict) else CaseInsensitiveDict(headers)
-        )
+        # Built on first use: most callers never look at the headers.
+        self._headers = headers if isinstance(headers, CaseInsensitiveDict) else None
+        self._raw_headers = headers
         self._body = body
         self._iter = chunks
         self._release = release
@@ -122,6 +123,19 @@ class Response:
         self.request_method = request_method
         self.reason = reason
         self.history: list[Response] = history or []
+
+    @property
+    def headers(self) -> CaseInsensitiveDict[str]:
+        """Case-insensitive mapping of the response headers."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = CaseInsensitiveDict(self._raw_headers)
+        return headers
+
+    @headers.setter
+    def headers(self, value: Mapping[str, str]) -> None:
+        self._headers = value if isinstance(value, CaseInsensitiveDict) else None
+        self._raw_headers = value
 
     # ---------------------------------------------------------------- body
 

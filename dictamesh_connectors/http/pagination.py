@@ -27,21 +27,38 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from dictamesh_connectors.errors import ConnectorError, ErrorCode
-from dictamesh_connectors.http.errors import redact_url
+from dictamesh_connectors.http.urls import redact_url
 
 if TYPE_CHECKING:
-    from dictamesh_connectors.http.connector import HTTPConnector
     from dictamesh_connectors.http.models import Response
 
 __all__ = [
     "Cursor",
+    "GetPage",
     "LinkHeader",
     "OffsetLimit",
     "PageNumber",
+    "PageSource",
     "Paginator",
     "iter_items",
     "parse_link_header",
 ]
+
+
+class GetPage(Protocol):
+    """What a paginator fetches pages with: ``HTTPConnector.get`` or anything like it."""
+
+    def __call__(self, path: str, **kwargs: Any) -> Response:
+        """GET ``path`` (``kwargs`` as ``HTTPConnector.get`` takes them)."""
+        ...
+
+
+class PageSource(Protocol):
+    """What ``iter_items`` reads from: an ``HTTPConnector``, or any object with its ``get``."""
+
+    def get(self, path: str = "", **kwargs: Any) -> Response:
+        """GET ``path``."""
+        ...
 
 
 class Paginator(Protocol):
@@ -52,8 +69,8 @@ class Paginator(Protocol):
     iteration state.
     """
 
-    def pages(self, connector: HTTPConnector, path: str, **kwargs: Any) -> Iterator[Response]:
-        """Yield each page's response."""
+    def pages(self, get: GetPage, path: str, **kwargs: Any) -> Iterator[Response]:
+        """Yield each page's response, fetched with ``get``."""
         ...
 
     def items_of(self, response: Response) -> list[Any]:
@@ -206,10 +223,10 @@ class LinkHeader(_ItemsAt):
     items: str | None = None
     max_pages: int = 10_000
 
-    def pages(self, connector: HTTPConnector, path: str, **kwargs: Any) -> Iterator[Response]:
-        """Yield each page's response. Raises as ``HTTPConnector.execute``."""
+    def pages(self, get: GetPage, path: str, **kwargs: Any) -> Iterator[Response]:
+        """Yield each page's response, fetched with ``get``. Raises as ``get`` does."""
         seen: set[str] = set()
-        response = connector.get(path, **kwargs)
+        response = get(path, **kwargs)
         kwargs.pop("params", None)  # the next URL carries its own query
         for _ in range(self.max_pages):
             yield response
@@ -221,7 +238,7 @@ class LinkHeader(_ItemsAt):
             if target is None or target in seen:
                 return
             seen.add(target)
-            response = connector.get(target, **kwargs)
+            response = get(target, **kwargs)
 
 
 @attrs.frozen
@@ -247,10 +264,10 @@ class Cursor(_ItemsAt):
     items: str | None = "data"
     max_pages: int = 10_000
 
-    def pages(self, connector: HTTPConnector, path: str, **kwargs: Any) -> Iterator[Response]:
-        """Yield each page's response. Raises as ``HTTPConnector.execute``."""
+    def pages(self, get: GetPage, path: str, **kwargs: Any) -> Iterator[Response]:
+        """Yield each page's response, fetched with ``get``. Raises as ``get`` does."""
         seen: set[str] = set()
-        response = connector.get(path, **kwargs)
+        response = get(path, **kwargs)
         for _ in range(self.max_pages):
             yield response
             cursor = _dig(response.json(), self.next_cursor)
@@ -260,7 +277,7 @@ class Cursor(_ItemsAt):
             if cursor in seen:
                 return
             seen.add(cursor)
-            response = connector.get(path, **_merge_params(kwargs, {self.cursor_param: cursor}))
+            response = get(path, **_merge_params(kwargs, {self.cursor_param: cursor}))
 
 
 @attrs.frozen
@@ -289,12 +306,12 @@ class OffsetLimit(_ItemsAt):
     start: int = 0
     max_pages: int = 10_000
 
-    def pages(self, connector: HTTPConnector, path: str, **kwargs: Any) -> Iterator[Response]:
-        """Yield each page's response. Raises as ``HTTPConnector.execute``."""
+    def pages(self, get: GetPage, path: str, **kwargs: Any) -> Iterator[Response]:
+        """Yield each page's response, fetched with ``get``. Raises as ``get`` does."""
         offset = self.start
         for _ in range(self.max_pages):
             params = {self.offset_param: offset, self.limit_param: self.limit}
-            response = connector.get(path, **_merge_params(kwargs, params))
+            response = get(path, **_merge_params(kwargs, params))
             yield response
             count = len(self.items_of(response))
             if count < self.limit:
@@ -329,13 +346,13 @@ class PageNumber(_ItemsAt):
     start: int = 1
     max_pages: int = 10_000
 
-    def pages(self, connector: HTTPConnector, path: str, **kwargs: Any) -> Iterator[Response]:
-        """Yield each page's response. Raises as ``HTTPConnector.execute``."""
+    def pages(self, get: GetPage, path: str, **kwargs: Any) -> Iterator[Response]:
+        """Yield each page's response, fetched with ``get``. Raises as ``get`` does."""
         for number in range(self.start, self.start + self.max_pages):
             params: dict[str, Any] = {self.page_param: number}
             if self.per_page:
                 params[self.per_page_param] = self.per_page
-            response = connector.get(path, **_merge_params(kwargs, params))
+            response = get(path, **_merge_params(kwargs, params))
             yield response
             count = len(self.items_of(response))
             if count == 0 or (self.per_page and count < self.per_page):
@@ -343,14 +360,14 @@ class PageNumber(_ItemsAt):
 
 
 def iter_items(
-    connector: HTTPConnector, path: str, paginator: Paginator | None = None, **kwargs: Any
+    source: PageSource, path: str, paginator: Paginator | None = None, **kwargs: Any
 ) -> Iterator[Any]:
-    """Yield every item of every page (pages fetched lazily).
+    """Yield every item of every page of ``source`` (pages fetched lazily with its ``get``).
 
     Raises:
         As ``HTTPConnector.execute``; ``ConnectorError`` (``PROTOCOL_ERROR``)
         when a page has no list where ``items`` points.
     """
     paginator = paginator or LinkHeader()
-    for response in paginator.pages(connector, path, **kwargs):
+    for response in paginator.pages(source.get, path, **kwargs):
         yield from paginator.items_of(response)

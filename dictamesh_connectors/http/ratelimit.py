@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable
+
+from dictamesh_connectors import _fork
 
 __all__ = ["TokenBucket"]
 
@@ -43,13 +44,13 @@ class TokenBucket:
         self.capacity = float(burst or max(1, math.ceil(rate)))
         self._clock = clock
         self._sleep = sleep
-        self._lock = threading.Lock()
+        self._lock = _fork.create_lock()  # a forked child gets it back unlocked
         self._tokens = self.capacity
         self._updated = clock()
 
     def reset_after_fork(self) -> None:
         """In a forked child: a fresh lock (a parent thread may have held it)."""
-        self._lock = threading.Lock()
+        self._lock = _fork.create_lock()  # a forked child gets it back unlocked
 
     def reserve(self) -> float:
         """Take one token and return the seconds to wait before using it (no sleep)."""

@@ -324,11 +324,12 @@ class SOAPClient:
         self._timeout: float | tuple[float, float] = (
             timeout if timeout is not None else (http.config.connect_timeout, http.config.timeout)
         )
-        self._lock = threading.Lock()  # guards _documents and _fetching (memory only)
+        self._lock = _fork.create_lock()  # guards _documents and _fetching (memory only)
         self._documents: dict[str, bytes] = {}
         self._fetching: dict[str, threading.Lock] = {}
         self._local = threading.local()
         self._pid = os.getpid()
+        _fork.register_child_reset(self)
         # For messages and reprs: no userinfo, no key in the query.
         self._wsdl_shown = redact_url(self.wsdl_url, http._secret_params)
 
@@ -371,8 +372,8 @@ class SOAPClient:
             TypeError: Unknown keyword or too many positional arguments, as
                 zeep raises it (a programming error, passed through).
         """
-        if self._pid != os.getpid():
-            self._reset_after_fork()
+        if self._pid != os.getpid():  # the second net, for a fork that bypassed the hook
+            self._after_fork_in_child()
 
         def attempt(handle: object) -> Any:
             state = self._state(handle)
@@ -463,9 +464,11 @@ class SOAPClient:
             connector=CONNECTOR,
         )
 
-    def _reset_after_fork(self) -> None:
-        """In a forked child: fresh locks (a parent thread may have held one)."""
-        self._lock = threading.Lock()
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: no fetch in flight (its thread is gone), this pid recorded."""
+        if self._pid == os.getpid():
+            return
+        self._lock._at_fork_reinit()  # type: ignore[attr-defined]  # the hook did; a bypass did not
         self._fetching = {}
         self._pid = os.getpid()
 
@@ -480,7 +483,7 @@ class SOAPClient:
             cached = self._documents.get(url)
             if cached is not None:
                 return cached
-            flight = self._fetching.setdefault(url, threading.Lock())
+            flight = self._fetching.setdefault(url, _fork.create_lock())
         with flight:  # network I/O under the per-URL lock only
             with self._lock:  # _documents
                 cached = self._documents.get(url)

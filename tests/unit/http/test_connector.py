@@ -8,7 +8,6 @@ import urllib.parse
 
 import pytest
 import requests
-import responses
 import urllib3.exceptions as uexc
 from responses import matchers
 
@@ -35,6 +34,7 @@ from dictamesh_connectors.http import (
 from dictamesh_connectors.retry import RetryPolicy
 
 from ..fakes import FakeClock
+from .mocking import mocked_http
 
 BASE = "https://api.test/v1"
 SECRET = "Sup3r-Secret-T0ken"
@@ -43,7 +43,7 @@ POLICY = RetryPolicy(max_attempts=3, initial_backoff=0.5, max_backoff=10.0, jitt
 
 @pytest.fixture
 def rsps():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+    with mocked_http(assert_all_requests_are_fired=False) as mock:
         yield mock
 
 

@@ -94,7 +94,7 @@ def test_retry_after_on_errors():
 
 
 def test_conflict_with_idempotency_key_is_transient():
-    err = error_for_status(409, {}, method="POST", url=URL, idempotency_key=True)
+    err = error_for_status(409, {}, method="POST", url=URL, has_idempotency_key=True)
     assert err.transient and err.code is ErrorCode.CONFLICT and not err.maybe_applied
 
 

@@ -1,0 +1,373 @@
+"""The HTTP transport: one urllib3 ``PoolManager`` shared by every thread, and its sessions.
+
+``Transport`` is the connector's handle. It is a ``requests`` ``HTTPAdapter``
+(so ``session()`` can mount it for zeep and users' own requests code), but
+the connector's own requests do not go through requests' prepare/adapter
+layer: ``Transport.urlopen`` calls the urllib3 pool of the URL's origin
+directly (pools looked up once per origin, TLS settings fixed at connect),
+which is what a request costs with raw urllib3. Only a request that a proxy
+from the environment applies to (``trust_env``) takes requests' own
+``send``.
+
+How it is thread-safe: urllib3's ``PoolManager`` and pools are; the pool
+cache here is a dict whose entries are only ever replaced whole.
+``requests.Session`` is not thread-safe (psf/requests#2766), so the
+connector never shares one: ``session()`` builds a new one per caller on a
+``_BorrowedAdapter``.
+
+urllib3's own retries are off (``NO_DRIVER_RETRIES``): the core loop is the
+only one. Redirects are followed by the connector, not by urllib3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import urllib.parse
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+import requests
+from requests.adapters import BaseAdapter, HTTPAdapter
+from requests.utils import select_proxy
+from urllib3 import BaseHTTPResponse, Timeout
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from dictamesh_connectors import _fork
+from dictamesh_connectors.errors import NotConnectedError
+from dictamesh_connectors.http.auth import ConnectorAuth
+from dictamesh_connectors.http.config import HTTPConfig
+from dictamesh_connectors.http.content import has_header
+from dictamesh_connectors.http.retry import NO_DRIVER_RETRIES
+from dictamesh_connectors.http.urls import origin_of, split_origin
+
+if TYPE_CHECKING:
+    from dictamesh_connectors.http.connector import HTTPConnector
+
+__all__ = ["Transport", "discard", "release", "session_for"]
+
+_CHUNK = 64 * 1024
+_DRAIN_LIMIT = 64 * 1024  # read at most this much of a redirect/401 body to reuse the connection
+_MAX_CACHED_POOLS = 64  # origins remembered by the pool cache (the manager keeps its own LRU)
+
+
+class _RedactSecrets(logging.Filter):
+    """Masks API keys sent in query strings in urllib3's DEBUG request lines.
+
+    urllib3 logs ``"GET /path?key=... HTTP/1.1" 200`` at DEBUG; a connector
+    whose API key travels in the query registers the key here so that line
+    shows ``***`` instead.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: frozenset[str] = frozenset()  # replaced, never mutated: readers need no lock
+        self._lock = _fork.create_lock()
+
+    def add(self, secret: str) -> None:
+        """Mask ``secret`` from now on; installs the filter on urllib3's logger once."""
+        with self._lock:  # secrets (copy-on-write), the filter installation
+            self.secrets = self.secrets | {secret, urllib.parse.quote_plus(secret)}
+            urllib3_logger = logging.getLogger("urllib3.connectionpool")
+            if self not in urllib3_logger.filters:
+                urllib3_logger.addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = self.secrets
+        if secrets:
+            message = record.getMessage()
+            if any(secret in message for secret in secrets):
+                for secret in sorted(secrets, key=len, reverse=True):
+                    message = message.replace(secret, "***")
+                record.msg, record.args = message, ()
+        return True
+
+
+redactor = _RedactSecrets()
+"""The process-wide filter on urllib3's logger (see ``_RedactSecrets``)."""
+
+
+def _pool_classes(pool_timeout: float) -> dict[str, type[HTTPConnectionPool]]:
+    """urllib3 pool classes whose ``urlopen`` waits at most ``pool_timeout`` for a connection.
+
+    ``requests`` never passes ``pool_timeout``, so with ``block=True`` a full
+    pool would otherwise wait forever in a ``session()``.
+    """
+
+    class TimedHTTPConnectionPool(HTTPConnectionPool):
+        def urlopen(self, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("pool_timeout") is None:
+                kwargs["pool_timeout"] = pool_timeout
+            return super().urlopen(*args, **kwargs)
+
+    class TimedHTTPSConnectionPool(HTTPSConnectionPool):
+        def urlopen(self, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("pool_timeout") is None:
+                kwargs["pool_timeout"] = pool_timeout
+            return super().urlopen(*args, **kwargs)
+
+    return {"http": TimedHTTPConnectionPool, "https": TimedHTTPSConnectionPool}
+
+
+class Transport(HTTPAdapter):
+    """The connector's handle: one urllib3 pool manager for every thread.
+
+    Thread safety: shared by all threads of a connector; ``urlopen`` keeps
+    no per-request state.
+
+    Args:
+        config: Pool sizes, blocking, ``pool_timeout``, ``trust_env``.
+        verify: requests' ``verify`` (``False``, ``True`` or a CA bundle path).
+        cert: requests' ``cert`` (a path or ``(cert, key)``).
+        base_url: The connector's base URL (its pool is found without parsing).
+    """
+
+    def __init__(
+        self,
+        config: HTTPConfig,
+        *,
+        verify: bool | str,
+        cert: tuple[str, str] | str | None,
+        base_url: str,
+    ) -> None:
+        self._dm_block = config.pool_block or config.max_conns_per_host > 0
+        self._dm_pool_timeout = config.pool_timeout
+        maxsize = config.max_conns_per_host or config.max_idle_conns_per_host
+        super().__init__(
+            pool_connections=config.max_idle_conns,
+            pool_maxsize=maxsize,
+            pool_block=self._dm_block,
+            max_retries=NO_DRIVER_RETRIES,
+        )
+        self.verify = verify
+        self.cert = cert
+        self._trust_env = config.trust_env
+        self._pool_timeout = config.pool_timeout if self._dm_block else None
+        self._base_prefix = split_origin(base_url)[0]
+        self._pools: dict[str, HTTPConnectionPool] = {}  # entries replaced whole, never mutated
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        if block:
+            self.poolmanager.pool_classes_by_scheme = _pool_classes(self._dm_pool_timeout)
+
+    def urlopen(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Any,
+        timeout: Timeout,
+    ) -> BaseHTTPResponse:
+        """Send one request through the pool; the response body is left unread.
+
+        Raises:
+            urllib3.exceptions.HTTPError, requests.RequestException, OSError:
+                Whatever the driver raises (the connector translates it).
+        """
+        prefix = self._base_prefix
+        n = len(prefix)
+        if url.startswith(prefix) and (len(url) == n or url[n] in "/?"):
+            target = url[n:] or "/"
+            if target[0] == "?":
+                target = "/" + target
+        else:
+            prefix, target = split_origin(url)
+        if self._trust_env:
+            proxies = requests.utils.get_environ_proxies(url)
+            if proxies and select_proxy(url, proxies):
+                return self._send_via_proxy(method, url, headers, body, timeout, proxies)
+        pool = self._pools.get(prefix)
+        if pool is None or pool.pool is None:  # new origin, or evicted and closed by the manager
+            pool = self._pool(prefix)
+        return pool.urlopen(
+            method,
+            target,
+            body=body,
+            headers=headers,
+            retries=NO_DRIVER_RETRIES,
+            redirect=False,
+            assert_same_host=False,
+            timeout=timeout,
+            pool_timeout=self._pool_timeout,  # type: ignore[arg-type]  # float is fine
+            release_conn=False,
+            chunked=not (body is None or has_header(headers, "Content-Length")),
+            preload_content=False,
+            decode_content=False,
+        )
+
+    def _pool(self, prefix: str) -> HTTPConnectionPool:
+        """The pool for ``scheme://netloc``, with requests' TLS settings (shared with sessions)."""
+        probe = requests.PreparedRequest()
+        probe.url = prefix + "/"
+        pool = cast(
+            HTTPConnectionPool,
+            self.get_connection_with_tls_context(probe, self.verify, cert=self.cert),
+        )
+        self.cert_verify(pool, probe.url, self.verify, self.cert)  # type: ignore[no-untyped-call]
+        pools = self._pools if len(self._pools) < _MAX_CACHED_POOLS else {}
+        self._pools = {**pools, prefix: pool}
+        return pool
+
+    def _send_via_proxy(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Any,
+        timeout: Timeout,
+        proxies: Mapping[str, str],
+    ) -> BaseHTTPResponse:
+        prepared = requests.PreparedRequest()
+        prepared.method = method
+        prepared.url = url
+        prepared.headers = requests.structures.CaseInsensitiveDict(headers)
+        prepared.body = body
+        prepared.hooks = {"response": []}
+        response = self.send(
+            prepared,
+            stream=True,
+            timeout=timeout,  # type: ignore[arg-type]  # requests passes a Timeout through
+            verify=self.verify,
+            cert=self.cert,
+            proxies=proxies,
+        )
+        raw: BaseHTTPResponse = response.raw
+        return raw
+
+
+def release(raw: BaseHTTPResponse, *, complete: bool) -> None:
+    """Give the connection back: reusable when the body was read to the end, else closed."""
+    if not complete:
+        with contextlib.suppress(Exception):
+            raw.close()
+    try:  # noqa: SIM105 - contextlib.suppress costs more, on every request
+        raw.release_conn()
+    except Exception:
+        pass
+
+
+def discard(raw: BaseHTTPResponse) -> None:
+    """Drop a response we do not return (redirect, 401), keeping the connection if cheap."""
+    try:
+        length = raw.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) <= _DRAIN_LIMIT:
+            raw.read(_DRAIN_LIMIT + 1)
+            release(raw, complete=True)
+            return
+    except Exception:  # any failure: just close it
+        pass
+    release(raw, complete=False)
+
+
+class _BorrowedAdapter(BaseAdapter):
+    """What ``session()`` mounts: sends through the connector's transport.
+
+    ``close()`` does nothing, so closing a session never closes the shared
+    pool under other threads. Default timeouts and the rate limit apply.
+    """
+
+    def __init__(self, connector: HTTPConnector, transport: Transport) -> None:
+        super().__init__()
+        self._connector = connector
+        self._transport = transport
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        connector = self._connector
+        if connector._handle is not self._transport:
+            raise NotConnectedError(
+                "http: the connector behind this session was disconnected", connector="http"
+            )
+        if timeout is None:
+            timeout = connector._timeouts
+        if connector._limiter is not None:
+            connector._limiter.acquire()
+        limit = connector._max_bytes
+        response = self._transport.send(
+            request,
+            stream=stream or bool(limit),
+            timeout=timeout,
+            verify=verify,
+            cert=cert,
+            proxies=proxies,
+        )
+        if limit and not stream:
+            self._read_bounded(response, limit)
+        return response
+
+    def _read_bounded(self, response: requests.Response, limit: int) -> None:
+        """Read the body like ``requests`` does, but stop past ``limit`` bytes.
+
+        Raises:
+            ConnectorError: ``PAYLOAD_TOO_LARGE`` (the connection is closed).
+            requests.RequestException: Reading failed, as ``requests`` reports it.
+        """
+        chunks: list[bytes] = []
+        total = 0
+        for chunk in response.iter_content(_CHUNK):
+            total += len(chunk)
+            if total > limit:
+                response.close()
+                request = response.request
+                raise self._connector._too_large(
+                    str(request.method if request is not None else "GET"),
+                    str(request.url if request is not None else response.url),
+                    response.status_code,
+                )
+            chunks.append(chunk)
+        response._content = b"".join(chunks)
+
+    def close(self) -> None:
+        """Do nothing: the pool belongs to the connector."""
+
+
+class _ConnectorSession(requests.Session):
+    """A ``requests.Session`` that strips every credential on cross-origin redirects."""
+
+    _dm_auth: ConnectorAuth | None = None
+
+    def rebuild_auth(
+        self, prepared_request: requests.PreparedRequest, response: requests.Response
+    ) -> None:
+        old_url = response.request.url if response.request is not None else None
+        if (
+            self._dm_auth is not None
+            and old_url
+            and prepared_request.url
+            and origin_of(old_url) != origin_of(prepared_request.url)
+        ):
+            self._dm_auth.strip(prepared_request)
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+
+
+def session_for(
+    connector: HTTPConnector,
+    transport: Transport,
+    *,
+    headers: Mapping[str, str],
+    auth: ConnectorAuth | None,
+) -> requests.Session:
+    """A new ``requests.Session`` sending through ``transport`` (see ``HTTPConnector.session``)."""
+    session = _ConnectorSession()
+    session.adapters.clear()
+    borrowed = _BorrowedAdapter(connector, transport)
+    session.mount("https://", borrowed)
+    session.mount("http://", borrowed)
+    session.headers = requests.structures.CaseInsensitiveDict(headers)
+    session.verify = transport.verify
+    session.cert = transport.cert
+    session.trust_env = connector.config.trust_env
+    session.max_redirects = connector.config.max_redirects
+    session.auth = auth
+    session._dm_auth = auth
+    return session
