@@ -187,7 +187,9 @@ class OAuth2TokenSource:
         return token.value
 
     def _after_fork_in_child(self) -> None:
-        """In a forked child: no refresh in flight (its thread is gone); ``_fork`` unlocked the lock.
+        """In a forked child: no refresh in flight (its thread is gone).
+
+        ``_fork`` has already given the lock back unlocked.
 
         The cached token itself stays usable.
         """
