@@ -10,7 +10,7 @@ import math
 
 from dictamesh_connectors.errors import InvalidConfigError
 
-__all__ = ["describe_value", "parse_number"]
+__all__ = ["MAX_TIMEOUT", "check_timeout", "describe_value", "parse_number"]
 
 
 def describe_value(value: object) -> str:
@@ -85,3 +85,33 @@ def parse_number(
     if maximum is not None and number > maximum:
         raise InvalidConfigError(f"{describe_value(number)} is above the maximum {maximum!r}")
     return number
+
+
+MAX_TIMEOUT = 7 * 24 * 3600.0
+"""The longest finite timeout any call accepts (7 days); ``inf`` means none."""
+
+
+def check_timeout(value: object, *, name: str = "timeout", positive: bool = False) -> float | None:
+    """Validate a per-call timeout in seconds, before any I/O.
+
+    ``None`` and ``inf`` mean "no limit" (``None``); otherwise a finite
+    number from 0 (above 0 when ``positive``: a network wait of zero
+    seconds cannot succeed) to ``MAX_TIMEOUT``.
+
+    Raises:
+        TypeError: Not a number (a programming error, like any wrong type).
+        InvalidConfigError: NaN, negative, or above ``MAX_TIMEOUT``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
+    if isinstance(value, float) and math.isinf(value) and value > 0:
+        return None
+    if not (0 <= value <= MAX_TIMEOUT) or (positive and value == 0):  # NaN fails too
+        low = "above 0" if positive else "from 0"
+        raise InvalidConfigError(
+            f"{name}: {describe_value(value)} is not a number of seconds {low} to "
+            f"{MAX_TIMEOUT:.0f} (use None for no limit)"
+        )
+    return float(value)

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
 from dictamesh_connectors import _fork
+from dictamesh_connectors._convert import check_timeout
 from dictamesh_connectors._version import __version__
 from dictamesh_connectors.config import BaseConfig
 from dictamesh_connectors.errors import (
@@ -225,7 +226,14 @@ class Connector(Generic[ConfigT, HandleT]):
             timeout: Seconds to wait for in-flight operations before closing
                 anyway (``None`` waits as long as they take). Operations still
                 running then keep their (closed) handle and fail on their own.
+                ``inf`` is the same as ``None``.
+
+        Raises:
+            InvalidConfigError: ``timeout`` is NaN, negative or over 7 days
+                (checked before anything changes).
+            TypeError: ``timeout`` is not a number.
         """
+        timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         abandoned = 0
         interrupt: BaseException | None = None
@@ -309,7 +317,11 @@ class Connector(Generic[ConfigT, HandleT]):
         Raises:
             NotConnectedError: The connector is not connected.
             ConnectorError: The server is unreachable or unhealthy.
+            InvalidConfigError: ``timeout`` is NaN, not above 0 or over 7
+                days (``None`` or ``inf``: the connector's default).
+            TypeError: ``timeout`` is not a number.
         """
+        timeout = check_timeout(timeout, positive=True)
         self._run(
             lambda handle: self._ping(handle, timeout),
             idempotent=True,

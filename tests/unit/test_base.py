@@ -499,3 +499,20 @@ def test_disconnect_still_waits_for_other_threads_operations():
     assert done.wait(5)  # ...and only for it
     other.join(5)
     assert c.state is State.DISCONNECTED
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1, 10**400, 1e306, 7 * 24 * 3600 + 1])
+def test_ping_and_disconnect_refuse_unusable_timeouts_before_any_change(bad):
+    c = FakeConnector(FakeConfig())
+    c.connect()
+    with pytest.raises(InvalidConfigError):
+        c.ping(timeout=bad)
+    with pytest.raises(InvalidConfigError):
+        c.disconnect(timeout=bad)
+    with pytest.raises(InvalidConfigError):
+        c.ping(timeout=0)  # a zero network wait cannot succeed
+    assert c.is_connected  # nothing changed
+    with pytest.raises(TypeError):
+        c.disconnect(timeout="5")
+    c.disconnect(timeout=float("inf"))  # inf means no limit
+    assert c.state is State.DISCONNECTED
