@@ -41,6 +41,7 @@ __all__ = [
     "MissingDependencyError",
     "NotConnectedError",
     "RetryHint",
+    "Translator",
     "build_error",
     "error_class_for",
 ]
@@ -364,3 +365,57 @@ def build_error(
         connector=connector,
         details=details,
     )
+
+
+class Translator:
+    """Base of every connector's one translation site: ``with translate(...):``.
+
+    A driver exception raised in the block leaves it as the ``ConnectorError``
+    that ``classify`` returns, raised ``from`` the driver exception (kept as
+    ``__cause__``, after ``scrub`` removed any secret it holds).
+    ``ConnectorError``, exceptions that are not ``driver_errors`` (programming
+    errors such as ``TypeError``) and ``BaseException`` (Ctrl-C) pass through
+    unchanged, as does anything ``classify`` returns ``None`` for.
+
+    A class rather than a generator-based context manager: it wraps every
+    operation, so it stays cheap (``__slots__``, no frame per use). httpx's
+    ``map_httpcore_exceptions`` is the model.
+
+    Example::
+
+        class translate(Translator):
+            __slots__ = ("operation",)
+            driver_errors = (pymongo.errors.PyMongoError,)
+
+            def __init__(self, operation: str) -> None:
+                self.operation = operation
+
+            def classify(self, exc: Exception) -> ConnectorError | None:
+                return build_error(f"mongodb: {self.operation}: failed", RULE, connector="mongodb")
+    """
+
+    __slots__ = ()
+
+    driver_errors: tuple[type[Exception], ...] = (Exception,)
+    """The exceptions to translate; anything else passes through."""
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None or isinstance(exc, ConnectorError):
+            return
+        if not isinstance(exc, Exception) or not isinstance(exc, self.driver_errors):
+            return
+        error = self.classify(exc)
+        if error is None:
+            return
+        self.scrub(exc)
+        raise error from exc
+
+    def classify(self, exc: Exception) -> ConnectorError | None:
+        """The ``ConnectorError`` for driver exception ``exc`` (``None``: let it pass)."""
+        raise NotImplementedError
+
+    def scrub(self, exc: Exception) -> None:
+        """Remove secrets from ``exc`` before it is kept as ``__cause__`` (default: none)."""

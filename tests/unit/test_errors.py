@@ -126,3 +126,40 @@ def test_build_error_picks_the_most_specific_class_and_keeps_every_field():
         classes={ErrorCode.TIMEOUT: MyTimeout},
     )
     assert type(other) is ConnectorError
+
+
+def test_translator_maps_driver_errors_only_and_keeps_the_scrubbed_cause():
+    from dictamesh_connectors.errors import Translator
+
+    class DriverError(Exception):
+        pass
+
+    class translate(Translator):
+        __slots__ = ("scrubbed",)
+        driver_errors = (DriverError,)
+
+        def __init__(self):
+            self.scrubbed = []
+
+        def classify(self, exc):
+            if "ignore" in str(exc):
+                return None
+            return ConnectorError("t: failed", code=ErrorCode.UNAVAILABLE, connector="t")
+
+        def scrub(self, exc):
+            self.scrubbed.append(exc)
+            exc.args = ("scrubbed",)
+
+    t = translate()
+    with pytest.raises(ConnectorError) as info, t:
+        raise DriverError("password=x")
+    assert info.value.code is ErrorCode.UNAVAILABLE
+    assert isinstance(info.value.__cause__, DriverError)
+    assert info.value.__cause__.args == ("scrubbed",) and len(t.scrubbed) == 1
+    for passing in (TypeError("bug"), DriverError("ignore me"), KeyboardInterrupt()):
+        with pytest.raises(type(passing)), translate():
+            raise passing
+    mine = ConnectorError("already ours")
+    with pytest.raises(ConnectorError) as info, translate():
+        raise mine
+    assert info.value is mine
