@@ -32,6 +32,7 @@ ENTRY_POINT_GROUP = "dictamesh_connectors.connectors"
 
 # scheme -> "module:Class"; imported on first use.
 _BUILTIN: dict[str, str] = {
+    "file": "dictamesh_connectors.file.connector:FileConnector",
     "graphql+http": "dictamesh_connectors.graphql.connector:GraphQLConnector",
     "graphql+https": "dictamesh_connectors.graphql.connector:GraphQLConnector",
     "http": "dictamesh_connectors.http.connector:HTTPConnector",

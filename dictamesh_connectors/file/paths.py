@@ -1,0 +1,112 @@
+"""Pure path rules of the sandbox: split, refuse, reserve. No I/O here.
+
+A path given to the connector is split into its components *before* any
+file is touched. Refused with PERMISSION_DENIED: an absolute path, a NUL
+byte, and any ``..`` component, even one that would stay inside the root
+(``a/../b``): the only way up is never taken. Empty and ``.`` components are
+dropped (``a//./b`` is ``a/b``); the empty path (or ``.``) is the root.
+
+Refused with INVALID_REQUEST: a path the file system cannot encode (a lone
+surrogate), a component longer than 255 bytes, a path longer than 4096
+bytes, and, for the data verbs, the names the connector reserves for its
+own files (temporary files of writes in progress, lock sidecars, the
+transaction journal), which ``list()`` never shows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from dictamesh_connectors.file.errors import DENIED, INVALID, error, where
+
+__all__ = [
+    "JOURNAL_PREFIX",
+    "NAME_MAX",
+    "PATH_MAX",
+    "TEMP_PREFIX",
+    "is_hidden",
+    "is_temp",
+    "join",
+    "split",
+    "temp_name",
+]
+
+NAME_MAX = 255
+"""Longest component, in bytes (Linux, macOS, most file systems)."""
+PATH_MAX = 4096
+"""Longest path, in bytes."""
+
+TEMP_PREFIX = ".dmtmp-"
+"""Temporary files of atomic writes in progress: ``.dmtmp-<32 hex digits>``."""
+JOURNAL_PREFIX = ".dmtxn-"
+"""Transaction journals: ``.dmtxn-<32 hex digits>``."""
+
+_TEMP = re.compile(r"\.dm(tmp|txn)-[0-9a-f]{32}\Z")
+
+
+def split(path: Any, operation: str) -> tuple[str, ...]:
+    """Split a path relative to the root into its components, refusing unsafe ones.
+
+    Args:
+        path: A ``str`` or ``os.PathLike`` (e.g. ``PurePosixPath``).
+        operation: The verb, for the error message.
+
+    Returns:
+        The components, e.g. ``("inbox", "a.csv")``; ``()`` for the root.
+
+    Raises:
+        TypeError: ``path`` is not a string or path-like object.
+        ConnectorError: PERMISSION_DENIED (absolute, NUL, ``..``) or
+            INVALID_REQUEST (not encodable, too long).
+    """
+    if not isinstance(path, str):
+        if not isinstance(path, os.PathLike):
+            raise TypeError(f"a path must be a str or os.PathLike, not {type(path).__name__}")
+        path = os.fspath(path)
+        if not isinstance(path, str):
+            raise TypeError(f"a path must be a str, not {type(path).__name__}")
+    if "\x00" in path:
+        raise error(where(operation, "<path with NUL>") + "NUL in a path is refused", DENIED)
+    if path.startswith("/"):
+        # Never echo it: it is an absolute path of this machine.
+        raise error(
+            f"file: {operation}: absolute paths are refused (paths are relative to the root)",
+            DENIED,
+        )
+    parts = tuple(part for part in path.split("/") if part and part != ".")
+    if ".." in parts:
+        raise error(where(operation, path) + "'..' in a path is refused", DENIED)
+    try:
+        encoded = os.fsencode(path)
+    except UnicodeError:
+        raise error(
+            f"file: {operation}: the path cannot be encoded for the file system", INVALID
+        ) from None
+    if len(encoded) > PATH_MAX:
+        raise error(where(operation, path[:60] + "...") + "path too long", INVALID)
+    for part in parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise error(where(operation, path[:60] + "...") + "file name too long", INVALID)
+    return parts
+
+
+def join(parts: tuple[str, ...]) -> str:
+    """The path for messages and ``FileInfo.path``: ``a/b``; ``""`` is the root."""
+    return "/".join(parts)
+
+
+def is_temp(name: str) -> bool:
+    """True for the connector's temporary files and journals."""
+    return name.startswith(".dm") and _TEMP.match(name) is not None
+
+
+def is_hidden(name: str, lock_suffix: str) -> bool:
+    """True for every name ``list()`` hides: temporary files, journals, lock sidecars."""
+    return name.endswith(lock_suffix) or is_temp(name)
+
+
+def temp_name(token: str) -> str:
+    """The temporary file name for a 32-hex-digit ``token``."""
+    return TEMP_PREFIX + token
