@@ -39,6 +39,8 @@ _BUILTIN: dict[str, str] = {
     "https": "dictamesh_connectors.http.connector:HTTPConnector",
     "kafka": "dictamesh_connectors.kafka.connector:KafkaConnector",
     "kafka+ssl": "dictamesh_connectors.kafka.connector:KafkaConnector",
+    "mongodb": "dictamesh_connectors.mongodb.connector:MongoDBConnector",
+    "mongodb+srv": "dictamesh_connectors.mongodb.connector:MongoDBConnector",
     "postgres": "dictamesh_connectors.postgresql.connector:PostgreSQLConnector",
     "postgresql": "dictamesh_connectors.postgresql.connector:PostgreSQLConnector",
 }

@@ -1,0 +1,59 @@
+"""MongoDB connector: pymongo's ``MongoClient``, shared by every thread.
+
+Install the driver with ``pip install 'dictamesh-connectors[mongodb]'``.
+``MongoDBConfig`` imports without it; the other names need it and raise
+``MissingDependencyError`` (naming the extra) when it is missing.
+
+Example::
+
+    from dictamesh_connectors.mongodb import MongoDBConfig, MongoDBConnector
+
+    with MongoDBConnector(MongoDBConfig.from_url("mongodb://app:pw@db/app")) as db:
+        db.insert_one("events", {"kind": "signup"})
+        print(db.count("events", {"kind": "signup"}))
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from dictamesh_connectors.mongodb.config import MongoDBConfig
+from dictamesh_connectors.mongodb.documents import BulkResult, UpdateResult
+
+if TYPE_CHECKING:
+    from dictamesh_connectors.mongodb.connector import (
+        DocumentStream,
+        MongoDBConnector,
+        Transaction,
+    )
+
+__all__ = [
+    "BulkResult",
+    "DocumentStream",
+    "MongoDBConfig",
+    "MongoDBConnector",
+    "Transaction",
+    "UpdateResult",
+]
+
+_LAZY = {
+    "DocumentStream": "dictamesh_connectors.mongodb.connector",
+    "MongoDBConnector": "dictamesh_connectors.mongodb.connector",
+    "Transaction": "dictamesh_connectors.mongodb.connector",
+}
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> Any:
+    # The driver is imported on first use, so MongoDBConfig works without it.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,227 @@
+"""Pure checks and values of the MongoDB verbs: names, documents, updates, results.
+
+No I/O and no pymongo import: every check here runs before a request is
+built, so bad input fails with a clear ``ConnectorError`` (never a value the
+user passed in the message) and nothing reaches the server.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from dictamesh_connectors.errors import ConnectorError, ErrorCode, InvalidConfigError
+
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "BulkResult",
+    "UpdateResult",
+    "check_collection",
+    "check_filter",
+    "check_insert",
+    "check_replacement",
+    "check_update",
+    "max_time_ms",
+    "seconds",
+    "sort_spec",
+]
+
+CONNECTOR = "mongodb"
+
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+"""The server's BSON document limit (16 MiB)."""
+
+_MAX_SECONDS = 86_400.0 * 365
+
+
+class UpdateResult(NamedTuple):
+    """What ``update_one``, ``update_many`` and ``replace_one`` did.
+
+    Attributes:
+        matched: Documents the filter matched (-1 for an unacknowledged write).
+        modified: Documents changed (-1 for an unacknowledged write).
+        upserted_id: The ``_id`` of the document an upsert inserted, else ``None``.
+    """
+
+    matched: int
+    modified: int
+    upserted_id: Any = None
+
+
+class BulkResult(NamedTuple):
+    """What ``bulk_write`` did (-1 everywhere for an unacknowledged write).
+
+    Attributes:
+        inserted, matched, modified, deleted, upserted: The counts.
+        upserted_ids: Operation index -> ``_id`` of each upserted document.
+    """
+
+    inserted: int
+    matched: int
+    modified: int
+    deleted: int
+    upserted: int
+    upserted_ids: dict[int, Any]
+
+
+def bad_request(message: str) -> ConnectorError:
+    """An INVALID_REQUEST error: the request was refused before any I/O."""
+    return ConnectorError(
+        f"{CONNECTOR}: {message}", code=ErrorCode.INVALID_REQUEST, connector=CONNECTOR
+    )
+
+
+def check_collection(name: object) -> str:
+    """Return ``name`` if it is a valid collection name.
+
+    Raises:
+        TypeError: ``name`` is not a string.
+        ConnectorError: INVALID_REQUEST, an empty name, one with ``$`` or NUL,
+            starting or ending with ``.``, not valid Unicode, or over 255 bytes.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a collection name must be a str, not {type(name).__name__}")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise bad_request("invalid collection name: not valid Unicode") from None
+    if (
+        not name
+        or size > 255
+        or "\x00" in name
+        or ("$" in name and not name.startswith("oplog.$"))
+        or name.startswith(".")
+        or name.endswith(".")
+    ):
+        raise bad_request(
+            "invalid collection name (empty, '$', NUL, a '.' at either end, too long)"
+        )
+    return name
+
+
+def check_filter(filter: object, what: str = "filter") -> Mapping[str, Any]:
+    """Return the filter (``{}`` for ``None``); a filter must be a mapping.
+
+    Raises:
+        TypeError: ``filter`` is not a mapping.
+    """
+    if filter is None:
+        return {}
+    if not isinstance(filter, Mapping):
+        raise TypeError(f"a {what} must be a mapping, not {type(filter).__name__}")
+    return filter
+
+
+def check_insert(document: object) -> Mapping[str, Any]:
+    """Return ``document`` if it may be inserted (or used as a replacement).
+
+    Raises:
+        TypeError: ``document`` is not a mapping.
+        ConnectorError: INVALID_REQUEST, a top-level key is not a string or
+            starts with ``$``.
+    """
+    if not isinstance(document, Mapping):
+        raise TypeError(f"a document must be a mapping, not {type(document).__name__}")
+    for key in document:
+        if not isinstance(key, str):
+            raise bad_request("a document key must be a string")
+        if key.startswith("$"):
+            raise bad_request("a top-level key of a document cannot start with '$'")
+    return document
+
+
+def check_replacement(document: object) -> Mapping[str, Any]:
+    """Return ``document`` if it is a replacement (no update operators).
+
+    Raises:
+        TypeError: ``document`` is not a mapping.
+        ConnectorError: INVALID_REQUEST, it holds ``$`` operators (use
+            ``update_one``) or a key that is not a string.
+    """
+    if not isinstance(document, Mapping):
+        raise TypeError(f"a replacement must be a mapping, not {type(document).__name__}")
+    for key in document:
+        if not isinstance(key, str):
+            raise bad_request("a document key must be a string")
+        if key.startswith("$"):
+            raise bad_request("replace_one takes a whole document, not update operators")
+    return document
+
+
+def check_update(update: object) -> Mapping[str, Any] | list[Any]:
+    """Return ``update`` if it is an update: ``$`` operators, or a pipeline (a list).
+
+    Raises:
+        TypeError: ``update`` is neither a mapping nor a list.
+        ConnectorError: INVALID_REQUEST, it is empty or holds a key that is
+            not a ``$`` operator (use ``replace_one`` to replace a document).
+    """
+    if isinstance(update, list):
+        if not update:
+            raise bad_request("an update pipeline cannot be empty")
+        for stage in update:
+            if not isinstance(stage, Mapping):
+                raise TypeError("an update pipeline is a list of mappings")
+        return update
+    if not isinstance(update, Mapping):
+        raise TypeError(f"an update must be a mapping or a list, not {type(update).__name__}")
+    if not update:
+        raise bad_request("an update needs at least one '$' operator")
+    for key in update:
+        if not isinstance(key, str) or not key.startswith("$"):
+            raise bad_request(
+                "an update takes '$' operators ($set, $inc, ...); "
+                "use replace_one to replace a whole document"
+            )
+    return update
+
+
+def seconds(value: object, what: str = "timeout") -> float:
+    """Return ``value`` as a positive, finite number of seconds.
+
+    Raises:
+        InvalidConfigError: Not a number, not positive, infinite or over a year.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidConfigError(
+            f"{what} must be a number of seconds, got {type(value).__name__}", connector=CONNECTOR
+        )
+    number = float(value)
+    if not (0 < number <= _MAX_SECONDS) or math.isnan(number):
+        raise InvalidConfigError(
+            f"{what} must be a positive number of seconds up to one year", connector=CONNECTOR
+        )
+    return number
+
+
+def max_time_ms(value: object) -> int | None:
+    """``max_time`` (seconds) as the server's ``maxTimeMS`` (None stays None)."""
+    if value is None:
+        return None
+    return max(1, math.ceil(seconds(value, "max_time") * 1000))
+
+
+def sort_spec(sort: object) -> list[tuple[str, Any]] | None:
+    """A sort as pymongo takes it: ``"field"``, ``[("a", 1), ("b", -1)]`` or a mapping.
+
+    Raises:
+        TypeError: Anything else.
+    """
+    if sort is None:
+        return None
+    if isinstance(sort, str):
+        return [(sort, 1)]
+    if isinstance(sort, Mapping):
+        return [(str(k), v) for k, v in sort.items()]
+    if isinstance(sort, Sequence):
+        spec: list[tuple[str, Any]] = []
+        for item in sort:
+            if isinstance(item, str):
+                spec.append((item, 1))
+            elif isinstance(item, Sequence) and len(item) == 2 and isinstance(item[0], str):
+                spec.append((item[0], item[1]))
+            else:
+                raise TypeError("a sort item is a field name or a (field, direction) pair")
+        return spec
+    raise TypeError(f"a sort must be a field name, pairs or a mapping, not {type(sort).__name__}")

@@ -1,0 +1,356 @@
+"""MongoDBConnector without a server: arguments, state, client options, transaction rules."""
+
+import logging
+import types
+
+import pymongo
+import pymongo.errors
+import pytest
+
+import dictamesh_connectors.mongodb as mongo_package
+from dictamesh_connectors import registry
+from dictamesh_connectors.base import State
+from dictamesh_connectors.errors import (
+    ConnectorError,
+    ErrorCode,
+    InvalidConfigError,
+    NotConnectedError,
+)
+from dictamesh_connectors.mongodb import MongoDBConfig, MongoDBConnector
+from dictamesh_connectors.mongodb.connector import _Handle
+from dictamesh_connectors.mongodb.documents import check_collection, max_time_ms, seconds
+
+PASSWORD = "Sup3r-Secret-Pa55"
+
+
+def make(**fields):
+    return MongoDBConnector(MongoDBConfig(**fields))
+
+
+def test_package_exports():
+    assert mongo_package.__all__ == sorted(mongo_package.__all__)
+    for name in mongo_package.__all__:
+        assert (getattr(mongo_package, name).__doc__ or "").strip(), name
+    assert MongoDBConnector.name == "mongodb" and MongoDBConnector.config_class is MongoDBConfig
+    with pytest.raises(AttributeError):
+        mongo_package.NoSuchThing  # noqa: B018
+
+
+def test_both_schemes_are_registered():
+    assert registry.connector_class("mongodb") is MongoDBConnector
+    assert registry.connector_class("mongodb+srv") is MongoDBConnector
+    assert {"mongodb", "mongodb+srv"} <= set(registry.known_schemes())
+
+
+def test_wrong_config_type_is_rejected():
+    with pytest.raises(InvalidConfigError):
+        MongoDBConnector(object())
+
+
+def test_operations_before_connect_raise_not_connected():
+    db = make()
+    for call in (
+        lambda: db.query("c"),
+        lambda: db.find_one("c"),
+        lambda: db.insert_one("c", {}),
+        lambda: db.count("c"),
+        lambda: db.execute("ping"),
+        lambda: next(iter(db.stream("c"))),
+        lambda: db.ping(),
+    ):
+        with pytest.raises(NotConnectedError):
+            call()
+    with pytest.raises(NotConnectedError), db.transaction():
+        pass
+
+
+@pytest.fixture
+def offline():
+    """A connector marked connected, on a client whose server does not exist.
+
+    Any request that reaches pymongo fails with UNAVAILABLE after 50 ms, so
+    a test expecting another error proves the check ran before any I/O.
+    """
+    db = make(hosts=["127.0.0.1:9"], server_selection_timeout=0.05, direct_connection=True)
+    client = pymongo.MongoClient(**db._client_kwargs())
+    db._handle, db._state = _Handle(client, "test"), State.CONNECTED
+    yield db
+    client.close()
+
+
+@pytest.mark.parametrize(
+    "call, exc, code",
+    [
+        (lambda db: db.insert_one("c", ["not", "a", "mapping"]), TypeError, None),
+        (lambda db: db.insert_one("c", {"$set": 1}), ConnectorError, ErrorCode.INVALID_REQUEST),
+        (lambda db: db.insert_one("c", {1: "x"}), ConnectorError, ErrorCode.INVALID_REQUEST),
+        (lambda db: db.insert_many("c", [{}, 5]), TypeError, None),
+        (lambda db: db.insert_many("c", {"a": 1}), TypeError, None),
+        (lambda db: db.update_one("c", {}, {"a": 1}), ConnectorError, ErrorCode.INVALID_REQUEST),
+        (lambda db: db.update_many("c", {}, {}), ConnectorError, ErrorCode.INVALID_REQUEST),
+        (lambda db: db.update_one("c", [], {"$set": {}}), TypeError, None),
+        (
+            lambda db: db.replace_one("c", {}, {"$set": {}}),
+            ConnectorError,
+            ErrorCode.INVALID_REQUEST,
+        ),
+        (lambda db: db.delete_many("c", None), TypeError, None),
+        (lambda db: db.query("", {}), ConnectorError, ErrorCode.INVALID_REQUEST),
+        (lambda db: db.query("a$b"), ConnectorError, ErrorCode.INVALID_REQUEST),
+        (lambda db: db.query("a\x00b"), ConnectorError, ErrorCode.INVALID_REQUEST),
+        (lambda db: db.query(".c"), ConnectorError, ErrorCode.INVALID_REQUEST),
+        (lambda db: db.query("\ud800"), ConnectorError, ErrorCode.INVALID_REQUEST),
+        (lambda db: db.query(42), TypeError, None),
+        (lambda db: db.query("c", "name"), TypeError, None),
+        (lambda db: db.query("c", sort=5), TypeError, None),
+        (lambda db: db.query("c", limit=-1), InvalidConfigError, None),
+        (lambda db: db.query("c", max_time=0), InvalidConfigError, None),
+        (lambda db: db.query("c", timeout=float("inf")), InvalidConfigError, None),
+        (lambda db: db.query("c", timeout="1"), InvalidConfigError, None),
+        (lambda db: db.stream("c", batch_size=0), InvalidConfigError, None),
+        (lambda db: db.aggregate("c", {"$match": {}}), TypeError, None),
+        (
+            lambda db: db.find_one_and_update("c", {}, {"$set": {}}, return_document="x"),
+            InvalidConfigError,
+            None,
+        ),
+        (
+            lambda db: db.bulk_write("c", [("upsert", {})]),
+            ConnectorError,
+            ErrorCode.INVALID_REQUEST,
+        ),
+        (lambda db: db.bulk_write("c", [("update_one", {})]), TypeError, None),
+        (lambda db: db.execute(5), TypeError, None),
+        (lambda db: db.insert_one("c", {}, session=object()), TypeError, None),
+    ],
+)
+def test_bad_input_fails_before_any_io(offline, call, exc, code):
+    with pytest.raises(exc) as info:
+        call(offline)
+    if code is not None:
+        assert info.value.code is code
+    assert "SECRET" not in str(info.value)
+
+
+def test_an_unreachable_server_is_unavailable_and_transient(offline):
+    with pytest.raises(ConnectorError) as info:
+        offline.find_one("c")
+    assert (info.value.code, info.value.transient) == (ErrorCode.UNAVAILABLE, True)
+    assert not info.value.maybe_applied
+
+
+def test_values_never_appear_in_input_errors(offline):
+    with pytest.raises(ConnectorError) as info:
+        offline.insert_one("c", {"$SECRET-VALUE": 1})
+    assert "SECRET-VALUE" not in str(info.value)
+
+
+def test_client_options_come_from_the_config():
+    db = make(
+        hosts=["a:1", "b:2"], replica_set="rs", username="u", password=PASSWORD,
+        auth_source="admin", w="majority", journal=True, wtimeout=2.5, read_concern="majority",
+        read_preference="nearest", socket_timeout=30, max_idle_time=60, retry_writes=False,
+    )  # fmt: skip
+    kwargs = db._client_kwargs()
+    assert kwargs["host"] == ["a:1", "b:2"] and kwargs["connect"] is False
+    assert kwargs["password"] == PASSWORD and kwargs["username"] == "u"
+    assert (kwargs["w"], kwargs["journal"], kwargs["wTimeoutMS"]) == ("majority", True, 2500)
+    assert (kwargs["socketTimeoutMS"], kwargs["maxIdleTimeMS"]) == (30000, 60000)
+    assert kwargs["retryWrites"] is False and kwargs["readPreference"] == "nearest"
+    assert kwargs["uuidRepresentation"] == "standard" and kwargs["tz_aware"] is True
+    client = pymongo.MongoClient(**kwargs)  # pymongo accepts every one of them
+    try:
+        assert client.write_concern.document == {"w": "majority", "j": True, "wtimeout": 2500}
+    finally:
+        client.close()
+    srv = make(hosts=["cluster.example.net"], srv=True)._client_kwargs()
+    assert srv["host"] == "mongodb+srv://cluster.example.net/"
+    assert PASSWORD not in repr(db) and PASSWORD not in repr(db.config)
+
+
+def test_timeouts_and_names():
+    assert seconds(1) == 1.0 and max_time_ms(0.0001) == 1 and max_time_ms(2.5) == 2500
+    assert max_time_ms(None) is None
+    for bad in (0, -1, float("nan"), float("inf"), True, "1", 10**20):
+        with pytest.raises(InvalidConfigError):
+            seconds(bad)
+    assert check_collection("a.b") == "a.b"
+    with pytest.raises(ConnectorError):
+        check_collection("x" * 256)
+
+
+def test_collections_are_cached_per_handle_and_dropped_after_fork():
+    client = pymongo.MongoClient("127.0.0.1:9", connect=False)
+    try:
+        handle = _Handle(client, "test")
+        assert handle.collection("c") is handle.collection("c")
+        db = make()
+        db._discard_after_fork(handle)
+        assert handle.collections == {}
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------- transaction rules
+
+
+class FakeSession:
+    def __init__(self, log, commit_errors):
+        self.log, self.commit_errors, self.in_transaction = log, commit_errors, False
+
+    def start_transaction(self, **options):
+        self.log.append(("start", options))
+        self.in_transaction = True
+
+    def commit_transaction(self):
+        self.log.append("commit")
+        if self.commit_errors:
+            raise self.commit_errors.pop(0)
+        self.in_transaction = False
+
+    def abort_transaction(self):
+        self.log.append("abort")
+        self.in_transaction = False
+
+    def end_session(self):
+        self.log.append("end")
+
+
+class FakeCollection:
+    def __init__(self, log, write_errors):
+        self.log, self.write_errors = log, write_errors
+
+    def insert_one(self, doc, session=None):
+        self.log.append(("insert", session is not None))
+        if self.write_errors:
+            raise self.write_errors.pop(0)
+        return types.SimpleNamespace(inserted_id=len(self.log))
+
+
+def fake_connector(commit_errors=(), write_errors=()):
+    db = make()
+    log = []
+    commit_errors, write_errors = list(commit_errors), list(write_errors)
+    handle = types.SimpleNamespace(
+        client=types.SimpleNamespace(start_session=lambda: FakeSession(log, commit_errors)),
+        collection=lambda name: FakeCollection(log, write_errors),
+    )
+    db._handle, db._state = handle, State.CONNECTED
+    now = [1000.0]
+    db._clock = lambda: now[0]
+    db._sleep = lambda s: now.__setitem__(0, now[0] + s)
+    db._rand = lambda: 0.5
+    return db, log, now
+
+
+def labelled(cls, code, label, message="x"):
+    if cls is pymongo.errors.AutoReconnect:
+        exc = cls(message)
+        exc._add_error_label(label)
+        return exc
+    return cls(message, code, {"code": code, "errmsg": message, "errorLabels": [label]})
+
+
+def test_run_in_transaction_reruns_the_function_on_transient_errors(caplog):
+    caplog.set_level(logging.WARNING)
+    conflict = labelled(pymongo.errors.OperationFailure, 112, "TransientTransactionError")
+    db, log, _ = fake_connector(write_errors=[conflict])
+    calls = []
+    assert db.run_in_transaction(lambda tx: calls.append(tx.insert_one("c", {})) or "ok") == "ok"
+    assert len(calls) == 1  # the first run failed inside insert_one
+    assert log.count("abort") == 1 and log.count("commit") == 1 and log.count("end") == 2
+    retries = [r for r in caplog.records if "rerunning" in r.getMessage()]
+    assert len(retries) == 1 and "attempt 1" in retries[0].getMessage()
+
+
+def test_a_transient_commit_reruns_the_whole_function():
+    failed = labelled(pymongo.errors.OperationFailure, 251, "TransientTransactionError")
+    db, log, _ = fake_connector(commit_errors=[failed])
+    runs = []
+    db.run_in_transaction(lambda tx: runs.append(1))
+    assert len(runs) == 2 and log.count("commit") == 2
+
+
+def test_an_unknown_commit_result_retries_only_the_commit(caplog):
+    caplog.set_level(logging.WARNING)
+    unknown = labelled(pymongo.errors.AutoReconnect, None, "UnknownTransactionCommitResult")
+    db, log, _ = fake_connector(commit_errors=[unknown, unknown])
+    runs = []
+    db.run_in_transaction(lambda tx: runs.append(1))
+    assert len(runs) == 1 and log.count("commit") == 3
+    assert len([r for r in caplog.records if "retrying the commit" in r.getMessage()]) == 2
+
+
+def test_an_unknown_commit_after_max_time_is_not_retried():
+    expired = labelled(pymongo.errors.ExecutionTimeout, 50, "UnknownTransactionCommitResult")
+    db, log, _ = fake_connector(commit_errors=[expired])
+    with pytest.raises(ConnectorError) as info:
+        db.run_in_transaction(lambda tx: None)
+    assert info.value.maybe_applied and log.count("commit") == 1
+
+
+def test_run_in_transaction_stops_at_the_deadline():
+    transient = labelled(pymongo.errors.OperationFailure, 112, "TransientTransactionError")
+    db, log, now = fake_connector(write_errors=[transient] * 1000)
+    with pytest.raises(ConnectorError) as info:
+        db.run_in_transaction(lambda tx: tx.insert_one("c", {}), deadline=2)
+    assert info.value.code is ErrorCode.SERIALIZATION_FAILURE
+    assert now[0] - 1000.0 < 2 and log.count("abort") > 3
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pymongo.errors.DuplicateKeyError("dup", 11000, {"code": 11000, "errmsg": "dup"}),
+        pymongo.errors.OperationFailure("conflict", 112, {"code": 112, "errmsg": "x"}),
+    ],
+)
+def test_errors_without_the_label_propagate_at_once(error):
+    db, log, _ = fake_connector(write_errors=[error])
+    db._sleep = lambda s: pytest.fail("must not wait")
+    with pytest.raises(ConnectorError):
+        db.run_in_transaction(lambda tx: tx.insert_one("c", {}))
+    assert log.count("abort") == 1 and log.count("commit") == 0
+
+
+def test_a_bug_in_fn_aborts_and_propagates():
+    db, log, _ = fake_connector()
+
+    def fn(tx):
+        raise ValueError("bug")
+
+    with pytest.raises(ValueError):
+        db.run_in_transaction(fn)
+    assert log == [("start", {}), "abort", "end"]
+
+
+def test_transaction_block_commits_or_aborts_and_is_closed_after():
+    db, log, _ = fake_connector()
+    with db.transaction(read_concern="snapshot", max_commit_time=2) as tx:
+        tx.insert_one("c", {})
+    assert log[0][0] == "start" and set(log[0][1]) == {"read_concern", "max_commit_time_ms"}
+    assert log[1:] == [("insert", True), "commit", "end"]
+    with pytest.raises(ConnectorError) as info:
+        tx.insert_one("c", {})
+    assert info.value.code is ErrorCode.TRANSACTION_FAILED
+    log.clear()
+    with pytest.raises(RuntimeError), db.transaction():
+        raise RuntimeError
+    assert log == [("start", {}), "abort", "end"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"read_concern": "eventual"},
+        {"write_concern": {"w": 1, "x": 2}},
+        {"write_concern": 5},
+        {"read_preference": "any"},
+        {"max_commit_time": -1},
+    ],
+)
+def test_transaction_options_are_checked_before_any_io(options):
+    db, log, _ = fake_connector()
+    with pytest.raises(InvalidConfigError), db.transaction(**options):
+        pass
+    assert log == []
