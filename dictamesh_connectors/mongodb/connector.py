@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from dictamesh_connectors._compat import require
 from dictamesh_connectors.base import Connector
-from dictamesh_connectors.errors import ConnectorError, ErrorCode, InvalidConfigError
+from dictamesh_connectors.errors import (
+    ConnectorError,
+    ErrorCode,
+    ErrorRule,
+    InvalidConfigError,
+    RetryHint,
+    build_error,
+)
 from dictamesh_connectors.mongodb.config import READ_CONCERNS, READ_PREFERENCES, MongoDBConfig
 from dictamesh_connectors.mongodb.documents import check_collection, max_time_ms, seconds
 from dictamesh_connectors.mongodb.errors import translate
@@ -54,6 +61,7 @@ T = TypeVar("T")
 _TRANSIENT_TX = "TransientTransactionError"
 _UNKNOWN_COMMIT = "UnknownTransactionCommitResult"
 _MAX_CACHED_COLLECTIONS = 1024
+_FINISHED = ErrorRule(ErrorCode.TRANSACTION_FAILED, False, RetryHint.NONE)
 _DEFAULT_TX_DEADLINE = 120.0  # pymongo's with_transaction limit
 
 
@@ -170,9 +178,9 @@ class Transaction(_Verbs):
 
     def _check(self) -> ClientSession:
         if not self._active:
-            raise ConnectorError(
+            raise build_error(
                 f"mongodb: transaction on {self._target}: the transaction is finished",
-                code=ErrorCode.TRANSACTION_FAILED,
+                _FINISHED,
                 connector="mongodb",
             )
         return self._session

@@ -11,7 +11,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from dictamesh_connectors.errors import ConnectorError, ErrorCode, InvalidConfigError
+from dictamesh_connectors.errors import (
+    ConnectorError,
+    ErrorCode,
+    ErrorRule,
+    InvalidConfigError,
+    RetryHint,
+    build_error,
+)
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
@@ -33,6 +40,7 @@ MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 """The server's BSON document limit (16 MiB)."""
 
 _MAX_SECONDS = 86_400.0 * 365
+_BAD_REQUEST = ErrorRule(ErrorCode.INVALID_REQUEST, False, RetryHint.NONE)
 
 
 class UpdateResult(NamedTuple):
@@ -67,9 +75,7 @@ class BulkResult(NamedTuple):
 
 def bad_request(message: str) -> ConnectorError:
     """An INVALID_REQUEST error: the request was refused before any I/O."""
-    return ConnectorError(
-        f"{CONNECTOR}: {message}", code=ErrorCode.INVALID_REQUEST, connector=CONNECTOR
-    )
+    return build_error(f"{CONNECTOR}: {message}", _BAD_REQUEST, connector=CONNECTOR)
 
 
 def check_collection(name: object) -> str:

@@ -78,14 +78,15 @@ from __future__ import annotations
 
 import re
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from dictamesh_connectors._compat import require
 from dictamesh_connectors.errors import (
     ConnectorError,
     ErrorCode,
+    ErrorRule,
     RetryHint,
-    error_class_for,
+    build_error,
 )
 
 if TYPE_CHECKING:
@@ -102,13 +103,8 @@ __all__ = ["CODE_NAMES", "SERVER_CODES", "Rule", "classify", "mask", "translate"
 CONNECTOR = "mongodb"
 
 
-class Rule(NamedTuple):
-    """One row of the table: what an error becomes."""
-
-    code: ErrorCode
-    transient: bool
-    hint: RetryHint
-
+Rule = ErrorRule
+"""One row of the table: what an error becomes (the core's ``ErrorRule``)."""
 
 _NONE = RetryHint.NONE
 _RETRY = RetryHint.RETRY
@@ -499,14 +495,8 @@ def _build(
             details["labels"] = labels
         if commit and exc.has_error_label(_UNKNOWN_COMMIT):
             maybe_applied = True
-    return error_class_for(rule.code)(
-        message,
-        code=rule.code,
-        transient=rule.transient,
-        retry_hint=rule.hint,
-        maybe_applied=maybe_applied,
-        connector=CONNECTOR,
-        details=details,
+    return build_error(
+        message, rule, connector=CONNECTOR, maybe_applied=maybe_applied, details=details
     )
 
 

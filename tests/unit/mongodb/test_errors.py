@@ -128,7 +128,8 @@ def test_non_driver_exceptions_pass_through_untouched():
 def test_translate_keeps_the_cause_and_names_operation_and_target():
     exc = failure(
         11000,
-        'E11000 duplicate key error collection: db.c index: email_1 dup key: { email: "ada@example.org" }',
+        "E11000 duplicate key error collection: db.c index: email_1 "
+        'dup key: { email: "ada@example.org" }',
         cls=pymongo.errors.DuplicateKeyError,
         keyPattern={"email": 1},
         keyValue={"email": "ada@example.org"},
