@@ -302,7 +302,6 @@ class MongoDBConfig(BaseConfig):
     """
 
     url_schemes: ClassVar[tuple[str, ...]] = ("mongodb", "mongodb+srv")
-    secret_fields: ClassVar[frozenset[str]] = frozenset({"password"})
 
     hosts: tuple[str, ...] = _converted(("localhost:27017",), _hosts)
     srv: bool = bool_field(False)
