@@ -31,7 +31,12 @@ from dictamesh_connectors.errors import (
     build_error,
 )
 from dictamesh_connectors.mongodb.config import READ_CONCERNS, READ_PREFERENCES, MongoDBConfig
-from dictamesh_connectors.mongodb.documents import check_collection, max_time_ms, seconds
+from dictamesh_connectors.mongodb.documents import (
+    call_timeout,
+    check_collection,
+    max_time_ms,
+    seconds,
+)
 from dictamesh_connectors.mongodb.errors import translate
 from dictamesh_connectors.mongodb.verbs import (
     Body,
@@ -197,12 +202,13 @@ class Transaction(_Verbs):
     ) -> T:
         if session is not None and session is not self:
             raise TypeError("a verb of a Transaction cannot run in another session")
+        limit = call_timeout(timeout)
         s = self._check()
         with translate(operation, self._target, write=write, in_transaction=True):
             coll = self._handle.collection(name)
-            if timeout is None:
+            if limit is None:
                 return body(coll, s)
-            with pymongo.timeout(seconds(timeout)):
+            with pymongo.timeout(limit):
                 return body(coll, s)
 
     def _open_stream(
@@ -216,7 +222,7 @@ class Transaction(_Verbs):
         if session is not None and session is not self:
             raise TypeError("a verb of a Transaction cannot run in another session")
         s = self._check()
-        t = None if timeout is None else seconds(timeout)
+        t = call_timeout(timeout)
         translator = translate(operation, self._target, in_transaction=True)
         with translator:
             cursor = open_cursor(self._handle.collection(name), s)
@@ -336,11 +342,12 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
         handle.client.close()
 
     def _ping(self, handle: _Handle, timeout: float | None) -> None:
+        limit = call_timeout(timeout)
         with translate("ping", self._target):
-            if timeout is None:
+            if limit is None:
                 handle.client.admin.command("ping")
             else:
-                with pymongo.timeout(seconds(timeout)):
+                with pymongo.timeout(limit):
                     handle.client.admin.command("ping")
 
     def _translate_errors(self) -> contextlib.AbstractContextManager[None]:
@@ -390,10 +397,10 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
         translator = translate(
             operation, self._target, write=write, retried=retried and self._retry_writes
         )
-        if timeout is None:
+        limit = call_timeout(timeout)
+        if limit is None:
             with self._use() as handle, translator:
                 return body(handle.collection(name), None)
-        limit = seconds(timeout)
         with self._use() as handle, translator, pymongo.timeout(limit):
             return body(handle.collection(name), None)
 
@@ -410,7 +417,7 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
                 raise TypeError(f"session must be a Transaction, not {type(session).__name__}")
             return session._open_stream(operation, name, open_cursor, timeout, session)
         check_collection(name)
-        limit = None if timeout is None else seconds(timeout)
+        limit = call_timeout(timeout)
         translator = translate(operation, self._target)
         return DocumentStream(_stream(self, name, open_cursor, translator, limit))
 
@@ -440,6 +447,7 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
         if isinstance(command, Mapping) and not command:
             raise TypeError("a command mapping cannot be empty")
         cmd: Any = command
+        limit = call_timeout(timeout)
         tx = session
         if tx is not None and not isinstance(tx, Transaction):
             raise TypeError(f"session must be a Transaction, not {type(tx).__name__}")
@@ -447,9 +455,9 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
         def run(handle: _Handle) -> Document:
             db = handle.database if database is None else handle.client.get_database(database)
             s = tx._check() if tx is not None else None
-            if timeout is None:
+            if limit is None:
                 return dict(db.command(cmd, session=s))
-            with pymongo.timeout(seconds(timeout)):
+            with pymongo.timeout(limit):
                 return dict(db.command(cmd, session=s))
 
         with translate("execute", self._target, write=True, in_transaction=tx is not None):

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from dictamesh_connectors._convert import check_timeout
 from dictamesh_connectors.errors import (
     ConnectorError,
     ErrorCode,
@@ -24,6 +25,7 @@ __all__ = [
     "MAX_DOCUMENT_BYTES",
     "BulkResult",
     "UpdateResult",
+    "call_timeout",
     "check_collection",
     "check_filter",
     "check_insert",
@@ -199,6 +201,16 @@ def seconds(value: object, what: str = "timeout") -> float:
             f"{what} must be a positive number of seconds up to one year", connector=CONNECTOR
         )
     return number
+
+
+def call_timeout(value: object) -> float | None:
+    """A verb's ``timeout=``: seconds above 0, or ``None``/``inf`` for no limit.
+
+    Raises:
+        TypeError: Not a number.
+        InvalidConfigError: NaN, zero, negative or over the core's maximum.
+    """
+    return check_timeout(value, name="timeout", positive=True)
 
 
 def max_time_ms(value: object) -> int | None:

@@ -77,7 +77,6 @@ reach a message. The driver exception stays in ``__cause__``.
 from __future__ import annotations
 
 import re
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from dictamesh_connectors._compat import require
@@ -86,6 +85,7 @@ from dictamesh_connectors.errors import (
     ErrorCode,
     ErrorRule,
     RetryHint,
+    Translator,
     build_error,
 )
 
@@ -500,12 +500,11 @@ def _build(
     )
 
 
-class translate:
+class translate(Translator):
     """Translate pymongo/bson exceptions raised in the block into ``ConnectorError``.
 
     ``ConnectorError`` and non-driver exceptions pass through unchanged; the
-    driver exception is kept as ``__cause__``. A class rather than a
-    generator-based context manager: it sits on every operation's hot path.
+    driver exception is kept as ``__cause__`` (the core's ``Translator``).
 
     Example::
 
@@ -517,6 +516,8 @@ class translate:
     """
 
     __slots__ = ("commit", "in_transaction", "operation", "retried", "target", "write")
+
+    driver_errors = (pymongo.errors.PyMongoError, bson.errors.BSONError)
 
     def __init__(
         self,
@@ -535,18 +536,8 @@ class translate:
         self.in_transaction = in_transaction
         self.commit = commit
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None or isinstance(exc, ConnectorError) or not isinstance(exc, Exception):
-            return
-        error = classify(
+    def classify(self, exc: Exception) -> ConnectorError | None:
+        return classify(
             exc,
             operation=self.operation,
             target=self.target,
@@ -555,6 +546,3 @@ class translate:
             in_transaction=self.in_transaction,
             commit=self.commit,
         )
-        if error is None:
-            return
-        raise error from exc

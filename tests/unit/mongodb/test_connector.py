@@ -105,8 +105,11 @@ def offline():
         (lambda db: db.query("c", sort=5), TypeError, None),
         (lambda db: db.query("c", limit=-1), InvalidConfigError, None),
         (lambda db: db.query("c", max_time=0), InvalidConfigError, None),
-        (lambda db: db.query("c", timeout=float("inf")), InvalidConfigError, None),
-        (lambda db: db.query("c", timeout="1"), InvalidConfigError, None),
+        (lambda db: db.query("c", timeout=float("nan")), InvalidConfigError, None),
+        (lambda db: db.query("c", timeout=0), InvalidConfigError, None),
+        (lambda db: db.query("c", timeout=-1), InvalidConfigError, None),
+        (lambda db: db.query("c", timeout="1"), TypeError, None),
+        (lambda db: db.execute("ping", timeout=-1), InvalidConfigError, None),
         (lambda db: db.stream("c", batch_size=0), InvalidConfigError, None),
         (lambda db: db.aggregate("c", {"$match": {}}), TypeError, None),
         (
