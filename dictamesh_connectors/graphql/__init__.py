@@ -12,8 +12,6 @@ Example::
         print(gql.query("{ viewer { login } }"))
 """
 
-import logging
-
 from dictamesh_connectors.graphql.config import GraphQLConfig
 from dictamesh_connectors.graphql.connector import GraphQLConnector, operation_type
 from dictamesh_connectors.graphql.errors import (
@@ -32,5 +30,3 @@ __all__ = [
     "classify_response",
     "operation_type",
 ]
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())

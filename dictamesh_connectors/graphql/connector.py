@@ -36,7 +36,7 @@ from dictamesh_connectors.graphql.errors import (
 from dictamesh_connectors.graphql.pagination import iter_nodes, iter_pages, split_path
 from dictamesh_connectors.http.config import HTTPConfig
 from dictamesh_connectors.http.connector import HTTPConnector
-from dictamesh_connectors.retry import RetryPolicy
+from dictamesh_connectors.retry import RetryPolicy, retry_once
 
 __all__ = ["GraphQLConnector", "operation_type"]
 
@@ -484,7 +484,10 @@ class GraphQLConnector(Connector[GraphQLConfig, HTTPConnector]):
         if headers:
             request_headers.update(headers)
         tokens = http.token_source
-        for refreshed in (False, True):
+        used: str | None = None  # the token the last attempt went with
+
+        def attempt() -> GraphQLResponse:
+            nonlocal used
             used = tokens.token() if tokens is not None else None
             response = http.request(
                 "POST",
@@ -496,21 +499,28 @@ class GraphQLConnector(Connector[GraphQLConfig, HTTPConnector]):
                 idempotent=idempotent,
                 raise_for_status=False,
             )
-            try:
-                return classify_response(
-                    response.status_code,
-                    response.headers,
-                    response.body,
-                    url=self._endpoint,
-                    operation=operation,
-                    operation_name=operation_name,
-                    idempotent=idempotent,
-                    idempotency_key=idempotency_key is not None,
-                    connector=self.name,
-                )
-            except GraphQLAuthenticationError as err:
-                if tokens is None or refreshed or err.maybe_applied:
-                    raise
-                logger.info("%s: UNAUTHENTICATED; refreshing the OAuth2 token once", self.name)
-                tokens.invalidate(used)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+            return classify_response(
+                response.status_code,
+                response.headers,
+                response.body,
+                url=self._endpoint,
+                operation=operation,
+                operation_name=operation_name,
+                idempotent=idempotent,
+                idempotency_key=idempotency_key is not None,
+                connector=self.name,
+            )
+
+        def refused_token(err: ConnectorError, attempt_number: int) -> bool:
+            if (
+                attempt_number > 1
+                or tokens is None
+                or not isinstance(err, GraphQLAuthenticationError)
+                or err.maybe_applied
+            ):
+                return False
+            logger.info("%s: UNAUTHENTICATED; refreshing the OAuth2 token once", self.name)
+            tokens.invalidate(used)
+            return True
+
+        return retry_once(attempt, refused_token)

@@ -10,8 +10,6 @@ Example::
 See ``docs/http.md`` and ``docs/auth.md``.
 """
 
-import logging
-
 from dictamesh_connectors.http.auth import ConnectorAuth, OAuth2TokenSource
 from dictamesh_connectors.http.config import AuthType, Credentials, HTTPConfig
 from dictamesh_connectors.http.connector import HTTPConnector
@@ -55,5 +53,3 @@ __all__ = [
     "iter_items",
     "parse_retry_after",
 ]
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -39,7 +39,6 @@ from dictamesh_connectors import _fork
 from dictamesh_connectors.base import Connector
 from dictamesh_connectors.errors import (
     ConnectorError,
-    ErrorCode,
     InvalidConfigError,
     NotConnectedError,
 )
@@ -61,6 +60,8 @@ from dictamesh_connectors.http.errors import (
     InvalidRequestError,
     Translating,
     error_for_status,
+    invalid_request,
+    protocol_error,
     too_large,
 )
 from dictamesh_connectors.http.models import Request, Response
@@ -704,7 +705,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
         return handle
 
     def _invalid(self, method: str, url: str, what: str) -> InvalidRequestError:
-        return InvalidRequestError(
+        return invalid_request(
             f"{self.name}: {method} {redact_url(url, self._secret_params)}: {what}",
             connector=self.name,
         )
@@ -713,14 +714,14 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
         if method in _COMMON_METHODS:
             return method
         if not isinstance(method, str) or not _METHOD.fullmatch(method):
-            raise InvalidRequestError(
+            raise invalid_request(
                 f"{self.name}: invalid HTTP method {method!r:.30}", connector=self.name
             )
         return method.upper()
 
     def _resolve(self, path: object, query: Any, method: str) -> str:
         if not isinstance(path, str):
-            raise InvalidRequestError(
+            raise invalid_request(
                 f"{self.name}: {method}: path must be a string, got {type(path).__name__}",
                 connector=self.name,
             )
@@ -908,10 +909,8 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
         hop.refreshed = True
 
     def _protocol_error(self, call: _Call, what: str) -> ConnectorError:
-        return ConnectorError(
+        return protocol_error(
             f"{self.name}: {call.method} {redact_url(call.url, self._secret_params)}: {what}",
-            code=ErrorCode.PROTOCOL_ERROR,
-            transient=False,
             connector=self.name,
         )
 

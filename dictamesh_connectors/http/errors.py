@@ -4,20 +4,22 @@ The one place the HTTP connector classifies failures. Two tables: status
 codes (``error_for_status``) and transport exceptions
 (``translate_exception``). Others (the GraphQL and SOAP clients) reuse both.
 
-Exception tree (what ``HTTPConnector`` raises)::
+Exception tree: one tree under ``ConnectorError`` (what ``HTTPConnector``
+raises; every error is built by the core ``build_error``, with the classes
+below for HTTP's codes)::
 
-    ConnectorError
-    +-- InvalidConfigError
-    |   +-- InvalidRequestError         INVALID_REQUEST: bad method, header, URL;
+    ConnectorError                      CONNECTION_FAILED (nothing sent), CONNECTION_LOST
+    |                                   (maybe sent), RESOURCE_EXHAUSTED (no pooled
+    |                                   connection free), PAYLOAD_TOO_LARGE, PROTOCOL_ERROR
+    +-- InvalidConfigError              (also a ValueError)
+    |   +-- InvalidRequestError         INVALID_REQUEST: bad method, header, URL or body;
     |                                   nothing was sent
-    +-- HTTPStatusError                 the server answered >= 400 (``.response``,
-        |                               ``.status_code``); code from the table
-        +-- HTTPAuthenticationError     401 (also an AuthenticationError)
-        +-- HTTPTimeoutError            408 (also a ConnectorTimeoutError)
-    ConnectorTimeoutError               connect or read timeout
-    ConnectorError                      CONNECTION_FAILED (nothing sent),
-                                        CONNECTION_LOST (maybe sent),
-                                        PAYLOAD_TOO_LARGE, PROTOCOL_ERROR, ...
+    +-- ConnectorTimeoutError           TIMEOUT: connect or read timeout
+    |   +-- HTTPTimeoutError            408 Request Timeout (also an HTTPStatusError)
+    +-- AuthenticationError             AUTH_FAILED
+    |   +-- HTTPAuthenticationError     401 Unauthorized (also an HTTPStatusError)
+    +-- HTTPStatusError                 any status >= 400 (``.response``, ``.status_code``);
+                                        code from the status table
 
 Status table (``transient`` errors are retried by the connector; the ones
 marked *maybe applied* only when the request is idempotent)::
@@ -64,8 +66,11 @@ from dictamesh_connectors.errors import (
     ConnectorError,
     ConnectorTimeoutError,
     ErrorCode,
+    ErrorRule,
     InvalidConfigError,
     RetryHint,
+    build_error,
+    is_transient_code,
 )
 from dictamesh_connectors.http.retry import IDEMPOTENT_METHODS
 from dictamesh_connectors.http.urls import redact_url
@@ -81,7 +86,9 @@ __all__ = [
     "InvalidRequestError",
     "Translating",
     "error_for_status",
+    "invalid_request",
     "parse_retry_after",
+    "protocol_error",
     "redact_url",
     "scrub_secrets",
     "too_large",
@@ -189,6 +196,41 @@ _CLIENT_ERROR = (ErrorCode.INVALID_REQUEST, False)
 _SERVER_ERROR = (ErrorCode.UNAVAILABLE, True)
 
 
+_STATUS_CLASSES: dict[ErrorCode, type[ConnectorError]] = {
+    **dict.fromkeys(ErrorCode, HTTPStatusError),
+    ErrorCode.AUTH_FAILED: HTTPAuthenticationError,
+    ErrorCode.TIMEOUT: HTTPTimeoutError,
+}
+"""``build_error``'s classes for statuses: every one is an ``HTTPStatusError``."""
+
+_TRANSPORT_CLASSES: dict[ErrorCode, type[ConnectorError]] = {
+    ErrorCode.INVALID_REQUEST: InvalidRequestError,
+}
+"""``build_error``'s classes for transport failures (the rest: the core's own)."""
+
+
+def _rule(
+    code: ErrorCode,
+    transient: bool | None = None,
+    *,
+    retry_after: float | None = None,
+    hint: RetryHint | None = None,
+) -> ErrorRule:
+    """A full ``ErrorRule``: the default transience of ``code`` and the hint it implies."""
+    if transient is None:
+        transient = is_transient_code(code)
+    if hint is None:
+        if not transient:
+            hint = RetryHint.NONE
+        elif retry_after is not None:
+            hint = RetryHint.RETRY_AFTER
+        elif code is ErrorCode.CONNECTION_LOST:
+            hint = RetryHint.RECONNECT
+        else:
+            hint = RetryHint.RETRY
+    return ErrorRule(code, transient, hint)
+
+
 def _reason(status_code: int) -> str:
     try:
         return http.HTTPStatus(status_code).phrase
@@ -255,21 +297,16 @@ def error_for_status(
         retry_after = None
     shown = redact_url(url, secret_params)
     message = f"{connector}: {method} {shown}: {status_code} {_reason(status_code)}"
-    cls: type[HTTPStatusError] = HTTPStatusError
-    if status_code == 401:
-        cls = HTTPAuthenticationError
-    elif code is ErrorCode.TIMEOUT:
-        cls = HTTPTimeoutError
-    err = cls(
+    err = build_error(
         message,
-        code=code,
-        transient=transient,
-        retry_hint=hint,
+        _rule(code, transient, retry_after=retry_after, hint=hint),
+        connector=connector,
         retry_after=retry_after,
         maybe_applied=maybe and not idempotent,
-        connector=connector,
         details={"status_code": status_code, "method": method, "url": shown},
+        classes=_STATUS_CLASSES,
     )
+    assert isinstance(err, HTTPStatusError)
     err.response = response
     return err
 
@@ -396,15 +433,12 @@ def translate_exception(
         sent: bool,
         transient: bool | None = None,
         hint: RetryHint | None = None,
-        cls: type[ConnectorError] = ConnectorError,
     ) -> ConnectorError:
-        return cls(
+        return build_error(
             prefix + what,
-            code=code,
-            transient=transient,
-            retry_hint=hint,
-            maybe_applied=sent and not idempotent,
+            _rule(code, transient, hint=hint),
             connector=connector,
+            maybe_applied=sent and not idempotent,
             details={**details, "cause": type(exc).__name__},
         )
 
@@ -432,7 +466,6 @@ def translate_exception(
             f"connect timed out after {connect_t}s" if connect_t else "connect timed out",
             ErrorCode.TIMEOUT,
             sent=False,
-            cls=ConnectorTimeoutError,
         )
     if _has(chain, uexc.NewConnectionError, uexc.ClosedPoolError, uexc.ProxyError):
         return make(
@@ -449,7 +482,6 @@ def translate_exception(
             f"read timed out after {read_t}s" if read_t else "read timed out",
             ErrorCode.TIMEOUT,
             sent=True,
-            cls=ConnectorTimeoutError,
         )
     if _has(chain, uexc.DecodeError, rexc.ContentDecodingError):
         return make(
@@ -459,7 +491,12 @@ def translate_exception(
             transient=False,
         )
     if _has(chain, rexc.InvalidURL, rexc.InvalidHeader, rexc.MissingSchema, rexc.InvalidSchema):
-        return InvalidRequestError(prefix + type(exc).__name__, connector=connector)
+        return build_error(
+            prefix + type(exc).__name__,
+            _rule(ErrorCode.INVALID_REQUEST),
+            connector=connector,
+            classes=_TRANSPORT_CLASSES,
+        )
     if _has(chain, uexc.ProtocolError, rexc.ChunkedEncodingError, OSError, uexc.HTTPError):
         return make(f"connection lost: {_describe(chain)}", ErrorCode.CONNECTION_LOST, sent=True)
     return make(f"request failed: {type(exc).__name__}", ErrorCode.CONNECTION_LOST, sent=True)
@@ -529,6 +566,24 @@ class Translating:
         ) from exc
 
 
+def invalid_request(message: str, *, connector: str = "http") -> InvalidRequestError:
+    """The error for a request that must not be sent (bad method, header, URL, body)."""
+    err = build_error(
+        message, _rule(ErrorCode.INVALID_REQUEST), connector=connector, classes=_TRANSPORT_CLASSES
+    )
+    assert isinstance(err, InvalidRequestError)
+    return err
+
+
+def protocol_error(
+    message: str, *, connector: str = "http", details: Mapping[str, Any] | None = None
+) -> ConnectorError:
+    """The error for an answer the client cannot use (redirect loop, not JSON, no list)."""
+    return build_error(
+        message, _rule(ErrorCode.PROTOCOL_ERROR, False), connector=connector, details=details
+    )
+
+
 def too_large(
     method: str,
     url: str,
@@ -545,11 +600,10 @@ def too_large(
     details: dict[str, Any] = {"method": method, "url": redact_url(url, secret_params)}
     if status_code is not None:
         details["status_code"] = status_code
-    return ConnectorError(
+    return build_error(
         f"{connector}: {method} {redact_url(url, secret_params)}: response body exceeds "
         f"max_response_bytes ({limit} bytes)",
-        code=ErrorCode.PAYLOAD_TOO_LARGE,
-        transient=False,
+        _rule(ErrorCode.PAYLOAD_TOO_LARGE, False),
         connector=connector,
         details=details,
     )

@@ -11,11 +11,13 @@ from typing import Any
 import attrs
 from requests.structures import CaseInsensitiveDict
 
-from dictamesh_connectors.errors import ConnectorError, ErrorCode
+from dictamesh_connectors.errors import ErrorCode, ErrorRule, RetryHint, build_error
 from dictamesh_connectors.http.config import redact_headers
 from dictamesh_connectors.http.urls import redact_url
 
 __all__ = ["Request", "Response"]
+
+_NOT_JSON = ErrorRule(ErrorCode.SERIALIZATION_ERROR, False, RetryHint.NONE)
 
 
 @attrs.frozen
@@ -184,10 +186,10 @@ class Response:
         try:
             return jsonlib.loads(self.body)
         except ValueError as exc:
-            raise ConnectorError(
+            raise build_error(
                 f"http: {self.request_method} {redact_url(self.url)}: response is not valid JSON "
                 f"({type(exc).__name__} at position {getattr(exc, 'pos', '?')})",
-                code=ErrorCode.SERIALIZATION_ERROR,
+                _NOT_JSON,
                 connector="http",
                 details={"status_code": self.status_code},
             ) from exc

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from dictamesh_connectors.errors import ConnectorError, ErrorCode
+from dictamesh_connectors.http.errors import protocol_error
 from dictamesh_connectors.http.urls import redact_url
 
 if TYPE_CHECKING:
@@ -165,10 +165,9 @@ def _items(response: Response, path: str | None) -> list[Any]:
     if found is None:
         return []
     if not isinstance(found, list):
-        raise ConnectorError(
+        raise protocol_error(
             f"http: {response.request_method} {redact_url(response.url)}: expected a list at "
             f"{path or 'the top level'} of the page, got {type(found).__name__}",
-            code=ErrorCode.PROTOCOL_ERROR,
             connector="http",
         )
     return found

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -64,8 +63,6 @@ if TYPE_CHECKING:
     from dictamesh_connectors.http.connector import HTTPConnector
 
 __all__ = ["SOAPClient", "SOAPFault", "fault_error"]
-
-logger = logging.getLogger(__name__)
 
 CONNECTOR = "soap"
 

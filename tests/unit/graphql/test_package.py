@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import logging
 
 import dictamesh_connectors.graphql as graphql_package
 import dictamesh_connectors.http.soap as soap_module
@@ -50,8 +49,3 @@ def test_public_methods_say_what_they_raise() -> None:
     ]:
         for method in methods:
             assert "Raises:" in (getattr(cls, method).__doc__ or ""), f"{cls.__name__}.{method}"
-
-
-def test_package_logger_has_a_null_handler() -> None:
-    handlers = logging.getLogger("dictamesh_connectors.graphql").handlers
-    assert any(isinstance(h, logging.NullHandler) for h in handlers)

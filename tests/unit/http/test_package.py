@@ -1,7 +1,6 @@
 """The http package's public surface."""
 
 import inspect
-import logging
 
 import dictamesh_connectors.http as http
 
@@ -64,11 +63,6 @@ def test_every_public_name_and_method_has_a_docstring():
                 if attr.startswith("_") or not callable(member):
                     continue
                 assert (member.__doc__ or "").strip(), f"{name}.{attr}"
-
-
-def test_logger_has_a_null_handler():
-    handlers = logging.getLogger("dictamesh_connectors.http").handlers
-    assert any(isinstance(h, logging.NullHandler) for h in handlers)
 
 
 def test_config_module_imports_no_driver():
