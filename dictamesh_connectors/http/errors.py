@@ -69,6 +69,7 @@ from dictamesh_connectors.errors import (
     ErrorRule,
     InvalidConfigError,
     RetryHint,
+    Translator,
     build_error,
     is_transient_code,
 )
@@ -508,18 +509,16 @@ DRIVER_ERRORS = (rexc.RequestException, uexc.HTTPError, OSError)
 (requests' exceptions are ``OSError`` too.)"""
 
 
-class Translating:
+class Translating(Translator):
     """The one translation site: ``with Translating(...):`` around every driver call.
 
-    Like httpx's ``map_httpcore_exceptions``: a driver exception raised in
-    the block leaves it as the ``ConnectorError`` of ``translate_exception``
-    (``raise ... from exc``), with secret values scrubbed from the driver
-    exception first (it stays reachable as ``__cause__``). ``ConnectorError``
-    and programming errors pass through unchanged. The request it names can
-    change between hops (``where.method, where.url = ...`` after a
-    redirect).
-
-    A class rather than a generator, since it wraps every request.
+    The core ``Translator`` (httpx's ``map_httpcore_exceptions`` is the
+    model): a driver exception raised in the block leaves it as the
+    ``ConnectorError`` of ``translate_exception`` (``raise ... from exc``),
+    with secret values scrubbed from the driver exception first (it stays
+    reachable as ``__cause__``). ``ConnectorError`` and programming errors
+    pass through unchanged. The request it names can change between hops
+    (``where.method, where.url = ...`` after a redirect).
 
     Example::
 
@@ -528,6 +527,8 @@ class Translating:
     """
 
     __slots__ = ("connector", "idempotent", "method", "secret_params", "secrets", "timeouts", "url")
+
+    driver_errors = DRIVER_ERRORS
 
     def __init__(
         self,
@@ -551,11 +552,9 @@ class Translating:
     def __enter__(self) -> Translating:
         return self
 
-    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
-        if exc is None or isinstance(exc, ConnectorError) or not isinstance(exc, DRIVER_ERRORS):
-            return
-        scrub_secrets(exc, self.secrets)
-        raise translate_exception(
+    def classify(self, exc: Exception) -> ConnectorError:
+        """``translate_exception`` for the request the block is sending."""
+        return translate_exception(
             exc,
             method=self.method,
             url=self.url,
@@ -563,7 +562,11 @@ class Translating:
             connector=self.connector,
             timeouts=self.timeouts,
             secret_params=self.secret_params,
-        ) from exc
+        )
+
+    def scrub(self, exc: Exception) -> None:
+        """Mask the API key (when it travels in the query) everywhere in ``exc``'s chain."""
+        scrub_secrets(exc, self.secrets)
 
 
 def invalid_request(message: str, *, connector: str = "http") -> InvalidRequestError:

@@ -23,8 +23,8 @@ from dictamesh_connectors.errors import (  # noqa: E402
 )
 from dictamesh_connectors.http.config import HTTPConfig  # noqa: E402
 from dictamesh_connectors.http.connector import HTTPConnector  # noqa: E402
-from dictamesh_connectors.http.soap import SOAPClient, SOAPFault  # noqa: E402
 from dictamesh_connectors.retry import RetryPolicy  # noqa: E402
+from dictamesh_connectors.soap import SOAPClient, SOAPFault  # noqa: E402
 
 from .server import PASSWORD, USER, SOAPTestServer  # noqa: E402
 

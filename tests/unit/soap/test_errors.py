@@ -17,7 +17,7 @@ from dictamesh_connectors.errors import (  # noqa: E402
     MissingDependencyError,
     RetryHint,
 )
-from dictamesh_connectors.http.soap import SOAPClient, SOAPFault, fault_error  # noqa: E402
+from dictamesh_connectors.soap import SOAPClient, SOAPFault, fault_error  # noqa: E402
 
 
 def fault(code: str | None, message: str = "it failed", **kwargs: Any) -> Any:
