@@ -39,7 +39,7 @@ from dictamesh_connectors.file.errors import (
     where,
 )
 from dictamesh_connectors.file.locks import FileLock
-from dictamesh_connectors.file.paths import is_hidden, join, split
+from dictamesh_connectors.file.paths import is_hidden, is_temp, join, split
 from dictamesh_connectors.file.reader import FileReader
 from dictamesh_connectors.file.sandbox import DIR_FLAGS, Parent, Sandbox
 from dictamesh_connectors.file.txn import Transaction
@@ -192,6 +192,7 @@ class FileConnector(Connector[FileConfig, _Root]):
 
     def _after_fork_in_child(self) -> None:
         forked = self._pid != os.getpid()
+        handle = self._handle
         super()._after_fork_in_child()
         if not forked:
             return
@@ -202,6 +203,8 @@ class FileConnector(Connector[FileConfig, _Root]):
                 logger.debug("file: dropping a parent's descriptor failed", exc_info=True)
         self._owned = weakref.WeakSet()
         self._scanned = {}
+        if handle is not None:
+            _close_inherited(handle.real, self.config.lock_suffix)
 
     def _own(self, obj: Any) -> None:
         with self._owned_lock:  # _owned
@@ -1040,6 +1043,35 @@ def _real_path(fd: int, fallback: str) -> str:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return os.path.realpath(fallback)
+
+
+def _close_inherited(root_real: str, lock_suffix: str) -> None:
+    """In a forked child: close copies of lock sidecars and temporary files under the root.
+
+    Another thread of the parent may have been between opening a sidecar
+    and recording it when the fork happened; the child's copy of that
+    descriptor would keep the parent's ``flock`` alive after the parent
+    releases it (a lock belongs to the open file description, which the
+    copy shares). Linux names every descriptor in ``/proc/self/fd``.
+    """
+    proc = "/proc/self/fd"
+    try:
+        numbers = os.listdir(proc)
+    except OSError:
+        return  # not Linux: the objects' own _forget() is all there is
+    prefix = root_real.rstrip("/") + "/"
+    for number in numbers:
+        try:
+            target = os.readlink(f"{proc}/{number}")
+        except OSError:
+            continue
+        target = target.removesuffix(" (deleted)")
+        if not target.startswith(prefix):
+            continue
+        name = target.rsplit("/", 1)[-1]
+        if name.endswith(lock_suffix) or is_temp(name):
+            with contextlib.suppress(OSError, ValueError):
+                os.close(int(number))
 
 
 def _is_dir(parent: Parent) -> bool:

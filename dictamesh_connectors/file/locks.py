@@ -76,6 +76,7 @@ class FileLock:
         self._sleep = sleep
         self._clock = clock
         self._fd = -1
+        self._waiting_fd = -1
         self._pid = os.getpid()
         self._on_done = on_done
 
@@ -98,6 +99,7 @@ class FileLock:
         with translate("lock", self.path, write=True):
             while True:
                 fd = os.open(self._sidecar, self._flags, self._mode, dir_fd=self._dir_fd)
+                self._waiting_fd = fd  # so a fork while we wait closes the child's copy
                 try:
                     if not self._take(fd, operation, deadline):
                         raise error(
@@ -109,6 +111,7 @@ class FileLock:
                         self._fd, fd = fd, -1
                         return self
                 finally:
+                    self._waiting_fd = -1
                     if fd >= 0:
                         os.close(fd)
 
@@ -161,9 +164,11 @@ class FileLock:
     def _forget(self) -> None:
         """In a forked child: close our copies; the parent keeps its lock."""
         fd, self._fd = self._fd, -1
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        waiting, self._waiting_fd = self._waiting_fd, -1
+        for each in (fd, waiting):
+            if each >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(each)
         self._close_dir()
         self._on_done = None
 
