@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
-from dictamesh_connectors import _fork
+from dictamesh_connectors import _fork, observability
 from dictamesh_connectors._convert import check_timeout
 from dictamesh_connectors._version import __version__
 from dictamesh_connectors.config import BaseConfig
@@ -121,6 +121,14 @@ class Connector(Generic[ConfigT, HandleT]):
         # older generation no longer count, and their end is ignored.
         self._generation = 0
         self._pid = os.getpid()
+        # Counters for stats(), guarded by _lock (updated where _release
+        # already holds it, so they cost no extra lock round trip).
+        self._operations = 0
+        self._errors: dict[str, int] = {}
+        self._retries = 0
+        # Event listeners of this connector (observability); copy-on-write,
+        # so the hot path reads it without the lock.
+        self._listeners: tuple[Any, ...] = ()
         # The retry loop's time and randomness; tests substitute fakes.
         self._sleep: Callable[[float], object] = time.sleep
         self._clock: Callable[[], float] = time.monotonic
@@ -210,6 +218,8 @@ class Connector(Generic[ConfigT, HandleT]):
                 self._changed.notify_all()
         if won:
             logger.debug("%s: connected", self.name)  # outside the lock: handlers may do I/O
+            if self._listeners or observability._global:
+                observability.notify(self._listeners, "on_connect", self)
             return
         self._close_quietly(handle, timeout=0)  # lost the race with disconnect(): don't leak it
         raise NotConnectedError(f"{self.name}: disconnected while connecting", connector=self.name)
@@ -302,6 +312,8 @@ class Connector(Generic[ConfigT, HandleT]):
                 self._state = State.DISCONNECTED
                 self._changed.notify_all()
             logger.debug("%s: disconnected", self.name)
+            if self._listeners or observability._global:
+                observability.notify(self._listeners, "on_disconnect", self)
         if interrupt is not None:
             raise interrupt
 
@@ -358,20 +370,26 @@ class Connector(Generic[ConfigT, HandleT]):
 
     # ------------------------------------------------------------- operations
 
-    def _use(self) -> _InFlight[HandleT]:
-        """Register an in-flight operation; ``with self._use() as handle: ...``.
+    def _use(self, operation: str = "operation") -> _InFlight[HandleT]:
+        """Register an in-flight operation; ``with self._use("query") as handle: ...``.
 
         Reopens a handle lost to a connection failure or to ``fork()``.
-        Driver errors are *not* translated here (see ``_run``).
+        Driver errors are *not* translated here (see ``_run``): translate
+        inside the block, so that the operation's end is counted (and
+        reported to listeners) with its ``ConnectorError``.
 
         Raises:
             NotConnectedError: Not connected, or ``disconnect()`` has started.
         """
-        return _InFlight(self)
+        return _InFlight(self, operation)
 
-    def _release(self, generation: int, owner: int) -> None:
+    def _release(self, generation: int, owner: int, error: BaseException | None = None) -> None:
         """End an in-flight operation ``_acquire`` registered in ``generation`` for ``owner``."""
-        with self._lock:  # in-flight count, owners
+        with self._lock:  # in-flight count, owners, counters
+            self._operations += 1
+            if isinstance(error, ConnectorError):
+                code = error.code.value
+                self._errors[code] = self._errors.get(code, 0) + 1
             if generation != self._generation:
                 # Registered before a fork() made by the very thread running
                 # it, or abandoned by a disconnect() that timed out: the
@@ -438,7 +456,7 @@ class Connector(Generic[ConfigT, HandleT]):
         """
 
         def attempt() -> T:
-            with self._use() as handle:
+            with self._use(description) as handle:
                 try:
                     with self._translate_errors():
                         return fn(handle)
@@ -453,10 +471,61 @@ class Connector(Generic[ConfigT, HandleT]):
             policy,
             idempotent=idempotent,
             description=f"{self.name}: {description}",
+            on_retry=lambda n, wait, err: self._note_retry(description, n, wait, err),
             sleep=self._sleep,
             clock=self._clock,
             rand=self._rand,
         )
+
+    def _note_retry(self, operation: str, attempt: int, wait: float, error: ConnectorError) -> None:
+        """Count a retry and tell the listeners (pass it as ``retry_call(on_retry=...)``)."""
+        with self._lock:  # counters
+            self._retries += 1
+        if self._listeners or observability._global:
+            observability.notify(self._listeners, "on_retry", self, operation, attempt, wait, error)
+
+    # ---------------------------------------------------------- observability
+
+    def add_listener(self, listener: Any) -> None:
+        """Subscribe ``listener`` to this connector's events (see ``observability``).
+
+        Listeners run in the thread of the event, never under the connector
+        lock; one that raises is logged and does not break the operation.
+        """
+        with self._lock:  # listeners (copy-on-write)
+            if listener not in self._listeners:
+                self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Any) -> None:
+        """Unsubscribe ``listener`` (no error if it was not subscribed)."""
+        with self._lock:  # listeners (copy-on-write)
+            self._listeners = tuple(item for item in self._listeners if item is not listener)
+
+    def stats(self) -> observability.Stats:
+        """Counters since creation, operations in flight and the driver pool's numbers.
+
+        Never raises and does no network I/O; the pool numbers come from the
+        driver's own bookkeeping (``_pool_stats``).
+        """
+        with self._lock:  # counters, handle
+            operations, errors, retries = self._operations, dict(self._errors), self._retries
+            in_flight, handle = self._inflight, self._handle
+        pool: dict[str, Any] = {}
+        if handle is not None:
+            try:
+                pool = dict(self._pool_stats(handle))
+            except Exception:
+                logger.debug("%s: pool statistics unavailable", self.name, exc_info=True)
+        return observability.Stats(
+            operations=operations, errors=errors, retries=retries, in_flight=in_flight, pool=pool
+        )
+
+    def _pool_stats(self, handle: HandleT) -> dict[str, Any]:
+        """The driver pool's own numbers (``in_use``, ``idle``, ``waiting``, ``size``...).
+
+        Override per connector; runs without the lock and must do no I/O.
+        """
+        return {}
 
     def _invalidate(self, handle: HandleT) -> None:
         """Discard ``handle`` (if still current) and close it outside the lock.
@@ -496,6 +565,7 @@ class Connector(Generic[ConfigT, HandleT]):
         handle, self._handle = self._handle, None
         self._inflight = 0
         self._owners = {}
+        self._operations, self._errors, self._retries = 0, {}, 0
         self._generation += 1
         if self._state is State.CONNECTING:
             # The connecting thread does not exist here: open lazily on first use.
@@ -512,17 +582,32 @@ class Connector(Generic[ConfigT, HandleT]):
 class _InFlight(Generic[HandleT]):
     """Context manager for one in-flight operation (a class: it is on every hot path)."""
 
-    __slots__ = ("_connector", "_generation", "_owner")
+    __slots__ = ("_connector", "_generation", "_operation", "_owner", "_started")
 
-    def __init__(self, connector: Connector[Any, HandleT]) -> None:
+    def __init__(self, connector: Connector[Any, HandleT], operation: str) -> None:
         self._connector = connector
+        self._operation = operation
         self._generation = 0
         self._owner = 0
+        self._started = 0.0
 
     def __enter__(self) -> HandleT:
+        connector = self._connector
         self._owner = owner = threading.get_ident()
-        handle, self._generation = self._connector._acquire(owner)
+        handle, self._generation = connector._acquire(owner)
+        if connector._listeners or observability._global:
+            self._started = time.perf_counter()
         return handle
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._connector._release(self._generation, self._owner)
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        connector = self._connector
+        connector._release(self._generation, self._owner, exc)
+        if self._started:  # listeners were subscribed when it began
+            error = exc if isinstance(exc, ConnectorError) else None
+            duration = time.perf_counter() - self._started
+            listeners = connector._listeners
+            observability.notify(
+                listeners, "on_operation", connector, self._operation, duration, error
+            )
+            if error is not None:
+                observability.notify(listeners, "on_error", connector, self._operation, error)

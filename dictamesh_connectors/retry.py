@@ -136,6 +136,7 @@ def retry_call(
     idempotent: bool = True,
     retry_if: Callable[[ConnectorError], bool] | None = None,
     before_retry: Callable[[ConnectorError], None] | None = None,
+    on_retry: Callable[[int, float, ConnectorError], None] | None = None,
     description: str = "operation",
     sleep: Callable[[float], object] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -160,6 +161,8 @@ def retry_call(
             default rule above; attempts and deadline still apply).
         before_retry: Called with the error before each wait (reconnects, token
             refreshes); an error it raises propagates.
+        on_retry: Told ``(attempt, wait, error)`` before each wait (events
+            and counters: see ``observability``).
         description: Names the operation in the WARNING logged per retry.
         sleep, clock, rand: Injected for tests (a fake clock never sleeps).
 
@@ -189,6 +192,8 @@ def retry_call(
                 err.message,
                 wait,
             )
+            if on_retry is not None:
+                on_retry(attempt, wait, err)
             if before_retry is not None:
                 before_retry(err)
             sleep(wait)

@@ -1,0 +1,137 @@
+"""Events and statistics of every connector: one mechanism, in the base class.
+
+A *listener* is any object with some of the methods of ``Listener``. It is
+subscribed to one connector (``connector.add_listener(l)``) or to every
+connector of the process (``add_listener(l)``). The events:
+
+==================  ==========================================================
+``on_connect``      the connector opened its handle (pool, client, producer)
+``on_disconnect``   ``disconnect()`` finished
+``on_operation``    an operation ended: its name, duration in seconds, and the
+                    ``ConnectorError`` it raised (``None`` when it succeeded)
+``on_retry``        the retry loop is about to wait and try again
+``on_error``        an operation raised a ``ConnectorError``
+==================  ==========================================================
+
+Rules the base class keeps:
+
+* no listener ever runs under the connector lock;
+* a listener that raises is logged (WARNING, with its traceback) and never
+  breaks the operation;
+* with no listener subscribed, an operation pays no clock reads and no
+  calls: the cost is one check of two tuples.
+
+``connector.stats()`` returns a ``Stats`` snapshot: operations, errors by
+code, retries, operations in flight, and the driver pool's own numbers.
+
+Example::
+
+    class Slow(Listener):
+        def on_operation(self, connector, operation, duration, error):
+            if duration > 0.5:
+                print(f"{connector.name} {operation} took {duration:.2f}s")
+
+    connector.add_listener(Slow())
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from dictamesh_connectors import _fork
+
+if TYPE_CHECKING:
+    from dictamesh_connectors.errors import ConnectorError
+
+__all__ = ["Listener", "Stats", "add_listener", "global_listeners", "remove_listener"]
+
+logger = logging.getLogger(__name__)
+
+
+class Listener:
+    """The events a listener may receive; every method here does nothing.
+
+    Subclass it and override what you need (or write any object with some of
+    these methods). Listeners are called from the thread that ran the
+    operation, outside every connector lock; keep them fast.
+    """
+
+    def on_connect(self, connector: Any) -> None:
+        """``connector`` opened its handle."""
+
+    def on_disconnect(self, connector: Any) -> None:
+        """``connector.disconnect()`` finished."""
+
+    def on_operation(
+        self, connector: Any, operation: str, duration: float, error: ConnectorError | None
+    ) -> None:
+        """An operation ended after ``duration`` seconds; ``error`` if it failed."""
+
+    def on_retry(
+        self, connector: Any, operation: str, attempt: int, wait: float, error: ConnectorError
+    ) -> None:
+        """Attempt ``attempt`` of ``operation`` failed with ``error``; retrying in ``wait`` s."""
+
+    def on_error(self, connector: Any, operation: str, error: ConnectorError) -> None:
+        """``operation`` raised ``error``."""
+
+
+@attrs.frozen
+class Stats:
+    """A snapshot of one connector's counters (``connector.stats()``).
+
+    Attributes:
+        operations: Operations ended since the connector was created.
+        errors: ``ConnectorError`` count by code value (``"TIMEOUT"`` ...).
+        retries: Waits made by the retry loop.
+        in_flight: Operations running now.
+        pool: The driver pool's own numbers (``in_use``, ``idle``,
+            ``waiting``, ``size``, ... where the driver tells them).
+    """
+
+    operations: int
+    errors: Mapping[str, int]
+    retries: int
+    in_flight: int
+    pool: Mapping[str, Any]
+
+
+# Copy-on-write tuple: readers on the hot path need no lock.
+_global: tuple[Any, ...] = ()
+_global_lock = _fork.create_lock()
+
+
+def add_listener(listener: Any) -> None:
+    """Subscribe ``listener`` to the events of every connector in this process."""
+    global _global
+    with _global_lock:
+        if listener not in _global:
+            _global = (*_global, listener)
+
+
+def remove_listener(listener: Any) -> None:
+    """Unsubscribe a global listener (no error if it was not subscribed)."""
+    global _global
+    with _global_lock:
+        _global = tuple(item for item in _global if item is not listener)
+
+
+def global_listeners() -> tuple[Any, ...]:
+    """The listeners subscribed to every connector."""
+    return _global
+
+
+def notify(listeners: tuple[Any, ...], event: str, *args: Any) -> None:
+    """Call ``event`` on each listener that has it; log, never raise, what they raise."""
+    for listener in (*listeners, *_global):
+        method = getattr(listener, event, None)
+        if method is None:
+            continue
+        try:
+            method(*args)
+        except Exception:
+            logger.warning("listener %r failed in %s", listener, event, exc_info=True)

@@ -1,0 +1,148 @@
+"""Events and stats() of the base class (observability), on the fake connector."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from dictamesh_connectors import observability
+from dictamesh_connectors.errors import ConnectorError, ErrorCode
+from dictamesh_connectors.observability import Listener, Stats
+from dictamesh_connectors.retry import RetryPolicy
+
+from .fakes import FakeConfig, FakeConnector, FakeDriverError
+
+FAST = RetryPolicy(max_attempts=3, initial_backoff=0.0, max_backoff=0.0)
+
+
+class Recorder(Listener):
+    def __init__(self, connector=None):
+        self.events = []
+        self.connector = connector
+        self.lock_held = []
+
+    def _note(self, *event):
+        if self.connector is not None:
+            self.lock_held.append(self.connector._lock._is_owned())
+        self.events.append(event)
+
+    def on_connect(self, connector):
+        self._note("connect", connector.name)
+
+    def on_disconnect(self, connector):
+        self._note("disconnect", connector.name)
+
+    def on_operation(self, connector, operation, duration, error):
+        assert duration >= 0
+        self._note("operation", operation, None if error is None else error.code)
+
+    def on_retry(self, connector, operation, attempt, wait, error):
+        self._note("retry", operation, attempt, error.code)
+
+    def on_error(self, connector, operation, error):
+        self._note("error", operation, error.code)
+
+
+def test_events_in_order_and_never_under_the_lock():
+    c = FakeConnector(FakeConfig(retry=FAST))
+    rec = Recorder(c)
+    c.add_listener(rec)
+    c.connect()
+    assert c.work() == 1
+    failures = [FakeDriverError("flaky", lost=True)]
+
+    def flaky(handle):
+        if failures:
+            raise failures.pop()
+        return "ok"
+
+    assert c.work(flaky) == "ok"
+    c.disconnect()
+    assert rec.events == [
+        ("connect", "fake"),
+        ("operation", "work", None),
+        ("operation", "work", ErrorCode.CONNECTION_LOST),
+        ("error", "work", ErrorCode.CONNECTION_LOST),
+        ("retry", "work", 1, ErrorCode.CONNECTION_LOST),
+        ("connect", "fake"),  # the lost handle was reopened
+        ("operation", "work", None),
+        ("disconnect", "fake"),
+    ]
+    assert rec.lock_held and not any(rec.lock_held)
+
+
+def test_a_listener_that_raises_is_logged_and_never_breaks_the_operation(caplog):
+    class Broken(Listener):
+        def on_operation(self, connector, operation, duration, error):
+            raise RuntimeError("listener bug")
+
+    c = FakeConnector(FakeConfig())
+    c.add_listener(Broken())
+    c.connect()
+    with caplog.at_level(logging.WARNING, logger="dictamesh_connectors.observability"):
+        assert c.work() == 1
+    assert "failed in on_operation" in caplog.text and "listener bug" in caplog.text
+    c.disconnect()
+
+
+def test_global_listeners_see_every_connector_and_can_be_removed():
+    rec = Recorder()
+    observability.add_listener(rec)
+    try:
+        a, b = FakeConnector(FakeConfig()), FakeConnector(FakeConfig())
+        a.connect()
+        b.connect()
+        a.work()
+        b.work()
+    finally:
+        observability.remove_listener(rec)
+    a.work()
+    assert [e for e in rec.events if e[0] == "operation"] == [("operation", "work", None)] * 2
+    assert observability.global_listeners() == ()
+    a.disconnect()
+    b.disconnect()
+
+
+def test_listener_objects_may_have_only_some_methods():
+    seen = []
+
+    class OnlyErrors:
+        def on_error(self, connector, operation, error):
+            seen.append(error.code)
+
+    c = FakeConnector(FakeConfig(retry=RetryPolicy.no_retry()))
+    c.add_listener(OnlyErrors())
+    c.connect()
+    with pytest.raises(ConnectorError):
+        c.work(lambda h: (_ for _ in ()).throw(FakeDriverError("boom")))
+    assert len(seen) == 1
+    c.remove_listener(OnlyErrors())  # not subscribed: no error
+    c.disconnect()
+
+
+def test_stats_count_operations_errors_and_retries_under_32_threads():
+    c = FakeConnector(FakeConfig(retry=FAST))
+    c.connect()
+    lock = threading.Lock()
+    failed_once: set[int] = set()
+
+    def sometimes(handle):
+        with lock:
+            n = len(failed_once)
+            failed_once.add(n)
+        if n % 10 == 0:
+            raise FakeDriverError("flaky", lost=True)
+        return n
+
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(lambda _: c.work(sometimes), range(320)))
+    stats = c.stats()
+    assert isinstance(stats, Stats)
+    failures = sum(stats.errors.values())
+    assert stats.operations == 320 + failures  # every attempt is an operation
+    assert stats.retries == failures == stats.errors["CONNECTION_LOST"]
+    assert stats.in_flight == 0 and stats.pool == {}
+    c.disconnect()
