@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from dictamesh_connectors.errors import ConnectorError
 
 __all__ = [
+    "BASE_CALLS",
     "Call",
     "check_call",
     "check_covers",
@@ -186,3 +187,19 @@ def check_call(connector: Any, call: Call, max_examples: int = 40) -> None:
             assert not isinstance(exc, UnicodeError)
 
     run()
+
+
+def _add_then_remove(connector: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
+    connector.add_listener(*args)
+    connector.stats()
+    connector.remove_listener(*args)
+    return None
+
+
+BASE_CALLS = [
+    # Any object may be a listener: one without the event methods is skipped.
+    Call("add_listener", st.tuples(st.one_of(hostile_text(), nested())), invoke=_add_then_remove),
+    Call("remove_listener", st.tuples(st.one_of(hostile_text(), nested()))),
+    Call("stats"),
+]
+"""The observability methods every connector inherits from the base class."""

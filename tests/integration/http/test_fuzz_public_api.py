@@ -18,7 +18,7 @@ from dictamesh_connectors.graphql import GraphQLConfig, GraphQLConnector
 from dictamesh_connectors.http import HTTPConfig, HTTPConnector
 from dictamesh_connectors.http.models import Request
 from dictamesh_connectors.retry import RetryPolicy
-from tests.fuzzing import Call, check_call, check_covers, hostile_text, nested, numbers
+from tests.fuzzing import BASE_CALLS, Call, check_call, check_covers, hostile_text, nested, numbers
 
 from ..graphql.server import GraphQLTestServer
 from .servers import LocalServer, ScriptedApp
@@ -66,6 +66,7 @@ def _download(connector: HTTPConnector, args: tuple[Any, ...], kwargs: dict[str,
 
 
 HTTP_CALLS = [
+    *BASE_CALLS,
     *(Call(m, path, request_kwargs) for m in ("get", "head", "options", "delete")),
     *(Call(m, path, body_kwargs) for m in ("post", "put", "patch")),
     Call("request", st.tuples(hostile_text(10), hostile_text()), body_kwargs),
@@ -99,6 +100,7 @@ gql_kwargs = st.fixed_dictionaries(
 )
 document = st.one_of(hostile_text(), st.just("query { items(first: 1) { nodes { id } } }"))
 GRAPHQL_CALLS = [
+    *BASE_CALLS,
     Call("query", st.tuples(document), gql_kwargs),
     Call("mutation", st.tuples(document), gql_kwargs),
     Call("execute", st.tuples(document), gql_kwargs),

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from dictamesh_connectors.postgresql import PostgreSQLConfig, PostgreSQLConnector
 from dictamesh_connectors.retry import RetryPolicy
-from tests.fuzzing import Call, check_call, check_covers, hostile_text, nested, numbers
+from tests.fuzzing import BASE_CALLS, Call, check_call, check_covers, hostile_text, nested, numbers
 
 from .conftest import unique
 
@@ -67,6 +67,7 @@ tx_kwargs = st.fixed_dictionaries(
 )
 
 CALLS = [
+    *BASE_CALLS,
     Call("query", st.tuples(sql, params), query_kwargs),
     Call("execute", st.tuples(sql, params), query_kwargs),
     Call("executemany", st.tuples(sql, st.lists(st.lists(values, max_size=2), max_size=3))),
