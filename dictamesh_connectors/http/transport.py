@@ -48,7 +48,7 @@ __all__ = ["Transport", "discard", "release", "session_for"]
 
 _CHUNK = 64 * 1024
 _DRAIN_LIMIT = 64 * 1024  # read at most this much of a redirect/401 body to reuse the connection
-_MAX_CACHED_POOLS = 64  # origins remembered by the pool cache (the manager keeps its own LRU)
+_MAX_CACHED_POOLS = 64  # origins remembered by the pool cache, at most (and max_idle_conns)
 
 
 class _RedactSecrets(logging.Filter):
@@ -144,7 +144,8 @@ class Transport(HTTPAdapter):
         self._trust_env = config.trust_env
         self._pool_timeout = config.pool_timeout if self._dm_block else None
         self._base_prefix = split_origin(base_url)[0]
-        self._pools: dict[str, HTTPConnectionPool] = {}  # entries replaced whole, never mutated
+        self._pools: dict[str, HTTPConnectionPool] = {}  # replaced whole, never mutated
+        self._max_pools = min(_MAX_CACHED_POOLS, config.max_idle_conns)
 
     def init_poolmanager(
         self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
@@ -180,7 +181,7 @@ class Transport(HTTPAdapter):
             if proxies and select_proxy(url, proxies):
                 return self._send_via_proxy(method, url, headers, body, timeout, proxies)
         pool = self._pools.get(prefix)
-        if pool is None or pool.pool is None:  # new origin, or evicted and closed by the manager
+        if pool is None or pool.pool is None:  # new origin, or its pool was closed
             pool = self._pool(prefix)
         return pool.urlopen(
             method,
@@ -198,6 +199,13 @@ class Transport(HTTPAdapter):
             decode_content=False,
         )
 
+    def close(self) -> None:
+        """Close the pools and their idle connections (responses in flight finish first)."""
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.close()
+        super().close()
+
     def _pool(self, prefix: str) -> HTTPConnectionPool:
         """The pool for ``scheme://netloc``, with requests' TLS settings (shared with sessions)."""
         probe = requests.PreparedRequest()
@@ -207,7 +215,7 @@ class Transport(HTTPAdapter):
             self.get_connection_with_tls_context(probe, self.verify, cert=self.cert),
         )
         self.cert_verify(pool, probe.url, self.verify, self.cert)  # type: ignore[no-untyped-call]
-        pools = self._pools if len(self._pools) < _MAX_CACHED_POOLS else {}
+        pools = self._pools if len(self._pools) < self._max_pools else {}
         self._pools = {**pools, prefix: pool}
         return pool
 

@@ -24,7 +24,6 @@ from dictamesh_connectors.http.errors import (
     InvalidRequestError,
     error_for_status,
     parse_retry_after,
-    redact_url,
     translate_exception,
 )
 from dictamesh_connectors.http.models import Response
@@ -144,13 +143,6 @@ def test_parse_retry_after(value, expected):
 def test_parse_retry_after_never_raises(text):
     got = parse_retry_after(text, now=NOW)
     assert got is None or got >= 0
-
-
-def test_redact_url():
-    assert redact_url(URL) == "https://api.test/v1/items?id=3&api_key=***"
-    assert redact_url("https://u:pw@h/x?token=t&x=1") == "https://h/x?token=***&x=1"
-    assert redact_url("https://h/x?sig=abc", secret_params=()) == "https://h/x?sig=***"
-    assert redact_url("https://h/x?mykey=abc", secret_params=["MyKey"]) == "https://h/x?mykey=***"
 
 
 def _wrap(reason):
