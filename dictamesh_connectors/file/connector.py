@@ -168,6 +168,12 @@ class FileConnector(Connector[FileConfig, _Root]):
     def _close(self, handle: _Root, timeout: float | None) -> None:
         os.close(handle.fd)
 
+    def _pool_stats(self, handle: _Root) -> dict[str, Any]:
+        # No pool: one root descriptor; what is open on it is what is in use.
+        with self._owned_lock:  # _owned
+            open_now = len(self._owned)
+        return {"in_use": open_now, "size": 1}
+
     def _discard_after_fork(self, handle: _Root) -> None:
         # A descriptor table is per process: closing the child's copy leaves
         # the parent's root descriptor open.

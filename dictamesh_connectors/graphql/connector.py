@@ -163,6 +163,9 @@ class GraphQLConnector(Connector[GraphQLConfig, HTTPConnector]):
     def _close(self, handle: HTTPConnector, timeout: float | None) -> None:
         handle.disconnect(timeout)
 
+    def _pool_stats(self, handle: HTTPConnector) -> dict[str, Any]:
+        return dict(handle.stats().pool)  # the wrapped HTTP connector's urllib3 pools
+
     def _ping(self, handle: HTTPConnector, timeout: float | None) -> None:
         self._attempt(
             handle,

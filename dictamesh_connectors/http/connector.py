@@ -76,6 +76,7 @@ from dictamesh_connectors.http.urls import (
     redirect_target,
     split_origin,
 )
+from dictamesh_connectors.observability_pools import urllib3_pool_stats
 from dictamesh_connectors.retry import RetryPolicy
 
 __all__ = ["HTTPConnector"]
@@ -328,6 +329,10 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
 
     def _on_connection_lost(self, handle: Transport, error: ConnectorError) -> None:
         """Nothing to do: urllib3 drops a broken connection and opens a new one."""
+
+    def _pool_stats(self, handle: Transport) -> dict[str, Any]:
+        # The transport's own per-origin cache of urllib3 pools (replaced whole, never mutated).
+        return urllib3_pool_stats(handle._pools.values())
 
     def _ping(self, handle: Transport, timeout: float | None) -> None:
         cfg = self.config

@@ -49,6 +49,7 @@ from dictamesh_connectors.kafka.producer import (
     produce_one,
 )
 from dictamesh_connectors.kafka.serde import Deserializer, Serializer, serializer_for
+from dictamesh_connectors.observability_pools import librdkafka_pool_stats
 
 if TYPE_CHECKING:
     import confluent_kafka
@@ -174,6 +175,10 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
 
     def _discard_after_fork(self, handle: ProducerHandle) -> None:
         handle.orphan()
+
+    def _pool_stats(self, handle: ProducerHandle) -> dict[str, Any]:
+        # len(producer): messages not yet delivered, exact and local (no I/O).
+        return librdkafka_pool_stats(handle.stats, len(handle.producer))
 
     def _after_fork_in_child(self) -> None:
         super()._after_fork_in_child()

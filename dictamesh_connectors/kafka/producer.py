@@ -33,6 +33,7 @@ from dictamesh_connectors.kafka.errors import (
     classify,
     from_kafka_error,
 )
+from dictamesh_connectors.observability_pools import parse_librdkafka_stats
 
 if TYPE_CHECKING:
     import confluent_kafka
@@ -237,6 +238,11 @@ class ProducerHandle:
         self.target = config.target
         conf = config.producer_conf()
         conf["error_cb"] = self._on_error
+        # Pool numbers for stats(): librdkafka's statistics, every 5 s unless
+        # producer_options says otherwise ("statistics.interval.ms": 0 turns them off).
+        conf.setdefault("statistics.interval.ms", 5000)
+        conf["stats_cb"] = self._on_stats
+        self.stats: dict[str, Any] | None = None  # the latest, replaced whole
         with _translate_config(config):
             self.producer = confluent_kafka.Producer(conf)
         self.last_error: ConnectorError | None = None  # the latest error_cb report
@@ -281,6 +287,13 @@ class ProducerHandle:
         if bool(error.fatal()):
             self.fatal = translated
         logger.warning("%s", translated.message)
+
+    def _on_stats(self, payload: str) -> None:
+        # Served on the delivery thread by poll(); a bad document keeps the last one.
+        try:
+            self.stats = parse_librdkafka_stats(payload)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            logger.debug("kafka: unreadable statistics from librdkafka", exc_info=True)
 
     # ----------------------------------------------------------------- admin
 

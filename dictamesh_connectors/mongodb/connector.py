@@ -38,6 +38,7 @@ from dictamesh_connectors.mongodb.documents import (
     seconds,
 )
 from dictamesh_connectors.mongodb.errors import translate
+from dictamesh_connectors.mongodb.poolstats import PoolCounter
 from dictamesh_connectors.mongodb.verbs import (
     Body,
     Document,
@@ -80,10 +81,13 @@ class _Handle:
     and a lost race only builds one Collection twice.
     """
 
-    __slots__ = ("client", "collections", "database")
+    __slots__ = ("client", "collections", "database", "pool")
 
-    def __init__(self, client: pymongo.MongoClient[Document], database: str) -> None:
+    def __init__(
+        self, client: pymongo.MongoClient[Document], database: str, pool: PoolCounter | None = None
+    ) -> None:
         self.client = client
+        self.pool = pool  # pymongo's pool events, counted (stats())
         self.database = client.get_database(database)
         self.collections: dict[str, Collection[Document]] = {}
 
@@ -324,8 +328,11 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
 
     def _open(self) -> _Handle:
         c = self.config
+        pool = PoolCounter()
         with translate("connect", self._target):
-            client: pymongo.MongoClient[Document] = pymongo.MongoClient(**self._client_kwargs())
+            client: pymongo.MongoClient[Document] = pymongo.MongoClient(
+                **self._client_kwargs(), event_listeners=[pool]
+            )
         try:
             # Prove the server (and the credentials) within server_selection_timeout.
             with (
@@ -336,10 +343,13 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
         except BaseException:
             client.close()
             raise
-        return _Handle(client, c.database)
+        return _Handle(client, c.database, pool)
 
     def _close(self, handle: _Handle, timeout: float | None) -> None:
         handle.client.close()
+
+    def _pool_stats(self, handle: _Handle) -> dict[str, Any]:
+        return {} if handle.pool is None else handle.pool.snapshot(self.config.max_pool_size)
 
     def _ping(self, handle: _Handle, timeout: float | None) -> None:
         limit = call_timeout(timeout)

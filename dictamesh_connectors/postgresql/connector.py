@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 from dictamesh_connectors._compat import require
 from dictamesh_connectors.base import Connector
 from dictamesh_connectors.errors import ConnectorError, ErrorCode, InvalidConfigError, RetryHint
+from dictamesh_connectors.observability_pools import psycopg_pool_stats
 from dictamesh_connectors.postgresql.checkout import Checkout
 from dictamesh_connectors.postgresql.config import PostgreSQLConfig
 from dictamesh_connectors.postgresql.errors import translate
@@ -192,6 +193,9 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
 
     def _translate_errors(self) -> contextlib.AbstractContextManager[None]:
         return translate("connect", self._target, connecting=True)
+
+    def _pool_stats(self, handle: psycopg_pool.ConnectionPool[Any]) -> dict[str, Any]:
+        return psycopg_pool_stats(handle)  # psycopg_pool's get_stats(): no I/O
 
     def _on_connection_lost(
         self, handle: psycopg_pool.ConnectionPool[Any], error: ConnectorError
