@@ -91,11 +91,13 @@ def test_graphql_reports_its_http_pool():
     from dictamesh_connectors.graphql import GraphQLConfig, GraphQLConnector
 
     app = ScriptedApp(ScriptedApp.status(200, b'{"data": {"ok": true}}'))
-    with LocalServer(app) as server:
-        with GraphQLConnector(GraphQLConfig(base_url=server.url, path="/graphql")) as gql:
-            gql.query("{ ok }")
-            pool = gql.stats().pool
-            assert pool["idle"] == 1 and pool["in_use"] == 0 and pool["size"] == 1
+    with (
+        LocalServer(app) as server,
+        GraphQLConnector(GraphQLConfig(base_url=server.url, path="/graphql")) as gql,
+    ):
+        gql.query("{ ok }")
+        pool = gql.stats().pool
+        assert pool["idle"] == 1 and pool["in_use"] == 0 and pool["size"] == 1
 
 
 def test_mongodb_pool_stats_from_pymongo_pool_events(mongodb_uri):
