@@ -72,7 +72,8 @@ def test_threads_and_processes_writing_the_same_files_never_show_a_partial_one(r
     bad: list[bytes] = []
 
     def reader() -> None:
-        while not stop.is_set():
+        while True:  # at least one pass, however late the thread is scheduled
+            done = stop.is_set()
             for target in TARGETS:
                 data = files.read_bytes(target)
                 raw = (root / target).read_bytes()  # and through plain open()
@@ -83,6 +84,8 @@ def test_threads_and_processes_writing_the_same_files_never_show_a_partial_one(r
             listed = [i.name for i in files.list("shared")]
             if any(name.startswith(".") for name in listed) or len(listed) != len(TARGETS):
                 bad.append(repr(listed).encode())
+            if done:
+                return
 
     readers = [threading.Thread(target=reader) for _ in range(2)]
     for t in readers:
