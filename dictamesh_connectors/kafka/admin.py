@@ -38,7 +38,7 @@ __all__ = [
 CONNECTOR = "kafka"
 _BAD_REQUEST = ErrorRule(ErrorCode.INVALID_REQUEST, False, RetryHint.NONE)
 _TIMEOUT = ErrorRule(ErrorCode.TIMEOUT, True, RetryHint.RETRY)
-_MAX_PARTITIONS = 1_000_000
+_MAX_PARTITIONS = 10_000
 _MAX_REPLICAS = 32_767
 
 

@@ -298,7 +298,7 @@ class KafkaConfig(BaseConfig):
     """
 
     url_schemes: ClassVar[tuple[str, ...]] = ("kafka", "kafka+ssl")
-    secret_fields: ClassVar[frozenset[str]] = frozenset({"password", "ssl_key_password"})
+    secret_params: ClassVar[frozenset[str]] = frozenset({"password", "ssl_key_password"})
 
     bootstrap_servers: str = _bootstrap_field("localhost:9092")
     client_id: str = str_field("dictamesh-connectors", nonempty=True)

@@ -17,12 +17,14 @@ import functools
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dictamesh_connectors import _fork
 from dictamesh_connectors._compat import require
+from dictamesh_connectors._convert import MAX_TIMEOUT, check_timeout
 from dictamesh_connectors.base import Connector
 from dictamesh_connectors.errors import (
     ConnectorError,
@@ -46,6 +48,7 @@ from dictamesh_connectors.kafka.producer import (
     deliver,
     encode_headers,
     new_future,
+    produce_batch,
     produce_one,
 )
 from dictamesh_connectors.kafka.serde import Deserializer, Serializer, serializer_for
@@ -62,6 +65,22 @@ logger = logging.getLogger(__name__)
 
 _UNAVAILABLE = ErrorRule(ErrorCode.UNAVAILABLE, True, RetryHint.RETRY)
 _BAD_REQUEST = ErrorRule(ErrorCode.INVALID_REQUEST, False, RetryHint.NONE)
+# What a broker that answered but refused us reports through error_cb.
+_REFUSALS = frozenset({ErrorCode.AUTH_FAILED, ErrorCode.PERMISSION_DENIED})
+
+
+def _seconds(timeout: object, default: float) -> float:
+    """A per-call timeout: ``None`` is ``default``, ``inf`` no limit (``MAX_TIMEOUT``).
+
+    Raises:
+        TypeError: Not a number.
+        InvalidConfigError: NaN, negative or above ``MAX_TIMEOUT``.
+    """
+    if timeout is None:
+        return default
+    checked = check_timeout(timeout)
+    return MAX_TIMEOUT if checked is None else checked
+
 
 # Connected connectors, flushed by the exit hook (held weakly).
 _live: weakref.WeakSet[KafkaConnector] = weakref.WeakSet()
@@ -131,34 +150,36 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
         except BaseException:
             handle.close(0)
             raise
-        with contextlib.suppress(TypeError):
-            _live.add(self)
+        _live.add(self)
         return handle
 
     def _fetch_metadata(self, handle: ProducerHandle, timeout: float, operation: str) -> Any:
-        try:
-            return handle.producer.list_topics(timeout=timeout)
-        except confluent_kafka.KafkaException as exc:
-            reported = handle.last_error
-            if reported is not None and reported.code in (
-                ErrorCode.AUTH_FAILED,
-                ErrorCode.PERMISSION_DENIED,
-                ErrorCode.CONNECTION_FAILED,
-            ):
-                # The brokers did answer, with a reason: report that.
+        # In short slices, so that brokers refusing us (SASL, ACLs) fail the
+        # call at once instead of at the end of the timeout.
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return handle.producer.list_topics(timeout=max(0.001, min(remaining, 0.5)))
+            except confluent_kafka.KafkaException as exc:
+                reported = handle.last_error
+                if reported is not None and reported.code in _REFUSALS:
+                    reason = reported.message.removeprefix(f"kafka: client on {handle.target}: ")
+                    raise build_error(
+                        f"kafka: {operation} to {self.config.target}: {reason}",
+                        (reported.code, reported.transient, reported.retry_hint),
+                        connector=self.name,
+                        details=reported.details,
+                    ) from exc
+                if time.monotonic() < deadline:
+                    continue
                 raise build_error(
-                    f"kafka: {operation} to {self.config.target}: {reported.message}",
-                    (reported.code, reported.transient, reported.retry_hint),
+                    f"kafka: {operation}: no broker of {self.config.target} answered within "
+                    f"{timeout:g}s",
+                    _UNAVAILABLE,
                     connector=self.name,
-                    details=reported.details,
+                    details={"kafka_code": exc.args[0].name() if exc.args else ""},
                 ) from exc
-            raise build_error(
-                f"kafka: {operation}: no broker of {self.config.target} answered within "
-                f"{timeout:g}s",
-                _UNAVAILABLE,
-                connector=self.name,
-                details={"kafka_code": exc.args[0].name() if exc.args else ""},
-            ) from exc
 
     def _close(self, handle: ProducerHandle, timeout: float | None) -> None:
         flush_timeout = self.config.flush_timeout if timeout is None else timeout
@@ -205,8 +226,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
         super().disconnect(timeout)
         undelivered: int = self._closing.undelivered
         self._closing.undelivered = 0
-        with contextlib.suppress(KeyError, TypeError):
-            _live.discard(self)
+        _live.discard(self)
         if undelivered:
             logger.warning(
                 "kafka: %d record(s) to %s not delivered before disconnect's deadline; "
@@ -235,8 +255,11 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
         timestamp)`` once the brokers acknowledged the record, or fails with
         a ``ConnectorError`` (``err.transient``, ``err.maybe_applied`` say
         whether re-sending is safe). It cannot be cancelled: the record is
-        on its way. Callbacks added with ``add_done_callback`` run on the
-        connector's delivery thread; keep them short.
+        on its way. Delivery reports are served by the connector: inline in
+        later ``produce()`` calls while records flow (no thread switch per
+        record), by its delivery thread once producers are quiet. Callbacks
+        added with ``add_done_callback`` run there, never under the
+        connector lock; keep them short.
 
         Args:
             topic: An existing topic (auto-creation is off by default).
@@ -258,6 +281,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
             TypeError: A value or argument of the wrong type.
         """
         check_topic(topic)
+        wait = _seconds(timeout, self.config.produce_timeout)
         payload = (
             value if self._value_bytes and type(value) is bytes else self._value_serializer(value)
         )
@@ -270,7 +294,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
         partition = check_partition(partition)
         ts = check_timestamp(timestamp) if timestamp is not None else 0
         future = new_future()
-        with self._use() as handle:
+        with self._use("produce") as handle:
             if handle.fatal is not None:
                 self._lost(handle, handle.fatal)
             produce_one(
@@ -282,7 +306,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
                 partition,
                 ts,
                 functools.partial(deliver, future),
-                self.config.produce_timeout if timeout is None else timeout,
+                wait,
             )
         return future
 
@@ -314,6 +338,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
                 _BAD_REQUEST,
                 connector=self.name,
             )
+        wait = _seconds(timeout, self.config.produce_timeout + self.config.delivery_timeout + 5.0)
         future = self.produce(
             topic,
             value,
@@ -321,15 +346,28 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
             headers=headers,
             partition=partition,
             timestamp=timestamp,
-            timeout=timeout,
+            timeout=wait,
         )
-        wait = (
-            self.config.produce_timeout + self.config.delivery_timeout + 5.0
-            if timeout is None
-            else timeout
-        )
+        return self._wait_delivery(future, wait, topic)
+
+    def _wait_delivery(
+        self, future: concurrent.futures.Future[RecordMetadata], wait: float, topic: str
+    ) -> RecordMetadata:
+        # Serve the delivery reports here rather than wait for the delivery
+        # thread, which takes over only once producers are quiet.
+        deadline = time.monotonic() + wait
+        handle = self._handle
+        while not future.done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if handle is None or handle.closed:
+                with contextlib.suppress(concurrent.futures.TimeoutError):
+                    future.result(remaining)
+                break
+            handle.serve(min(remaining, 0.05))
         try:
-            return future.result(wait)
+            return future.result(0)
         except concurrent.futures.TimeoutError:
             raise build_error(
                 f"kafka: produce to {topic} on {self.config.target}: no delivery report "
@@ -365,43 +403,36 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
         items = list(values)
         key_list: Sequence[Any] = list(keys) if keys is not None else [None] * len(items)
         if len(key_list) != len(items):
-            raise ValueError("keys and values differ in length")
-        wait = self.config.produce_timeout if timeout is None else timeout
-        batch = Batch(len(items))
+            raise build_error(
+                f"kafka: produce_many: {len(key_list)} keys for {len(items)} values",
+                _BAD_REQUEST,
+                connector=self.name,
+            )
+        # Serialize everything first: a bad value fails the call before
+        # anything is queued.
         serialize_value = self._value_serializer
         serialize_key = self._key_serializer
+        raw_values, raw_keys = self._value_bytes, self._key_bytes
+        batch = Batch(len(items))
         report = batch.report
-        with self._use() as handle:
+        messages = [
+            {
+                "value": value if raw_values and type(value) is bytes else serialize_value(value),
+                "key": key
+                if raw_keys and (key is None or type(key) is bytes)
+                else serialize_key(key),
+                "callback": functools.partial(report, index),
+            }
+            for index, (value, key) in enumerate(zip(items, key_list, strict=True))
+        ]
+        wait = _seconds(timeout, self.config.produce_timeout)
+        with self._use("produce_many") as handle:
             if handle.fatal is not None:
                 self._lost(handle, handle.fatal)
-            index = 0
             try:
-                for index, (value, key) in enumerate(zip(items, key_list, strict=True)):
-                    produce_one(
-                        handle,
-                        topic,
-                        value
-                        if type(value) is bytes and self._value_bytes
-                        else serialize_value(value),
-                        key if key is None and self._key_bytes else serialize_key(key),
-                        None,
-                        partition,
-                        0,
-                        functools.partial(report, index),
-                        wait,
-                    )
+                produce_batch(handle, topic, messages, partition, wait)
             except ConnectorError as err:
-                batch.fail_unqueued(index, err)
-                raise
-            except BaseException as exc:
-                batch.fail_unqueued(
-                    index,
-                    build_error(
-                        f"kafka: produce to {topic}: not queued ({type(exc).__name__})",
-                        _BAD_REQUEST,
-                        connector=self.name,
-                    ),
-                )
+                batch.fail_unqueued([i for i, m in enumerate(messages) if "_error" in m], err)
                 raise
         return batch.future
 
@@ -418,8 +449,9 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
         Raises:
             NotConnectedError: Not connected.
         """
-        with self._use() as handle, translate("flush", self.config.target):
-            return int(handle.producer.flush(-1 if timeout is None else timeout))
+        wait = check_timeout(timeout)
+        with self._use("flush") as handle, translate("flush", self.config.target):
+            return int(handle.producer.flush(-1 if wait is None else wait))
 
     def _produce_raw_sync(
         self,
@@ -430,7 +462,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
     ) -> RecordMetadata:
         """Produce bytes as they are (no serializer) and wait: the dead-letter path."""
         future = new_future()
-        with self._use() as handle:
+        with self._use("produce") as handle:
             if handle.fatal is not None:
                 self._lost(handle, handle.fatal)
             produce_one(
@@ -444,16 +476,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
                 functools.partial(deliver, future),
                 self.config.produce_timeout,
             )
-        wait = self.config.delivery_timeout + 5.0
-        try:
-            return future.result(wait)
-        except concurrent.futures.TimeoutError:
-            raise build_error(
-                f"kafka: produce to {topic}: no delivery report within {wait:g}s",
-                ErrorRule(ErrorCode.TIMEOUT, True, RetryHint.RETRY),
-                connector=self.name,
-                maybe_applied=True,
-            ) from None
+        return self._wait_delivery(future, self.config.delivery_timeout + 5.0, topic)
 
     def _delivery_thread(self) -> threading.Thread | None:
         handle = self._handle
@@ -495,11 +518,11 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
             )
         if self._txn_owner == threading.get_ident():
             raise build_error("kafka: transactions do not nest", _BAD_REQUEST, connector=self.name)
-        wait = self.config.transaction_timeout if timeout is None else timeout
+        wait = _seconds(timeout, self.config.transaction_timeout)
         with self._txn_lock:  # one transaction at a time (held across I/O by design)
             self._txn_owner = threading.get_ident()
             try:
-                with self._use() as handle:
+                with self._use("transaction") as handle:
                     producer = handle.producer
                     self._txn_call(handle, "begin_transaction", producer.begin_transaction)
                     handle.in_transaction = True
@@ -570,7 +593,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
             )
         partitions = consumer._next_offsets(offsets)
         metadata = consumer._group_metadata()
-        wait = self.config.transaction_timeout if timeout is None else timeout
+        wait = _seconds(timeout, self.config.transaction_timeout)
         self._txn_call(
             handle,
             "send_offsets_to_transaction",
@@ -595,7 +618,8 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
             topics: One topic or a list (``^regex`` patterns allowed).
             **options: librdkafka consumer settings for this consumer, with
                 ``_`` for ``.`` (``session_timeout_ms=10000``), over the
-                config's ``consumer_options``.
+                config's ``consumer_options``; ``isolation_level`` and
+                ``auto_offset_reset`` override the config's for this consumer.
 
         Raises:
             InvalidConfigError: A setting librdkafka refuses.
@@ -665,7 +689,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
     def _admin_call(
         self, description: str, fn: Callable[[Any, float], Any], timeout: float | None
     ) -> Any:
-        wait = self.config.request_timeout if timeout is None else timeout
+        wait = _seconds(timeout, self.config.request_timeout)
         return self._run(
             lambda handle: fn(handle.admin(), wait),
             idempotent=description in ("list_topics", "describe_topic"),

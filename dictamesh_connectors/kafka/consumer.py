@@ -19,6 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dictamesh_connectors._compat import require
+from dictamesh_connectors._convert import MAX_TIMEOUT, check_timeout
 from dictamesh_connectors.errors import (
     ConnectorError,
     ErrorCode,
@@ -30,7 +31,12 @@ from dictamesh_connectors.errors import (
 )
 from dictamesh_connectors.kafka.config import _options
 from dictamesh_connectors.kafka.errors import from_kafka_error, translate
-from dictamesh_connectors.kafka.producer import check_topic
+from dictamesh_connectors.kafka.producer import (
+    _weak_callback,
+    check_partition,
+    check_topic,
+    librdkafka_logger,
+)
 from dictamesh_connectors.kafka.serde import deserializer_for
 from dictamesh_connectors.retry import RetryPolicy, retry_call
 
@@ -51,6 +57,10 @@ _HANDLER_FAILED = ErrorRule(ErrorCode.EXEC_FAILED, False, RetryHint.NONE)
 _PARTITION_EOF = -191  # KafkaError._PARTITION_EOF: not an error
 _NO_TIMESTAMP = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
 _MAX_ERROR_TEXT = 1000
+_PER_CONSUMER = {
+    "isolation.level": frozenset({"read_committed", "read_uncommitted"}),
+    "auto.offset.reset": frozenset({"earliest", "latest", "error"}),
+}
 
 ERROR_CODE_HEADER = "dictamesh.error.code"
 """Dead-letter header: the ``ErrorCode`` (or exception type) that made the record poison."""
@@ -200,16 +210,28 @@ class KafkaConsumer:
     ) -> None:
         group = _check_group(group_id)
         names = _check_topics(topics)
-        extra = _options({str(k).replace("_", "."): v for k, v in options.items()})
+        dotted = {str(k).replace("_", "."): v for k, v in options.items()}
+        # Per-consumer choices that the config only gives a default for.
+        chosen = {k: dotted.pop(k) for k in _PER_CONSUMER if k in dotted}
+        extra = _options(dotted)
+        for key, value in chosen.items():
+            if value not in _PER_CONSUMER[key]:
+                raise InvalidConfigError(
+                    f"kafka: {key} must be one of {', '.join(sorted(_PER_CONSUMER[key]))}",
+                    connector=CONNECTOR,
+                )
         self._connector = connector
         self._target = connector.config.target
         self.group_id = group
         self.topics = names
-        self._key = deserializer_for(connector.key_deserializer)
-        self._value = deserializer_for(connector.value_deserializer)
+        # None: the record's bytes as they are (no call per record).
+        self._key = _decoder(connector.key_deserializer)
+        self._value = _decoder(connector.value_deserializer)
         conf = connector.config.consumer_conf(group)
         conf.update(extra)
-        conf["error_cb"] = self._on_error
+        conf.update(chosen)
+        conf["error_cb"] = _weak_callback(self._on_error)
+        conf["logger"] = librdkafka_logger
         try:
             self._consumer = confluent_kafka.Consumer(conf)
         except confluent_kafka.KafkaException as exc:
@@ -264,9 +286,13 @@ class KafkaConsumer:
 
     def _message(self, raw: Any) -> KafkaMessage:
         kind, ts = raw.timestamp()
+        key = raw.key()
+        value = raw.value()
         try:
-            key = self._key(raw.key())
-            value = self._value(raw.value())
+            if self._key is not None:
+                key = self._key(key)
+            if self._value is not None:
+                value = self._value(value)
         except ConnectorError as err:
             err.details.update(
                 {"topic": raw.topic(), "partition": raw.partition(), "offset": raw.offset()}
@@ -297,11 +323,12 @@ class KafkaConsumer:
                 refused (``details`` say where; the position moved past it).
         """
         consumer = self._check()
+        wait = check_timeout(timeout)
         if self._stashed is not None:
             stashed, self._stashed = self._stashed, None
             raise stashed
         with translate("poll", self._target):
-            raw = consumer.poll(timeout)
+            raw = consumer.poll(-1 if wait is None else wait)
         if raw is None:
             return None
         error = self._error_of(raw, "poll")
@@ -322,26 +349,32 @@ class KafkaConsumer:
             raise TypeError("max_messages must be an int")
         if not 1 <= max_messages <= 1_000_000:
             raise _bad_request("max_messages must be in 1..1000000")
+        wait = check_timeout(timeout)
         if self._stashed is not None:
             stashed, self._stashed = self._stashed, None
             raise stashed
         with translate("consume", self._target):
-            raws = consumer.consume(max_messages, timeout)
+            raws = consumer.consume(max_messages, -1 if wait is None else wait)
         messages: list[KafkaMessage] = []
+        append = messages.append
+        consumed = self._consumed
+        make = self._message
         for raw in raws:
-            error: ConnectorError | None = self._error_of(raw, "consume")
-            if error is None and raw.error() is not None:
-                continue  # partition EOF
-            if error is None:
+            error: ConnectorError | None = None
+            if raw.error() is not None:
+                error = self._error_of(raw, "consume")
+                if error is None:
+                    continue  # partition EOF
+            else:
                 try:
-                    message = self._message(raw)
+                    message = make(raw)
                 except ConnectorError as err:
                     error = err
+                    consumed[(raw.topic(), raw.partition())] = raw.offset() + 1
                 else:
-                    self._consumed[(raw.topic(), raw.partition())] = raw.offset() + 1
-                    messages.append(message)
+                    consumed[(message.topic, message.partition)] = message.offset + 1
+                    append(message)
                     continue
-                self._consumed[(raw.topic(), raw.partition())] = raw.offset() + 1
             if not messages:
                 raise error
             self._stashed = error
@@ -373,6 +406,8 @@ class KafkaConsumer:
         """Make the next read of an assigned partition start at ``offset``."""
         consumer = self._check()
         check_topic(topic)
+        check_partition(partition)
+        check_offset(offset)
         with translate("seek", self._target):
             consumer.seek(confluent_kafka.TopicPartition(topic, partition, offset))
         self._done.pop((topic, partition), None)
@@ -383,6 +418,34 @@ class KafkaConsumer:
         with translate("assignment", self._target):
             return [(tp.topic, tp.partition) for tp in consumer.assignment()]
 
+    def lag(self, timeout: float = 5.0) -> dict[tuple[str, int], int]:
+        """Records not yet read, per assigned ``(topic, partition)``.
+
+        The distance from this member's position (or, before its first read,
+        the group's committed offset) to the partition's high watermark.
+
+        Raises:
+            ConnectorError: The brokers did not answer within ``timeout``.
+        """
+        consumer = self._check()
+        wait = check_timeout(timeout, positive=True) or MAX_TIMEOUT
+        timeout = wait
+        with translate("lag", self._target):
+            assigned = consumer.assignment()
+            positions = consumer.position(assigned)
+            committed = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in consumer.committed(assigned, timeout=timeout)
+            }
+            lags: dict[tuple[str, int], int] = {}
+            for tp in positions:
+                low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+                position = (
+                    tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), -1)
+                )
+                lags[(tp.topic, tp.partition)] = max(0, high - (position if position >= 0 else low))
+        return lags
+
     def _next_offsets(
         self, offsets: Iterable[KafkaMessage] | Mapping[tuple[str, int], int] | None
     ) -> list[Any]:
@@ -391,7 +454,14 @@ class KafkaConsumer:
             with translate("position", self._target):
                 return [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
         if isinstance(offsets, Mapping):
-            return _partitions(dict(offsets))
+            checked: dict[tuple[str, int], int] = {}
+            for key, offset in offsets.items():
+                if not isinstance(key, tuple) or len(key) != 2:
+                    raise TypeError("offsets keys must be (topic, partition) pairs")
+                check_topic(key[0])
+                check_partition(key[1])
+                checked[(key[0], key[1])] = check_offset(offset)
+            return _partitions(checked)
         latest: dict[tuple[str, int], int] = {}
         for message in offsets:
             if not isinstance(message, KafkaMessage):
@@ -477,6 +547,11 @@ class KafkaConsumer:
         consumer = self._check()
         if not callable(handler):
             raise TypeError("handler must be callable")
+        if isinstance(max_messages, bool) or not isinstance(max_messages, int):
+            raise TypeError("max_messages must be an int")
+        if not 1 <= max_messages <= 1_000_000:
+            raise _bad_request("max_messages must be in 1..1000000")
+        poll_wait = check_timeout(poll_timeout, name="poll_timeout", positive=True) or 1.0
         if dead_letter_topic is not None:
             check_topic(dead_letter_topic)
         policy = retry or self._connector.config.retry
@@ -491,7 +566,7 @@ class KafkaConsumer:
         try:
             while not stop.is_set():
                 with translate("consume", self._target):
-                    raws = consumer.consume(max_messages, poll_timeout)
+                    raws = consumer.consume(max_messages, poll_wait)
                 for raw in raws:
                     if stop.is_set():
                         break  # not handled, not committed: redelivered
@@ -612,6 +687,19 @@ class KafkaConsumer:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<KafkaConsumer {self.group_id} {self.topics} {state} {self._target}>"
+
+
+def _decoder(spec: Any) -> Any:
+    return None if spec == "bytes" else deserializer_for(spec)
+
+
+def check_offset(offset: object) -> int:
+    """An offset: 0..2**63-1, or -2 (the beginning) / -1 (the end)."""
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise TypeError(f"an offset must be an int, got {type(offset).__name__}")
+    if not -2 <= offset <= 2**63 - 1:
+        raise _bad_request(f"offset {offset} is out of range (-2..2**63-1)")
+    return offset
 
 
 def _partitions(offsets: Mapping[tuple[str, int], int]) -> list[Any]:

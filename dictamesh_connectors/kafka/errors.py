@@ -66,6 +66,7 @@ checks that this table, ``CODE_RULES`` and ``docs/kafka.md`` agree)::
     txn_requires_abort() ....................... TRANSACTION_FAILED   transient  RETRY_TRANSACTION
     fatal() .................................... (the code's)         permanent  RECONNECT
     retriable() ................................ (the code's)         transient  RETRY
+    RuntimeError("... has been closed") ........ NOT_CONNECTED        permanent  NONE
     (any other code) ........................... EXEC_FAILED (writes) / QUERY_FAILED,
                                                  permanent, or transient with retriable()
 
@@ -83,7 +84,6 @@ holds ``kafka_code`` (the librdkafka name) and, where known, ``topic``.
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from dictamesh_connectors._compat import require
@@ -92,6 +92,7 @@ from dictamesh_connectors.errors import (
     ErrorCode,
     ErrorRule,
     RetryHint,
+    Translator,
     build_error,
 )
 
@@ -308,6 +309,14 @@ def classify(
             rule_for("", write=write),
             connector=CONNECTOR,
         )
+    if isinstance(exc, RuntimeError) and "has been closed" in str(exc):
+        # confluent-kafka's "Producer/Consumer has been closed": a call that
+        # lost a race with disconnect()/close().
+        return build_error(
+            f"{CONNECTOR}: {operation}: the client was closed",
+            ErrorRule(ErrorCode.NOT_CONNECTED, False, RetryHint.NONE),
+            connector=CONNECTOR,
+        )
     if isinstance(exc, BufferError):
         where = (
             f"{CONNECTOR}: {operation} on {target}: " if target else f"{CONNECTOR}: {operation}: "
@@ -321,12 +330,11 @@ def classify(
     return None
 
 
-class translate:
+class translate(Translator):
     """Translate driver exceptions raised in the block into ``ConnectorError``.
 
     ``ConnectorError`` and non-driver exceptions pass through unchanged; the
-    driver exception is kept as ``__cause__``. A class rather than a
-    generator-based context manager: it sits on hot paths.
+    driver exception is kept as ``__cause__``.
 
     Example::
 
@@ -339,6 +347,8 @@ class translate:
 
     __slots__ = ("operation", "target", "topic", "write")
 
+    driver_errors = (confluent_kafka.KafkaException, BufferError, RuntimeError)
+
     def __init__(
         self, operation: str, target: str = "", *, write: bool = False, topic: str | None = None
     ) -> None:
@@ -347,20 +357,7 @@ class translate:
         self.write = write
         self.topic = topic
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None or isinstance(exc, ConnectorError) or not isinstance(exc, Exception):
-            return
-        error = classify(
+    def classify(self, exc: Exception) -> ConnectorError | None:
+        return classify(
             exc, operation=self.operation, target=self.target, write=self.write, topic=self.topic
         )
-        if error is None:
-            return
-        raise error from exc

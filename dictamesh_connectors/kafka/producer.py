@@ -21,6 +21,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -48,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 CONNECTOR = "kafka"
 _POLL_INTERVAL = 0.1
+_QUIET = 0.02
 _BAD_REQUEST = ErrorRule(ErrorCode.INVALID_REQUEST, False, RetryHint.NONE)
 # Kafka's own rule for topic names (kafka.common.internals.Topic).
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -68,6 +70,10 @@ class RecordMetadata(NamedTuple):
     offset: int
     timestamp: int | None
     """Milliseconds since the epoch (create or log-append time), if known."""
+
+
+# RecordMetadata(...) without the NamedTuple __new__ frame: once per record.
+_metadata = functools.partial(tuple.__new__, RecordMetadata)
 
 
 class BatchResult(NamedTuple):
@@ -166,11 +172,26 @@ def encode_headers(
     return out
 
 
+librdkafka_logger = logging.getLogger("dictamesh_connectors.kafka.librdkafka")
+"""Where librdkafka's own log lines go (served by the delivery thread's poll())."""
+
+
+def _weak_callback(method: Any) -> Any:
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: Any) -> None:
+        target = ref()
+        if target is not None:
+            target(*args)
+
+    return call
+
+
 def deliver(future: concurrent.futures.Future[RecordMetadata], err: Any, msg: Any) -> None:
     """Delivery report -> resolved future. Runs on the delivery thread, no lock held."""
     if err is None:
         future.set_result(
-            RecordMetadata(msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1] or None)
+            _metadata((msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1] or None))
         )
     else:
         topic = msg.topic() if msg is not None else None
@@ -211,11 +232,11 @@ class Batch:
         if done:
             self._finish()
 
-    def fail_unqueued(self, start: int, error: ConnectorError) -> None:
-        """Records ``start`` and after were never queued: count them failed."""
+    def fail_unqueued(self, indexes: list[int], error: ConnectorError) -> None:
+        """The records at ``indexes`` were never queued: count them failed."""
         with self._lock:  # counters only
-            self.failed.extend((i, error) for i in range(start, self.size))
-            self.remaining -= self.size - start
+            self.failed.extend((i, error) for i in indexes)
+            self.remaining -= len(indexes)
             done = self.remaining == 0
         if done:
             self._finish()
@@ -237,11 +258,14 @@ class ProducerHandle:
         self.config = config
         self.target = config.target
         conf = config.producer_conf()
-        conf["error_cb"] = self._on_error
+        # Weak: the producer holds its callbacks, and must not keep this
+        # handle (and so itself) alive in a reference cycle.
+        conf["error_cb"] = _weak_callback(self._on_error)
+        conf["logger"] = librdkafka_logger
         # Pool numbers for stats(): librdkafka's statistics, every 5 s unless
         # producer_options says otherwise ("statistics.interval.ms": 0 turns them off).
         conf.setdefault("statistics.interval.ms", 5000)
-        conf["stats_cb"] = self._on_stats
+        conf["stats_cb"] = _weak_callback(self._on_stats)
         self.stats: dict[str, Any] | None = None  # the latest, replaced whole
         with _translate_config(config):
             self.producer = confluent_kafka.Producer(conf)
@@ -249,6 +273,7 @@ class ProducerHandle:
         self.fatal: ConnectorError | None = None  # set once the producer failed fatally
         self.in_transaction = False
         self.closed = False
+        self.served_at = 0.0  # when produce() last served reports inline
         self._stop = threading.Event()
         self._admin: AdminClient | None = None  # guarded by _admin_lock
         self._admin_lock = _fork.create_lock()
@@ -266,18 +291,30 @@ class ProducerHandle:
         return self._thread
 
     def _serve(self) -> None:
-        poll = self.producer.poll
-        while not self._stop.is_set():
-            try:
-                poll(_POLL_INTERVAL)
-            except confluent_kafka.KafkaException as exc:
-                error = classify(exc, operation="poll", target=self.target)
-                if error is not None and error.retry_hint is RetryHint.RECONNECT:
-                    self.fatal = error
-                logger.warning("kafka: producer on %s: %s", self.target, error)
-                self._stop.wait(_POLL_INTERVAL)
-            except Exception:  # a delivery callback of the user's raised
-                logger.exception("kafka: a delivery callback raised")
+        # Serves the reports nobody else serves: while threads are producing,
+        # produce() serves them inline (poll(0), no thread switch per
+        # record); this thread takes over once they are quiet for _QUIET.
+        stop = self._stop
+        while not stop.is_set():
+            if time.monotonic() - self.served_at < _QUIET:
+                stop.wait(_QUIET)
+                continue
+            self.serve(_QUIET)
+
+    def serve(self, timeout: float) -> None:
+        """Serve delivery reports for up to ``timeout`` seconds (any thread, no lock held)."""
+        try:
+            self.producer.poll(timeout)
+        except confluent_kafka.KafkaException as exc:
+            error = classify(exc, operation="poll", target=self.target)
+            if error is not None and error.retry_hint is RetryHint.RECONNECT:
+                self.fatal = error
+            logger.warning("kafka: producer on %s: %s", self.target, error)
+            self._stop.wait(_POLL_INTERVAL)
+        except RuntimeError:
+            pass  # closed by disconnect() meanwhile: its close() serves the rest
+        except Exception:  # a delivery callback of the user's raised
+            logger.exception("kafka: a delivery callback raised")
 
     def _on_error(self, error: Any) -> None:
         # librdkafka's informational errors (it reconnects by itself); they
@@ -289,7 +326,7 @@ class ProducerHandle:
         logger.warning("%s", translated.message)
 
     def _on_stats(self, payload: str) -> None:
-        # Served on the delivery thread by poll(); a bad document keeps the last one.
+        # Served by poll(); a bad document keeps the last one.
         try:
             self.stats = parse_librdkafka_stats(payload)
         except (ValueError, TypeError, KeyError, AttributeError):
@@ -333,8 +370,15 @@ class ProducerHandle:
             logger.warning("kafka: closing the producer on %s: %s", self.target, exc)
         except Exception:
             logger.exception("kafka: a delivery callback raised while closing")
-        admin, self._admin = self._admin, None
-        del admin
+        finally:
+            # Destroys the librdkafka handle now (its threads and sockets),
+            # not whenever the garbage collector gets to it.
+            try:
+                producer.close()
+            except Exception:
+                logger.debug("kafka: producer.close() failed", exc_info=True)
+            admin, self._admin = self._admin, None
+            del admin
         return remaining
 
     def orphan(self) -> None:
@@ -398,7 +442,7 @@ def produce_one(
                     timestamp=timestamp,
                     headers=headers,
                 )
-            return
+            break
         except BufferError:
             now = time.monotonic()
             if not deadline:
@@ -419,13 +463,171 @@ def produce_one(
                 exc, operation=f"produce to {topic}", target=handle.target, write=True, topic=topic
             )
             raise error from exc  # type: ignore[misc]
+        except RuntimeError as exc:  # "Producer has been closed": disconnect() won a race
+            error = classify(exc, operation=f"produce to {topic}", target=handle.target)
+            if error is None:
+                raise
+            raise error from None
+    if not handle.closed:
+        handle.served_at = time.monotonic()
+        handle.serve(0)
 
 
-def new_future() -> concurrent.futures.Future[RecordMetadata]:
+# Hands a DeliveryFuture's condition over between a first waiter and the
+# delivery thread (memory only, held for a few instructions).
+_condition_lock = _fork.create_lock()
+_FINISHED = concurrent.futures._base.FINISHED
+_RUNNING = concurrent.futures._base.RUNNING
+
+
+class DeliveryFuture(concurrent.futures.Future[RecordMetadata]):
+    """A ``concurrent.futures.Future`` for one record, cheap to make and to resolve.
+
+    It starts RUNNING (the record is on its way: it cannot be cancelled) and
+    makes its ``threading.Condition`` only when someone first waits on it or
+    adds a callback: most futures of a busy producer are never waited on one
+    by one, and the Condition is most of what a plain Future costs. It is a
+    real ``Future``: ``result()``, ``exception()``, ``add_done_callback()``,
+    ``concurrent.futures.wait()`` and ``as_completed()`` work as usual.
+    """
+
+    def __init__(self) -> None:  # Future.__init__, minus the Condition
+        self._cond: threading.Condition | None = None
+        self._state = _RUNNING
+        self._result = None
+        self._exception = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Any] = []
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        cond = self._cond
+        if cond is None:
+            with _condition_lock:  # _cond: made once, by whoever comes first
+                if self._cond is None:
+                    self._cond = threading.Condition()
+                cond = self._cond
+        return cond
+
+    def set_result(self, result: RecordMetadata) -> None:
+        with _condition_lock:  # nobody waits yet: finish without the Condition
+            fast = self._cond is None and self._state == _RUNNING
+            if fast:
+                self._result = result
+                self._state = _FINISHED
+        if fast:
+            return  # no waiter and no callback can exist without the Condition
+        super().set_result(result)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        with _condition_lock:
+            fast = self._cond is None and self._state == _RUNNING
+            if fast:
+                self._exception = exception
+                self._state = _FINISHED
+        if fast:
+            return
+        super().set_exception(exception)
+
+
+def produce_batch(
+    handle: ProducerHandle,
+    topic: str,
+    messages: list[dict[str, Any]],
+    partition: int | None,
+    timeout: float,
+) -> None:
+    """Queue ``messages`` with one call into librdkafka; wait for room as ``produce_one``.
+
+    Records librdkafka refuses for good get their ``callback`` called with
+    the error (so the batch counts them); records refused because the queue
+    is full are retried after a pause, until ``timeout``.
+
+    Raises:
+        ConnectorError: RESOURCE_EXHAUSTED when the queue stayed full; the
+            records still unqueued keep an ``_error`` key.
+    """
+    producer = handle.producer
+    pending = messages
+    deadline = 0.0
+    pause = 0.0005
+    while True:
+        try:
+            with translate_produce(handle, topic):
+                if partition is None:
+                    producer.produce_batch(topic, pending)
+                else:
+                    producer.produce_batch(topic, pending, partition=partition)
+        except BufferError:
+            pass  # nothing queued: every one is retried below
+        except ConnectorError:
+            for message in pending:
+                message["_error"] = True  # not queued
+            raise
+        else:
+            refused = [m for m in pending if "_error" in m]
+            pending = []
+            for message in refused:
+                error = message["_error"]
+                name = error.name() if isinstance(error, confluent_kafka.KafkaError) else ""
+                if name == "_QUEUE_FULL":
+                    del message["_error"]
+                    pending.append(message)
+                else:
+                    message.pop("_error")
+                    message["callback"](error, None)
+        handle.served_at = time.monotonic()
+        handle.serve(0)
+        if not pending:
+            return
+        for message in pending:
+            message["_error"] = True  # until queued
+        now = time.monotonic()
+        if not deadline:
+            deadline = now + timeout
+        if now >= deadline or handle.closed:
+            raise build_error(
+                f"{CONNECTOR}: produce to {topic} on {handle.target}: the local queue "
+                f"stayed full for {timeout:g}s (queue.buffering.max.messages/kbytes)",
+                QUEUE_FULL,
+                connector=CONNECTOR,
+                details={"kafka_code": "_QUEUE_FULL", "topic": topic},
+            )
+        time.sleep(min(pause, deadline - now))
+        pause = min(pause * 2, 0.02)
+        for message in pending:
+            del message["_error"]
+
+
+class translate_produce:
+    """librdkafka refusing a produce call at once -> ConnectorError (``RuntimeError``
+    after ``close()`` included)."""
+
+    __slots__ = ("handle", "topic")
+
+    def __init__(self, handle: ProducerHandle, topic: str) -> None:
+        self.handle = handle
+        self.topic = topic
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, (confluent_kafka.KafkaException, RuntimeError)):
+            error = classify(
+                exc,
+                operation=f"produce to {self.topic}",
+                target=self.handle.target,
+                write=True,
+                topic=self.topic,
+            )
+            if error is not None:
+                raise error from exc if isinstance(exc, confluent_kafka.KafkaException) else None
+
+
+def new_future() -> DeliveryFuture:
     """A future that a caller cannot cancel (the record is already on its way)."""
-    future: concurrent.futures.Future[RecordMetadata] = concurrent.futures.Future()
-    future.set_running_or_notify_cancel()
-    return future
+    return DeliveryFuture()
 
 
 def delivery_callback(future: concurrent.futures.Future[RecordMetadata]) -> Any:

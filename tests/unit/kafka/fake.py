@@ -62,6 +62,19 @@ class FakeProducer:
                 raise BufferError("Local: Queue full")
             self.queue.append((topic, value, key, kwargs["on_delivery"]))
 
+    def produce_batch(self, topic: str, messages: list[dict[str, Any]], **kwargs: Any) -> int:
+        queued = 0
+        with self._lock:
+            for message in messages:
+                if len(self.queue) >= self.queue_limit:
+                    message["_error"] = KafkaError(KafkaError._QUEUE_FULL)
+                    continue
+                self.queue.append(
+                    (topic, message.get("value"), message.get("key"), message["callback"])
+                )
+                queued += 1
+        return queued
+
     def _take(self) -> list[tuple[Any, KafkaError | None, str]]:
         with self._lock:
             reports, self.reports = self.reports, []
@@ -108,6 +121,10 @@ class FakeProducer:
                 self.conf["error_cb"](error)
             raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Failed to get metadata"))
         return types.SimpleNamespace(topics={}, brokers={1: "fake"})
+
+    def close(self) -> bool:
+        self.calls.append("close")
+        return True
 
     # transactions
     def init_transactions(self, timeout: float = -1) -> None:

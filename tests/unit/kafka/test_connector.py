@@ -35,8 +35,10 @@ def make(**fields):
     return kafka
 
 
-def test_futures_are_resolved_by_the_delivery_thread_outside_the_lock():
+def test_futures_are_resolved_without_the_caller_polling_and_outside_the_lock():
     kafka = make()
+    fake = FakeProducer.instances[0]
+    fake.deliver.clear()  # the "broker" acknowledges only later, when nobody produces
     seen = []
 
     def on_done(future):
@@ -44,13 +46,41 @@ def test_futures_are_resolved_by_the_delivery_thread_outside_the_lock():
 
     future = kafka.produce("orders", b"v", key=b"k", headers={"h": "x"})
     future.add_done_callback(on_done)
-    meta = future.result(5)
+    assert not future.done()
+    fake.deliver.set()
+    meta = future.result(5)  # served by the delivery thread: nobody else polls
     assert isinstance(meta, RecordMetadata) and meta.topic == "orders" and meta.offset == 1
     assert meta.timestamp == 1_700_000_000_000
-    assert kafka.produce_sync("orders", b"w").offset == 2
     assert seen == [("dictamesh-kafka-delivery", False)]
+    assert kafka.produce_sync("orders", b"w").offset == 2
+    inline = kafka.produce("orders", b"x")
+    inline.add_done_callback(on_done)
+    inline.result(5)
+    assert seen[-1][1] is False  # wherever it ran, never under the connector lock
     assert not future.cancel()  # on its way: not cancellable
     assert kafka.disconnect(5) == 0
+
+
+def test_delivery_futures_behave_as_futures():
+    import concurrent.futures
+
+    kafka = make()
+    futures = [kafka.produce("orders", str(i).encode()) for i in range(50)]
+    done, pending = concurrent.futures.wait(futures, timeout=5)
+    assert len(done) == 50 and not pending
+    assert sorted(f.result().offset for f in concurrent.futures.as_completed(futures, 5)) == list(
+        range(1, 51)
+    )
+    late = []
+    futures[0].add_done_callback(late.append)  # already done: called at once
+    assert late == [futures[0]]
+    FakeProducer.instances[0].deliver.clear()
+    waiting = kafka.produce("orders", b"w")
+    with pytest.raises(concurrent.futures.TimeoutError):
+        waiting.result(0.05)  # a waiter made the condition: the slow path notifies it
+    FakeProducer.instances[0].deliver.set()
+    assert waiting.result(5).offset == 51
+    kafka.disconnect(5)
 
 
 def test_a_failed_delivery_is_a_classified_error():
@@ -200,6 +230,8 @@ def test_custom_serializers_and_produce_many():
     assert result.delivered == 0 and [i for i, _ in result.failed] == [0, 1]
     assert result.failed[0][1].code is ErrorCode.PAYLOAD_TOO_LARGE
     assert kafka.produce_many("orders", []).result(1).delivered == 0
+    with pytest.raises(ConnectorError):
+        kafka.produce_many("orders", [1, 2], keys=["a"])
     broken = KafkaConnector(
         KafkaConfig(bootstrap_servers="fake:9092"), value_serializer=lambda v: 1 / 0
     )
@@ -288,3 +320,26 @@ def test_32_threads_produce_while_others_connect_and_disconnect():
         assert future.done()
         err = future.exception(0)
         assert err is None or isinstance(err, ConnectorError)
+
+
+def test_per_call_timeouts_are_checked_before_any_io():
+    from dictamesh_connectors.errors import InvalidConfigError
+
+    kafka = make(transactional_id="t", delivery_timeout=60)
+    for call in (
+        lambda t: kafka.produce("orders", b"x", timeout=t),
+        lambda t: kafka.produce_sync("orders", b"x", timeout=t),
+        lambda t: kafka.produce_many("orders", [b"x"], timeout=t),
+        lambda t: kafka.flush(timeout=t),
+        lambda t: kafka.list_topics(timeout=t),
+    ):
+        for bad in (float("nan"), -1, 10**9):
+            with pytest.raises(InvalidConfigError):
+                call(bad)
+        with pytest.raises(TypeError):
+            call("soon")
+    with pytest.raises(InvalidConfigError), kafka.transaction(timeout=float("nan")):
+        pass
+    assert FakeProducer.instances[0].queue == []
+    assert kafka.produce("orders", b"x", timeout=float("inf")).result(5).offset == 1
+    kafka.disconnect(5)

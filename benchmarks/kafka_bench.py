@@ -1,0 +1,272 @@
+"""KafkaConnector vs a raw confluent-kafka Producer/Consumer, same settings, interleaved.
+
+One run, side by side, against the same broker:
+
+1. Throughput: produce N records of 100 bytes (default 1,000,000) and consume
+   them back, connector vs raw, alternating over several rounds (each round
+   on fresh topics); median messages/s and MB/s and the median per-round
+   ratio connector / raw (target >= 0.95 both ways).
+   * raw producer: ``Producer.produce(topic, value)`` with ``poll(0)`` after
+     each call (the idiomatic way to serve its delivery reports) and no
+     per-record callback; ``flush()`` at the end;
+   * connector: ``produce()`` (a Future per record, resolved by the delivery
+     thread), ``flush()`` at the end; and ``produce_many()`` (one future per
+     10,000 records), the batch path;
+   * raw consumer: ``consume(10000, 1.0)`` touching ``msg.value()``;
+   * connector consumer: ``KafkaConsumer.consume(10000, 1.0)`` returning
+     ``KafkaMessage`` objects, touching ``.value``.
+2. Client CPU per record at 1, 8 and 32 producing threads: the CPU time
+   (``time.thread_time`` of every producing thread, plus the connector's
+   delivery thread read through its CPU clock, plus the final flush) per
+   record. librdkafka's own threads do the same work on both sides and are
+   left out; the difference is the connector's own cost (the Future, the
+   in-flight accounting and the callback thread), target <= 3 us per record.
+
+Both sides use the connector's producer settings (acks=all, idempotence,
+linger.ms=5, batch.size=1000000, no compression).
+
+Usage: python benchmarks/kafka_bench.py [--messages 1000000] [--rounds 3]
+Reads the broker from DICTAMESH_TEST_KAFKA_BOOTSTRAP (default: the local test broker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+
+from dictamesh_connectors.kafka import KafkaConfig, KafkaConnector
+
+BOOTSTRAP = os.environ.get("DICTAMESH_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:59092")
+VALUE = b"v" * 100
+THREADS = (1, 8, 32)
+
+
+def fresh_topic(admin: KafkaConnector, partitions: int = 3) -> str:
+    name = f"bench-{uuid.uuid4().hex[:10]}"
+    admin.create_topic(name, partitions=partitions)
+    return name
+
+
+def thread_cpu(thread: threading.Thread | None) -> float:
+    if thread is None or thread.ident is None:
+        return 0.0
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+# ---------------------------------------------------------------- producing
+
+
+def produce_raw(conf: dict[str, Any], topic: str, count: int, threads: int) -> tuple[float, float]:
+    """Return (wall seconds, client CPU seconds) for ``count`` records."""
+    producer = Producer(conf)
+    producer.list_topics(timeout=10)
+    per = count // threads
+    cpu: list[float] = []
+    barrier = threading.Barrier(threads + 1)
+
+    def work() -> None:
+        produce, poll = producer.produce, producer.poll
+        barrier.wait()
+        start = time.thread_time()
+        for _ in range(per):
+            while True:
+                try:
+                    produce(topic, VALUE)
+                    break
+                except BufferError:
+                    poll(0.001)
+            poll(0)
+        cpu.append(time.thread_time() - start)
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in pool:
+        t.join()
+    flush_cpu = time.thread_time()
+    assert producer.flush(120) == 0
+    flush_cpu = time.thread_time() - flush_cpu
+    wall = time.perf_counter() - t0
+    producer.close()
+    return wall, sum(cpu) + flush_cpu
+
+
+def produce_connector(
+    kafka: KafkaConnector, topic: str, count: int, threads: int, *, batch: bool = False
+) -> tuple[float, float]:
+    per = count // threads
+    cpu: list[float] = []
+    barrier = threading.Barrier(threads + 1)
+    chunk = [VALUE] * 10_000
+
+    def work() -> None:
+        produce = kafka.produce
+        futures = []
+        barrier.wait()
+        start = time.thread_time()
+        if batch:
+            for done in range(0, per, len(chunk)):
+                futures.append(kafka.produce_many(topic, chunk[: min(len(chunk), per - done)]))
+        else:
+            for _ in range(per):
+                futures.append(produce(topic, VALUE))
+        cpu.append(time.thread_time() - start)
+        futures[-1].result(120)
+
+    delivery = kafka._handle.delivery_thread if kafka._handle is not None else None
+    delivery_start = thread_cpu(delivery)
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in pool:
+        t.join()
+    flush_cpu = time.thread_time()
+    assert kafka.flush(120) == 0
+    flush_cpu = time.thread_time() - flush_cpu
+    wall = time.perf_counter() - t0
+    return wall, sum(cpu) + flush_cpu + thread_cpu(delivery) - delivery_start
+
+
+# ---------------------------------------------------------------- consuming
+
+
+def consume_raw(conf: dict[str, Any], topic: str, count: int) -> float:
+    consumer = Consumer(conf)
+    consumer.subscribe([topic])
+    seen = 0
+    size = 0
+    t0 = 0.0
+    while seen < count:
+        batch = consumer.consume(10_000, 1.0)
+        if batch and not t0:
+            t0 = time.perf_counter()  # from the first record: the group join is not timed
+        for msg in batch:
+            if msg.error() is None:
+                size += len(msg.value())
+                seen += 1
+    wall = time.perf_counter() - t0
+    consumer.close()
+    assert size == count * len(VALUE)
+    return wall
+
+
+def consume_connector(kafka: KafkaConnector, topic: str, count: int) -> float:
+    seen = 0
+    size = 0
+    t0 = 0.0
+    with kafka.consumer(f"bench-{uuid.uuid4().hex[:8]}", [topic]) as consumer:
+        while seen < count:
+            batch = consumer.consume(10_000, 1.0)
+            if batch and not t0:
+                t0 = time.perf_counter()
+            for message in batch:
+                size += len(message.value)
+            seen += len(batch)
+        wall = time.perf_counter() - t0
+    assert size == count * len(VALUE)
+    return wall
+
+
+# ---------------------------------------------------------------- report
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:>10,.0f} msg/s {count * len(VALUE) / seconds / 1e6:>6.1f} MB/s"
+
+
+def median_ratio(pairs: list[tuple[float, float]]) -> float:
+    # Each pair is (connector seconds, raw seconds) of one round: rate ratio = raw/connector.
+    return statistics.median(raw / conn for conn, raw in pairs)
+
+
+def per_record_us(runs: dict[str, list[tuple[float, float]]], n: int) -> Callable[[str], float]:
+    def us(name: str) -> float:
+        return statistics.median(cpu for _, cpu in runs[name]) / n * 1e6
+
+    return us
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cpu-messages", type=int, default=200_000)
+    args = parser.parse_args()
+    config = KafkaConfig(bootstrap_servers=BOOTSTRAP, client_id="bench")
+    producer_conf = config.producer_conf()
+    consumer_conf = dict(config.consumer_conf("x"))
+    kafka = KafkaConnector(config)
+    kafka.connect()
+    count = args.messages
+
+    print(f"== throughput: {count:,} records of {len(VALUE)} bytes, {args.rounds} rounds, 1 thread")
+    produced: dict[str, list[float]] = {"raw": [], "connector": [], "produce_many": []}
+    consumed: dict[str, list[float]] = {"raw": [], "connector": []}
+    for _ in range(args.rounds):
+        topics = {}
+        for name in ("raw", "connector", "produce_many"):
+            topic = fresh_topic(kafka)
+            topics[name] = topic
+            if name == "raw":
+                wall, _ = produce_raw(producer_conf, topic, count, 1)
+            else:
+                wall, _ = produce_connector(kafka, topic, count, 1, batch=name == "produce_many")
+            produced[name].append(wall)
+        consumed["raw"].append(
+            consume_raw(dict(consumer_conf, **{"group.id": uuid.uuid4().hex}), topics["raw"], count)
+        )
+        consumed["connector"].append(consume_connector(kafka, topics["connector"], count))
+    for name, walls in produced.items():
+        print(f"  produce {name:<13} {rate(count, statistics.median(walls))}")
+    for name, walls in consumed.items():
+        print(f"  consume {name:<13} {rate(count, statistics.median(walls))}")
+
+    def ratio(side: dict[str, list[float]], name: str) -> float:
+        return median_ratio(list(zip(side[name], side["raw"], strict=True)))
+
+    print(
+        f"  ratio produce connector/raw {ratio(produced, 'connector'):.3f}"
+        f"   produce_many/raw {ratio(produced, 'produce_many'):.3f}"
+        f"   consume connector/raw {ratio(consumed, 'connector'):.3f}   (target >= 0.95)"
+    )
+
+    n = args.cpu_messages
+    print(f"\n== client CPU per record ({n:,} records per run, median of {args.rounds})")
+    print(
+        f"  {'threads':>7}  {'raw us':>8}  {'connector us':>12}  {'diff us':>8}"
+        f"  {'produce_many us':>15}  {'diff us':>8}  {'conn/raw rate':>13}"
+    )
+    for threads in THREADS:
+        runs: dict[str, list[tuple[float, float]]] = {"raw": [], "connector": [], "many": []}
+        for _ in range(args.rounds):
+            topic = fresh_topic(kafka)
+            runs["raw"].append(produce_raw(producer_conf, topic, n, threads))
+            runs["connector"].append(produce_connector(kafka, topic, n, threads))
+            runs["many"].append(produce_connector(kafka, topic, n, threads, batch=True))
+        us = per_record_us(runs, n)
+        wall_ratio = median_ratio(
+            [(c[0], r[0]) for c, r in zip(runs["connector"], runs["raw"], strict=True)]
+        )
+        print(
+            f"  {threads:>7}  {us('raw'):>8.2f}  {us('connector'):>12.2f}  "
+            f"{us('connector') - us('raw'):>8.2f}  {us('many'):>15.2f}  "
+            f"{us('many') - us('raw'):>8.2f}  {wall_ratio:>13.3f}"
+        )
+    print("  (target: connector - raw <= 3 us per record)")
+    kafka.disconnect(60)
+
+
+if __name__ == "__main__":
+    main()
