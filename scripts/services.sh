@@ -5,11 +5,13 @@
 #   postgres  PostgreSQL (Debian packages)    127.0.0.1:55432
 #   kafka     Apache Kafka, KRaft single node 127.0.0.1:59092 (controller :59093)
 #   mongodb   SecantusDB (MongoDB wire)       127.0.0.1:57017
+#   ferretdb  FerretDB 1.24 (MongoDB wire, SQLite, SCRAM) 127.0.0.1:57027
+#             (built once with Go from the module proxy, cached)
 #
-# Usage: scripts/services.sh up|down|status [postgres|kafka|mongodb ...]
+# Usage: scripts/services.sh up|down|status [postgres|kafka|mongodb|ferretdb ...]
 #        scripts/services.sh restart postgres
 #
-# No service names means all three. 'up' is idempotent; 'down' stops what
+# No service names means all of them. 'up' is idempotent; 'down' stops what
 # 'up' started (by pid file) and removes its data, keeping the logs.
 #
 # Environment:
@@ -23,7 +25,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ALL_SERVICES=(postgres kafka mongodb)
+ALL_SERVICES=(postgres kafka mongodb ferretdb)
 
 usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2
@@ -47,12 +49,12 @@ if [[ ${#services[@]} -eq 0 ]]; then
     services=("${ALL_SERVICES[@]}")
     # Stop in reverse order of starting.
     if [[ "$action" == down ]]; then
-        services=(mongodb kafka postgres)
+        services=(ferretdb mongodb kafka postgres)
     fi
 fi
 for s in "${services[@]}"; do
     case "$s" in
-        postgres|kafka|mongodb) ;;
+        postgres|kafka|mongodb|ferretdb) ;;
         *) echo "services.sh: unknown service '$s' (expected: ${ALL_SERVICES[*]})" >&2; exit 2 ;;
     esac
     if [[ "$action" == restart && "$s" != postgres ]]; then

@@ -36,6 +36,9 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.test.yml"
 POSTGRES_DSN = "postgresql://dictamesh:dictamesh-test-pw@127.0.0.1:55432/dictamesh_test"
 KAFKA_BOOTSTRAP = "127.0.0.1:59092"
 MONGODB_URI = "mongodb://127.0.0.1:57017/?directConnection=true"
+FERRETDB_URI = (
+    "mongodb://dictamesh:dictamesh-test-pw@127.0.0.1:57027/?authSource=admin&directConnection=true"
+)
 
 DOCKER_READY_TIMEOUT = 180.0
 
@@ -51,6 +54,7 @@ class Service:
 POSTGRES = Service("postgres", "DICTAMESH_TEST_POSTGRES_DSN", POSTGRES_DSN, 55432)
 KAFKA = Service("kafka", "DICTAMESH_TEST_KAFKA_BOOTSTRAP", KAFKA_BOOTSTRAP, 59092)
 MONGODB = Service("mongodb", "DICTAMESH_TEST_MONGODB_URI", MONGODB_URI, 57017)
+FERRETDB = Service("ferretdb", "DICTAMESH_TEST_FERRETDB_URI", FERRETDB_URI, 57027)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -175,3 +179,9 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
 def mongodb_uri(request: pytest.FixtureRequest) -> str:
     """MongoDB URI of a single-node replica set primary (transactions work)."""
     return _resolve(request, MONGODB)
+
+
+@pytest.fixture(scope="session")
+def ferretdb_uri(request: pytest.FixtureRequest) -> str:
+    """MongoDB URI of FerretDB 1.24 (SCRAM user with the password; no transactions)."""
+    return _resolve(request, FERRETDB)

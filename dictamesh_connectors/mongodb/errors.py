@@ -5,8 +5,9 @@ Every driver exception that leaves the MongoDB connector goes through
 checks run most specific first: the client-side classes (pool, server
 selection, network), then the server's error code, then pymongo's base
 class. Error labels are the driver's own retry signals and win over the
-code's transience. Programming errors (``TypeError``, ``ValueError``, ...)
-are not driver exceptions and pass through untouched.
+code's transience. Programming errors (``TypeError``, ...) are not driver
+exceptions and pass through untouched; a ``ValueError`` or ``OverflowError``
+raised inside the driver call is bson refusing a value.
 
 Exception mapping (docs/mongodb.md repeats this table; a test checks both)::
 
@@ -18,6 +19,7 @@ Exception mapping (docs/mongodb.md repeats this table; a test checks both)::
     AutoReconnect, ConnectionFailure .......... CONNECTION_LOST        yes        RECONNECT
     DocumentTooLarge .......................... PAYLOAD_TOO_LARGE      no         NONE
     InvalidDocument, InvalidStringData ........ SERIALIZATION_ERROR    no         NONE
+    OverflowError, ValueError (cannot encode) . SERIALIZATION_ERROR    no         NONE
     InvalidBSON, ProtocolError ................ PROTOCOL_ERROR         no         NONE
     InvalidName, InvalidId .................... INVALID_REQUEST        no         NONE
     ConfigurationError, InvalidURI ............ INVALID_CONFIG         no         NONE
@@ -361,9 +363,18 @@ def classify(
         in_transaction: Inside a transaction nothing is applied before the commit.
         commit: The operation is ``commitTransaction``.
     """
+    where = f"{CONNECTOR}: {operation} on {target}: " if target else f"{CONNECTOR}: {operation}: "
+    if isinstance(exc, OverflowError):
+        # bson: "MongoDB can only handle up to 8-byte ints".
+        return _build(where + "an integer does not fit in 64 bits", _ENCODE)
+    if isinstance(exc, ValueError) and not isinstance(exc, pymongo.errors.PyMongoError):
+        # bson refuses a value it could encode only with a setting (a native
+        # UUID without uuid_representation); pymongo refuses an argument.
+        if "encode" in str(exc):
+            return _build(where + "a value cannot be encoded as BSON", _ENCODE)
+        return _build(where + "invalid argument: " + mask(str(exc)), _BAD_REQUEST)
     if not isinstance(exc, (pymongo.errors.PyMongoError, bson.errors.BSONError)):
         return None
-    where = f"{CONNECTOR}: {operation} on {target}: " if target else f"{CONNECTOR}: {operation}: "
     unknown_outcome = (write and not in_transaction) or commit
     details: dict[str, Any] = {}
     maybe_applied = False
@@ -517,7 +528,9 @@ class translate(Translator):
 
     __slots__ = ("commit", "in_transaction", "operation", "retried", "target", "write")
 
-    driver_errors = (pymongo.errors.PyMongoError, bson.errors.BSONError)
+    # The block runs only driver code: a ValueError or OverflowError there
+    # is bson/pymongo refusing a value, never a bug of the caller's.
+    driver_errors = (pymongo.errors.PyMongoError, bson.errors.BSONError, ValueError, OverflowError)
 
     def __init__(
         self,

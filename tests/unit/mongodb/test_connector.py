@@ -3,6 +3,8 @@
 import logging
 import types
 
+import bson
+import bson.binary
 import pymongo
 import pymongo.errors
 import pytest
@@ -124,6 +126,21 @@ def offline():
         ),
         (lambda db: db.bulk_write("c", [("update_one", {})]), TypeError, None),
         (lambda db: db.execute(5), TypeError, None),
+        (
+            lambda db: db.insert_one("c", {"b": b"x" * (16 << 20)}),
+            ConnectorError,
+            ErrorCode.PAYLOAD_TOO_LARGE,
+        ),
+        (
+            lambda db: db.replace_one("c", {}, {"b": b"x" * (16 << 20)}),
+            ConnectorError,
+            ErrorCode.PAYLOAD_TOO_LARGE,
+        ),
+        (
+            lambda db: db.insert_one("c", {"o": object()}),
+            ConnectorError,
+            ErrorCode.SERIALIZATION_ERROR,
+        ),
         (lambda db: db.insert_one("c", {}, session=object()), TypeError, None),
     ],
 )
@@ -220,6 +237,8 @@ class FakeSession:
 
 
 class FakeCollection:
+    codec_options = bson.CodecOptions(uuid_representation=bson.binary.UuidRepresentation.STANDARD)
+
     def __init__(self, log, write_errors):
         self.log, self.write_errors = log, write_errors
 

@@ -50,6 +50,8 @@ def drawn_table(text):
 def instance(name):
     if name == "NotPrimaryError":
         return pymongo.errors.NotPrimaryError("not primary", {"code": 10107, "errmsg": "x"})
+    if name in ("OverflowError", "ValueError"):
+        return {"OverflowError": OverflowError, "ValueError": ValueError}[name]("cannot encode")
     if name == "InvalidOperation":
         return pymongo.errors.InvalidOperation("Cannot use MongoClient after close")
     cls = getattr(pymongo.errors, name, None) or getattr(bson.errors, name)
@@ -114,7 +116,8 @@ def test_the_most_specific_class_is_raised():
 
 def test_non_driver_exceptions_pass_through_untouched():
     assert classify(TypeError("x")) is None
-    assert classify(ValueError("x")) is None
+    assert classify(KeyError("x")) is None
+    assert classify(ValueError("bad hint")).code is ErrorCode.INVALID_REQUEST
     with pytest.raises(TypeError), translate("insert_one"):
         raise TypeError("mine")
     with pytest.raises(KeyboardInterrupt), translate("insert_one"):
