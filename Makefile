@@ -11,7 +11,7 @@ LINT_PATHS := dictamesh_connectors tests $(wildcard benchmarks examples)
 SERVICES := PYTHON=$(abspath $(PY)) scripts/services.sh
 SERVICE_NAMES := postgres kafka mongodb ferretdb
 
-.PHONY: help install test unit integration lint demo services-up services-down services-status bench clean
+.PHONY: help install test unit integration lint demo services-up services-down services-status bench clean test-mongodb-stream
 
 help:
 	@echo "make demo            run examples/demo.py on the local PostgreSQL (starts it)"
@@ -19,6 +19,7 @@ help:
 	@echo "make unit            unit tests only (no services)"
 	@echo "make lint            ruff + mypy --strict"
 	@echo "make bench           benchmarks: connector vs raw driver"
+	@echo "make test-mongodb-stream  stream() over 1,000,000 documents on both MongoDB servers (minutes)"
 	@echo "make services-up|services-down|services-status"
 
 $(STAMP): pyproject.toml
@@ -66,6 +67,12 @@ test: $(STAMP)
 	fi; \
 	if [ $$status -eq 0 ]; then echo "==> make test: all tests passed"; \
 	else echo "==> make test: FAILED (pytest exit status $$status)" >&2; exit 1; fi
+
+# The long form of tests/integration/mongodb/test_stream.py (the default suite
+# streams 20,000 documents): 1,000,000 documents, flat RSS, on both servers.
+test-mongodb-stream: $(STAMP)
+	@$(SERVICES) up mongodb ferretdb
+	@DICTAMESH_MONGO_STREAM_DOCS=1000000 $(PY) -m pytest -m integration -k rss tests/integration/mongodb/test_stream.py $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	@$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
