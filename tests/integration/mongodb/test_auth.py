@@ -1,4 +1,4 @@
-"""Real SCRAM authentication (FerretDB, or a real mongod): codes 18 and 13; the password never leaks."""
+"""Real SCRAM authentication on FerretDB: codes 18 and 13; the password never leaks."""
 
 import logging
 import pickle

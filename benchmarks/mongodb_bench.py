@@ -1,0 +1,161 @@
+"""MongoDBConnector vs raw pymongo, side by side on the same server, in one run.
+
+1. ``find_one`` by ``_id`` and ``insert_one`` at 1, 8 and 32 threads: the
+   two contenders alternate for a fixed time each, over several rounds;
+   printed are the median ops/s of each and the median of the per-round
+   ratios connector / raw pymongo (target >= 0.95).
+2. ``insert_many`` of 100,000 documents, alternating, the median ratio.
+3. Client CPU time per operation (``time.thread_time`` in the calling
+   thread, one thread): the stand-in server is slower than mongod, so wall
+   clock ratios hide the client's cost; the CPU difference is the
+   connector's own cost per operation (target <= 10 µs).
+
+Both contenders use the same pool size and options (retryable reads and
+writes on, the connector's default ``tz_aware`` and ``uuidRepresentation``);
+raw pymongo reuses one ``Collection`` object, as a careful application does.
+
+Usage: python benchmarks/mongodb_bench.py [--seconds 2] [--rounds 5] [--docs 100000]
+Reads the server from DICTAMESH_TEST_MONGODB_URI (default: the local SecantusDB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pymongo
+from harness import run_threads
+
+from dictamesh_connectors.mongodb import MongoDBConfig, MongoDBConnector
+
+URI = os.environ.get(
+    "DICTAMESH_TEST_MONGODB_URI", "mongodb://127.0.0.1:57017/?directConnection=true"
+)
+THREADS = (1, 8, 32)
+POOL = 32
+
+
+def median_ratio(ours: list[float], theirs: list[float]) -> float:
+    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True) if b)
+
+
+def alternate(
+    contenders: list[tuple[str, Callable[[int], Any]]], threads: int, seconds: float, rounds: int
+) -> dict[str, list[float]]:
+    rates: dict[str, list[float]] = {name: [] for name, _ in contenders}
+    for r in range(rounds):
+        # Alternate who goes first, so neither always meets a warmer server.
+        order = contenders if r % 2 == 0 else contenders[::-1]
+        for name, op in order:
+            rates[name].append(run_threads(op, threads, seconds))
+    return rates
+
+
+def cpu_per_op(op: Callable[[int], Any], n: int) -> float:
+    start = time.thread_time()
+    for i in range(n):
+        op(i)
+    return (time.thread_time() - start) / n * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--cpu-ops", type=int, default=2000)
+    args = parser.parse_args()
+
+    database = f"bench_{uuid.uuid4().hex[:8]}"
+    config = MongoDBConfig.from_url(URI, database=database, max_pool_size=POOL, app_name="bench")
+    db = MongoDBConnector(config)
+    db.connect()
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        URI, maxPoolSize=POOL, tz_aware=True, uuidRepresentation="standard", appname="bench-raw"
+    )
+    raw = client[database]["items"]
+    try:
+        ids = db.insert_many("items", [{"n": i, "name": f"item {i}"} for i in range(1000)])
+
+        def ours_find(i: int) -> None:
+            assert db.find_one("items", {"_id": ids[i % 1000]}) is not None
+
+        def raw_find(i: int) -> None:
+            assert raw.find_one({"_id": ids[i % 1000]}) is not None
+
+        def ours_insert(i: int) -> None:
+            db.insert_one("writes", {"n": i, "name": "x"})
+
+        raw_writes = client[database]["writes"]
+
+        def raw_insert_reused(i: int) -> None:
+            raw_writes.insert_one({"n": i, "name": "x"})
+
+        for op in (ours_find, raw_find, ours_insert, raw_insert_reused):
+            run_threads(op, 4, 0.3)  # warm up pools and caches
+
+        print(f"MongoDB benchmark on {db.config.connection_string()} ({args.rounds} rounds)")
+        print(
+            f"{'operation':<12} {'threads':>7} {'connector/s':>12} {'pymongo/s':>12} {'ratio':>7}"
+        )
+        for label, ours, theirs in (
+            ("find_one", ours_find, raw_find),
+            ("insert_one", ours_insert, raw_insert_reused),
+        ):
+            for threads in THREADS:
+                rates = alternate(
+                    [("ours", ours), ("raw", theirs)], threads, args.seconds, args.rounds
+                )
+                print(
+                    f"{label:<12} {threads:>7} {statistics.median(rates['ours']):>12.0f} "
+                    f"{statistics.median(rates['raw']):>12.0f} "
+                    f"{median_ratio(rates['ours'], rates['raw']):>7.3f}"
+                )
+
+        docs = args.docs
+        many_ours: list[float] = []
+        many_raw: list[float] = []
+        for r in range(3):
+            for name in ("ours", "raw") if r % 2 == 0 else ("raw", "ours"):
+                batch = [{"n": i, "name": f"bulk {i}"} for i in range(docs)]
+                start = time.perf_counter()
+                if name == "ours":
+                    db.insert_many("bulk", batch)
+                else:
+                    client[database]["bulk"].insert_many(batch)
+                (many_ours if name == "ours" else many_raw).append(
+                    docs / (time.perf_counter() - start)
+                )
+                client[database]["bulk"].drop()
+        print(
+            f"{'insert_many':<12} {docs:>7} {statistics.median(many_ours):>12.0f} "
+            f"{statistics.median(many_raw):>12.0f} {median_ratio(many_ours, many_raw):>7.3f}"
+            "   (documents/s)"
+        )
+
+        print("client CPU per operation, 1 thread (time.thread_time), median of rounds:")
+        for label, ours, theirs in (
+            ("find_one", ours_find, raw_find),
+            ("insert_one", ours_insert, raw_insert_reused),
+        ):
+            cpu_ours = [cpu_per_op(ours, args.cpu_ops) for _ in range(args.rounds)]
+            cpu_raw = [cpu_per_op(theirs, args.cpu_ops) for _ in range(args.rounds)]
+            mo, mr = statistics.median(cpu_ours), statistics.median(cpu_raw)
+            diffs = [a - b for a, b in zip(cpu_ours, cpu_raw, strict=True)]
+            print(
+                f"  {label:<11} connector {mo:7.1f} µs   pymongo {mr:7.1f} µs   "
+                f"connector's own cost {statistics.median(diffs):+6.1f} µs/op"
+            )
+    finally:
+        client.drop_database(database)
+        client.close()
+        db.disconnect()
+
+
+if __name__ == "__main__":
+    main()
