@@ -409,9 +409,9 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
         )
         limit = call_timeout(timeout)
         if limit is None:
-            with self._use() as handle, translator:
+            with self._use(operation) as handle, translator:
                 return body(handle.collection(name), None)
-        with self._use() as handle, translator, pymongo.timeout(limit):
+        with self._use(operation) as handle, translator, pymongo.timeout(limit):
             return body(handle.collection(name), None)
 
     def _open_stream(
@@ -470,11 +470,12 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
             with pymongo.timeout(limit):
                 return dict(db.command(cmd, session=s))
 
-        with translate("execute", self._target, write=True, in_transaction=tx is not None):
-            if tx is not None:
+        translator = translate("execute", self._target, write=True, in_transaction=tx is not None)
+        if tx is not None:
+            with translator:
                 return run(tx._handle)
-            with self._use() as handle:
-                return run(handle)
+        with self._use("execute") as handle, translator:
+            return run(handle)
 
     # ------------------------------------------------------ transactions
 
@@ -506,7 +507,7 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
             read_concern, write_concern, read_preference, max_commit_time
         )
         target = self._target
-        with self._use() as handle:
+        with self._use("transaction") as handle:
             with translate("transaction", target):
                 session = handle.client.start_session()
             try:
@@ -599,7 +600,7 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
         """
         target = self._target
         clock = self._clock
-        with self._use() as handle:
+        with self._use("run_in_transaction") as handle:
             with translate("transaction", target):
                 session = handle.client.start_session()
             try:
@@ -657,7 +658,7 @@ def _stream(
 ) -> Generator[Document, None, None]:
     # A module-level generator: it holds the connector, never the stream, so
     # dropping the stream finalises it (and closes the cursor) at once.
-    with connector._use() as handle:
+    with connector._use(translator.operation) as handle:
         with translator:
             cursor = open_cursor(handle.collection(name), None)
         yield from _iterate(cursor, translator, timeout)

@@ -6,8 +6,8 @@ checks run most specific first: the client-side classes (pool, server
 selection, network), then the server's error code, then pymongo's base
 class. Error labels are the driver's own retry signals and win over the
 code's transience. Programming errors (``TypeError``, ...) are not driver
-exceptions and pass through untouched; a ``ValueError`` or ``OverflowError``
-raised inside the driver call is bson refusing a value.
+exceptions and pass through untouched; a ``ValueError``, ``OverflowError``
+or ``RecursionError`` raised inside the driver call is bson refusing a value.
 
 Exception mapping (docs/mongodb.md repeats this table; a test checks both)::
 
@@ -20,6 +20,7 @@ Exception mapping (docs/mongodb.md repeats this table; a test checks both)::
     DocumentTooLarge .......................... PAYLOAD_TOO_LARGE      no         NONE
     InvalidDocument, InvalidStringData ........ SERIALIZATION_ERROR    no         NONE
     OverflowError, ValueError (cannot encode) . SERIALIZATION_ERROR    no         NONE
+    RecursionError (nested too deeply) ........ SERIALIZATION_ERROR    no         NONE
     InvalidBSON, ProtocolError ................ PROTOCOL_ERROR         no         NONE
     InvalidName, InvalidId .................... INVALID_REQUEST        no         NONE
     ConfigurationError, InvalidURI ............ INVALID_CONFIG         no         NONE
@@ -364,6 +365,8 @@ def classify(
         commit: The operation is ``commitTransaction``.
     """
     where = f"{CONNECTOR}: {operation} on {target}: " if target else f"{CONNECTOR}: {operation}: "
+    if isinstance(exc, RecursionError):
+        return _build(where + "a document is nested too deeply to encode", _ENCODE)
     if isinstance(exc, OverflowError):
         # bson: "MongoDB can only handle up to 8-byte ints".
         return _build(where + "an integer does not fit in 64 bits", _ENCODE)
@@ -530,7 +533,13 @@ class translate(Translator):
 
     # The block runs only driver code: a ValueError or OverflowError there
     # is bson/pymongo refusing a value, never a bug of the caller's.
-    driver_errors = (pymongo.errors.PyMongoError, bson.errors.BSONError, ValueError, OverflowError)
+    driver_errors = (
+        pymongo.errors.PyMongoError,
+        bson.errors.BSONError,
+        ValueError,
+        OverflowError,
+        RecursionError,
+    )
 
     def __init__(
         self,

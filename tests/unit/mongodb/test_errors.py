@@ -1,5 +1,6 @@
 """The pymongo -> ConnectorError table, on real pymongo/bson exception instances (no server)."""
 
+import builtins
 import pickle
 import re
 from pathlib import Path
@@ -50,8 +51,8 @@ def drawn_table(text):
 def instance(name):
     if name == "NotPrimaryError":
         return pymongo.errors.NotPrimaryError("not primary", {"code": 10107, "errmsg": "x"})
-    if name in ("OverflowError", "ValueError"):
-        return {"OverflowError": OverflowError, "ValueError": ValueError}[name]("cannot encode")
+    if name in ("OverflowError", "ValueError", "RecursionError"):
+        return getattr(builtins, name)("cannot encode")
     if name == "InvalidOperation":
         return pymongo.errors.InvalidOperation("Cannot use MongoClient after close")
     cls = getattr(pymongo.errors, name, None) or getattr(bson.errors, name)
