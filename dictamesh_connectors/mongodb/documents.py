@@ -195,10 +195,9 @@ def seconds(value: object, what: str = "timeout") -> float:
         raise InvalidConfigError(
             f"{what} must be a number of seconds, got {type(value).__name__}", connector=CONNECTOR
         )
-    if isinstance(value, int) and not 0 < value <= _MAX_SECONDS:  # 10**400 has no float
-        number = -1.0
-    else:
-        number = float(value)
+    # An int like 10**400 has no float: it is out of range before converting.
+    out_of_range = isinstance(value, int) and not 0 < value <= _MAX_SECONDS
+    number = -1.0 if out_of_range else float(value)
     if not (0 < number <= _MAX_SECONDS) or math.isnan(number):
         raise InvalidConfigError(
             f"{what} must be a positive number of seconds up to one year", connector=CONNECTOR
