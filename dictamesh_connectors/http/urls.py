@@ -61,6 +61,7 @@ _BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 # URLs made only of these need no quoting (RFC 3986 unreserved, sub-delims,
 # ":", "@", "/"); anything else goes through requests' prepare_url.
 _PLAIN_URL = re.compile(r"[A-Za-z0-9\-._~:/@!$&'()*+,;=]*")
+_MAX_RESOLVED = 1024
 
 
 class UnsafeURLError(ValueError):
@@ -148,7 +149,8 @@ def redirect_target(url: str, location: str) -> str:
 class URLResolver:
     """Turns a request's path and query into the URL to send, refusing unsafe ones.
 
-    Immutable after construction; shared by every thread of a connector.
+    Shared by every thread of a connector: its only state after construction
+    is a cache of resolved paths (strings), read and replaced atomically.
 
     Example::
 
@@ -165,6 +167,9 @@ class URLResolver:
         self.base = base_url.rstrip("/")
         self.origin = origin_of(self.base)
         self._allowed = frozenset(allowed_hosts)
+        # path -> URL for requests without a query: the same few paths come back
+        # all the time. Replaced whole when full; dict reads and writes are atomic.
+        self._resolved: dict[str, str] = {}
 
     def resolve(self, path: str, query: Any = None) -> str:
         """The absolute URL for ``path`` (relative to the base, or absolute) plus ``query``.
@@ -175,6 +180,10 @@ class URLResolver:
                 credentials in the URL; a host that is neither the base's
                 nor allowed.
         """
+        if not query:
+            cached = self._resolved.get(path)
+            if cached is not None:
+                return cached
         if _BAD_URL_CHARS.search(path):
             raise UnsafeURLError(
                 self.base, "path contains control characters, spaces or backslashes"
@@ -189,13 +198,19 @@ class URLResolver:
         else:
             full = self.base + "/" + path.lstrip("/")
         if not query and _PLAIN_URL.fullmatch(full):
-            return full  # nothing to encode
-        prepared = requests.PreparedRequest()
-        try:
-            prepared.prepare_url(full, query)
-        except (requests.exceptions.RequestException, ValueError, TypeError, UnicodeError):
-            raise UnsafeURLError(full.partition("?")[0], "malformed URL or query") from None
-        return prepared.url or full
+            resolved = full  # nothing to encode
+        else:
+            prepared = requests.PreparedRequest()
+            try:
+                prepared.prepare_url(full, query)
+            except (requests.exceptions.RequestException, ValueError, TypeError, UnicodeError):
+                raise UnsafeURLError(full.partition("?")[0], "malformed URL or query") from None
+            resolved = prepared.url or full
+        if not query:
+            if len(self._resolved) >= _MAX_RESOLVED:
+                self._resolved = {}
+            self._resolved[path] = resolved
+        return resolved
 
     def _check_absolute(self, full: str) -> None:
         try:

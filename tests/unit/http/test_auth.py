@@ -9,6 +9,7 @@ from dictamesh_connectors.http import ConnectorAuth, HTTPConfig, OAuth2TokenSour
 from dictamesh_connectors.http.urls import origin_of
 
 from ...forking import run_in_child
+from .test_fork import free_in_child
 
 BASE = "https://api.test/v1"
 SECRET = "Sup3r-Secret-T0ken"
@@ -92,7 +93,14 @@ def test_fork_while_another_thread_holds_the_token_lock():
     held.wait(5)
     try:
         # The holder does not exist in the child: the lock is free and a token can be had.
-        assert run_in_child(lambda: source.token() == "t" and source._flight is None) == 0
+        assert (
+            run_in_child(
+                lambda: (
+                    free_in_child(source._lock) and source.token() == "t" and source._flight is None
+                )
+            )
+            == 0
+        )
     finally:
         release.set()
         holder.join()
