@@ -148,12 +148,14 @@ def field_converter(fn: Callable[[Any], Any], *, secret: bool = False) -> attrs.
             return fn(value)
         except InvalidConfigError as err:
             message = err.message if not secret else "invalid secret value"
-            raise InvalidConfigError(f"{field.name}: {message}") from None
         except Exception:
             # Anything a converter trips over (TypeError, OverflowError,
             # RecursionError, a hostile __int__...) is a bad value.
             shown = "<redacted>" if secret else describe_value(value)
-            raise InvalidConfigError(f"{field.name}: invalid value {shown}") from None
+            message = f"invalid value {shown}"
+        # Raised outside the except blocks: no __cause__ and no __context__,
+        # so nothing the converter saw (a secret, a hostile value) rides along.
+        raise InvalidConfigError(f"{field.name}: {message}")
 
     return attrs.Converter(convert, takes_field=True)
 
@@ -204,8 +206,7 @@ def _string(optional: bool, nonempty: bool, choices: frozenset[str] | None) -> C
             raise InvalidConfigError("a value is required")
         if not isinstance(value, str):
             raise InvalidConfigError(f"expected a string, got {describe_value(value)}")
-        if "\x00" in value:
-            raise InvalidConfigError("must not contain NUL characters")
+        _check_text(value)
         if nonempty and not value:
             raise InvalidConfigError("must not be empty")
         if choices is not None and value not in choices:
@@ -228,14 +229,26 @@ def str_field(
     )
 
 
+def _check_text(value: str) -> None:
+    # Every driver sends text as UTF-8 (or a subset): a lone surrogate or a
+    # NUL would otherwise fail deep in the driver, in an exception that can
+    # carry the whole connection string, password included.
+    if "\x00" in value:
+        raise InvalidConfigError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidConfigError("is not encodable as UTF-8 (it has a lone surrogate)") from None
+
+
 def _secret(value: Any) -> Secret | None:
     if value is None:
         return None
-    if isinstance(value, Secret):
-        return value
-    if not isinstance(value, str):
+    if not isinstance(value, (str, Secret)):
         raise InvalidConfigError(f"expected a string, got {type(value).__name__}")
-    return Secret(value)
+    secret = value if isinstance(value, Secret) else Secret(value)
+    _check_text(secret.get_secret_value())
+    return secret
 
 
 def secret_field() -> Any:
