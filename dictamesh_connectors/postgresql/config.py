@@ -6,6 +6,7 @@ from a URL or the environment without the driver installed.
 
 from __future__ import annotations
 
+import re
 import sys
 import urllib.parse
 import warnings
@@ -14,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 
 import attrs
 
-from dictamesh_connectors._convert import parse_number
+from dictamesh_connectors._convert import MAX_TIMEOUT, parse_number
 from dictamesh_connectors.config import (
     BaseConfig,
     Secret,
@@ -69,6 +70,12 @@ _LIBPQ_ENV = {
 
 
 _MAX_CONNS = 10_000
+_GUC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
+# psycopg_pool schedules replacements at monotonic() + these: past a few
+# weeks nothing is gained, and 1e300 killed its scheduler thread.
+_MAX_POOL_SECONDS = 30 * 24 * 3600.0
+# The server's statement_timeout is an int of milliseconds.
+_MAX_STATEMENT_TIMEOUT = 2_147_483.0
 _MIN_OPEN_CONNS = 2
 
 _ALIAS = "max_idle_conns"
@@ -158,6 +165,55 @@ def _positive(_instance: Any, attribute: attrs.Attribute[Any], value: float | No
         raise InvalidConfigError(f"{attribute.name}: must be greater than 0, got {value!r}")
 
 
+def _option_words(options: str) -> list[str]:
+    # libpq splits ``options`` on whitespace; a backslash escapes the next character.
+    words, word, escaped = [], "", False
+    for ch in options:
+        if escaped:
+            word, escaped = word + ch, False
+        elif ch == "\\":
+            escaped = True
+        elif ch.isspace():
+            if word:
+                words.append(word)
+            word = ""
+        else:
+            word += ch
+    if word:
+        words.append(word)
+    return words
+
+
+def check_server_options(options: str) -> None:
+    """Check the ``-c name=value`` / ``--name=value`` settings of libpq ``options``.
+
+    Only what can be known without the server: each setting names a valid
+    parameter and has a value. Whether the server accepts the value is known
+    at connect (``INVALID_CONFIG``, permanent).
+
+    Raises:
+        InvalidConfigError: A setting without a value or with a bad name.
+    """
+    words = _option_words(options)
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "-c":
+            if i + 1 >= len(words):
+                raise InvalidConfigError("'-c' needs a name=value setting after it")
+            setting, i = words[i + 1], i + 2
+        elif word.startswith("-c") or word.startswith("--"):
+            setting, i = word[2:], i + 1
+        else:
+            i += 1
+            continue
+        name, sep, _value = setting.partition("=")
+        if not sep:
+            raise InvalidConfigError(f"setting {name!r:.60} needs a value (name=value)")
+        if not _GUC_NAME.fullmatch(name.replace("-", "_")):
+            raise InvalidConfigError(f"{name!r:.60} is not a server parameter name")
+
+
 @attrs.frozen(kw_only=True)
 class PostgreSQLConfig(BaseConfig):
     """Configuration of a ``PostgreSQLConnector``.
@@ -188,25 +244,29 @@ class PostgreSQLConfig(BaseConfig):
             (keyword, URL query, ``{prefix}MAX_IDLE_CONNS``, attribute) with
             a ``DeprecationWarning``.
         conn_max_lifetime: Seconds after which a connection is replaced
-            (psycopg_pool ``max_lifetime``, which adds 5% jitter).
+            (psycopg_pool ``max_lifetime``, which adds 5% jitter); 1 s to 30 days.
         conn_max_idle_time: Seconds an idle connection above
-            ``min_open_conns`` lives before it is closed (psycopg_pool ``max_idle``).
+            ``min_open_conns`` lives before it is closed (psycopg_pool
+            ``max_idle``); 1 s to 30 days.
         ssl_mode: libpq ``sslmode``: disable, allow, prefer, require,
             verify-ca or verify-full.
         ssl_cert: Client certificate file (libpq ``sslcert``).
         ssl_key: Client private key file (libpq ``sslkey``).
         ssl_root_cert: CA certificate file to verify the server (libpq ``sslrootcert``).
         options: Extra server options sent at startup (libpq ``options``,
-            e.g. ``"-c work_mem=64MB"``).
+            e.g. ``"-c work_mem=64MB"``). Each must be ``-c name=value``
+            (or ``--name=value``) with a valid parameter name, checked here;
+            a value the server refuses is ``INVALID_CONFIG`` at connect.
         connect_timeout: Seconds to establish one connection (libpq
             ``connect_timeout``, rounded up to whole seconds, at least 2).
         statement_timeout: Default per-statement limit in seconds, set at
-            startup (server ``statement_timeout``); 0 disables it. A
-            ``timeout=`` argument overrides it for one statement.
+            startup (server ``statement_timeout``); 0 disables it; at most
+            2,147,483 s (the server's limit). A ``timeout=`` argument
+            overrides it for one statement.
         application_name: Shown in ``pg_stat_activity`` (libpq ``application_name``).
         pool_timeout: Seconds an operation waits for a free connection from
             the pool before raising ``ConnectorTimeoutError``
-            (psycopg_pool ``timeout``).
+            (psycopg_pool ``timeout``); above 0, at most 7 days.
         health_check: How a connection is checked when taken from the pool:
             ``"auto"`` (default) reads, without blocking and without a round
             trip, whatever the server sent while the connection sat idle: a
@@ -242,19 +302,31 @@ class PostgreSQLConfig(BaseConfig):
     # evolve() and pickles carry min_open_conns only (see __attrs_post_init__).
     _max_idle_conns: int | None = _alias_field()
     min_open_conns: int = _min_open_field()
-    conn_max_lifetime: float = float_field(3600.0, min=1.0)
-    conn_max_idle_time: float = float_field(600.0, min=1.0)
+    conn_max_lifetime: float = float_field(3600.0, min=1.0, max=_MAX_POOL_SECONDS)
+    conn_max_idle_time: float = float_field(600.0, min=1.0, max=_MAX_POOL_SECONDS)
     ssl_mode: str = str_field("prefer", choices=SSL_MODES)
     ssl_cert: str | None = str_field(None, optional=True)
     ssl_key: str | None = str_field(None, optional=True)
     ssl_root_cert: str | None = str_field(None, optional=True)
     options: str | None = str_field(None, optional=True)
     connect_timeout: float = float_field(10.0, min=1.0, max=3600.0)
-    statement_timeout: float = float_field(300.0, min=0.0)
+    statement_timeout: float = float_field(300.0, min=0.0, max=_MAX_STATEMENT_TIMEOUT)
     application_name: str = str_field("dictamesh-connectors")
-    pool_timeout: float = float_field(30.0, min=0.0)
+    pool_timeout: float = float_field(30.0, min=0.0, max=MAX_TIMEOUT)
     health_check: str = str_field("auto", choices=HEALTH_CHECKS)
     retry_reads: bool = bool_field(True)
+
+    @options.validator
+    def _check_options(self, _attribute: attrs.Attribute[str | None], value: str | None) -> None:
+        if not value:
+            return
+        try:
+            check_server_options(value)
+        except InvalidConfigError as err:
+            message = err.message
+        else:
+            return
+        raise InvalidConfigError(f"options: {message}")
 
     @pool_timeout.validator
     def _check_pool_timeout(self, attribute: attrs.Attribute[float], value: float) -> None:

@@ -50,7 +50,12 @@ Exception mapping::
         |   "the database system is starting up / shutting down"
         |                                  UNAVAILABLE          transient  RETRY
         |   "too many clients / connections" RESOURCE_EXHAUSTED transient  RETRY
-        |   (anything else) .............. CONNECTION_FAILED    transient  RETRY
+        |   "invalid value for parameter", "unrecognized configuration
+        |   parameter", ... (startup options the server refused)
+        |                                  INVALID_CONFIG       permanent  NONE
+        |   any other server FATAL ....... CONNECTION_FAILED    permanent  NONE
+        |   (no FATAL: refused, unreachable, reset)
+        |                                  CONNECTION_FAILED    transient  RETRY
         on an open connection: broken / "connection closed", "server closed
         |   the connection unexpectedly", "consuming input failed", ...
         |                                  CONNECTION_LOST      transient  RECONNECT
@@ -106,6 +111,9 @@ _POOL_QUEUE_FULL = ErrorRule(ErrorCode.RESOURCE_EXHAUSTED, True, RetryHint.RETRY
 _POOL_CLOSED = ErrorRule(ErrorCode.NOT_CONNECTED, False, RetryHint.NONE)
 _CONNECT_TIMEOUT = ErrorRule(ErrorCode.TIMEOUT, True, RetryHint.RETRY)
 _CONNECT_FAILED = ErrorRule(ErrorCode.CONNECTION_FAILED, True, RetryHint.RETRY)
+# The server answered the startup with a FATAL that no rule knows: it will
+# answer the same way again, so it is permanent until proven transient.
+_CONNECT_REFUSED = ErrorRule(ErrorCode.CONNECTION_FAILED, False, RetryHint.NONE)
 _LOST = ErrorRule(ErrorCode.CONNECTION_LOST, True, RetryHint.RECONNECT)
 _CLIENT_SIDE = ErrorRule(ErrorCode.INVALID_REQUEST, False, RetryHint.NONE)
 _QUERY_FAILED = ErrorRule(ErrorCode.QUERY_FAILED, False, RetryHint.NONE)
@@ -159,13 +167,25 @@ _CONNECT_MESSAGES: tuple[tuple[re.Pattern[str], ErrorRule], ...] = (
         ErrorRule(ErrorCode.AUTH_FAILED, False, RetryHint.NONE),
     ),
     (
+        # Startup parameters (options, statement_timeout) the server refused.
+        re.compile(
+            r"invalid value for parameter|unrecognized configuration parameter"
+            r"|cannot be changed without restarting|permission denied to set parameter"
+            r"|parameter \".*\" cannot be (set|changed)|-c \S+ requires a value"
+            r"|invalid command-line argument",
+            re.I,
+        ),
+        ErrorRule(ErrorCode.INVALID_CONFIG, False, RetryHint.NONE),
+    ),
+    (
         re.compile(r"database \".*\" does not exist", re.I),
         ErrorRule(ErrorCode.NOT_FOUND, False, RetryHint.NONE),
     ),
     (
         re.compile(
             r"the database system is (starting up|shutting down|in recovery mode"
-            r"|not yet accepting connections|not accepting connections)",
+            r"|not yet accepting connections|not accepting connections)"
+            r"|terminating connection due to administrator command",
             re.I,
         ),
         ErrorRule(ErrorCode.UNAVAILABLE, True, RetryHint.RETRY),
@@ -190,7 +210,9 @@ _LOST_MESSAGES = re.compile(
 
 # Values the server quotes inside class-22 primary messages, e.g.
 # 'invalid input syntax for type integer: "abc"'.
-_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+_QUOTED = re.compile(
+    r'(?P<kind>\b(?:column|relation|table|schema|constraint|index|domain|type) )?"(?:[^"]|"")*"'
+)
 
 _DETAIL_FIELDS = (
     ("constraint", "constraint_name"),
@@ -215,7 +237,23 @@ def _primary_message(exc: psycopg.Error, sqlstate: str | None) -> str:
         primary = exc.diag.message_primary
     text = primary or (str(exc).split("\n", 1)[0])
     if sqlstate and sqlstate.startswith("22"):
-        text = _QUOTED.sub('"***"', text)
+        # Mask the values the server quotes, never the identifiers: a quoted
+        # name after "column", "relation"... or one the server named in its
+        # diagnostics stays readable ('missing data for column "b"').
+        names = set()
+        for field in ("column_name", "table_name", "schema_name", "constraint_name"):
+            with contextlib.suppress(Exception):
+                if value := getattr(exc.diag, field):
+                    names.add(value)
+
+        def mask(match: re.Match[str]) -> str:
+            whole, kind = match.group(0), match.group("kind") or ""
+            quoted = whole[len(kind) :]
+            if kind or quoted[1:-1].replace('""', '"') in names:
+                return whole
+            return '"***"'
+
+        text = _QUOTED.sub(mask, text)
     return " ".join(text.split())
 
 
@@ -326,9 +364,11 @@ def classify(
 
     if connecting:
         message = _connect_message(str(exc))
+        # No FATAL: the network failed (refused, unreachable, reset): transient.
+        fallback = _CONNECT_REFUSED if "FATAL:" in str(exc) else _CONNECT_FAILED
         rule = next(
             (rule for pattern, rule in _CONNECT_MESSAGES if pattern.search(message)),
-            _CONNECT_FAILED,
+            fallback,
         )
         return build_error(where + message, rule, connector=CONNECTOR)
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dictamesh_connectors._compat import require
+from dictamesh_connectors._convert import check_timeout
 from dictamesh_connectors.errors import InvalidConfigError
 from dictamesh_connectors.postgresql.query_builder import Table, identifier
 
@@ -55,14 +56,16 @@ COPY_FORMATS = frozenset({"text", "csv", "binary"})
 def timeout_ms(timeout: float) -> str:
     """``timeout`` seconds as whole milliseconds (at least 1), for ``statement_timeout``.
 
+    ``inf`` means no limit for this statement (``"0"``).
+
     Raises:
-        InvalidConfigError: Not a positive, finite number.
+        InvalidConfigError: NaN, not above 0, or over 7 days.
+        TypeError: Not a number.
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise InvalidConfigError(f"timeout must be a number of seconds, got {timeout!r:.40}")
-    if not (timeout > 0) or math.isinf(timeout):
-        raise InvalidConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return str(max(1, math.ceil(timeout * 1000)))
+    seconds = check_timeout(timeout, positive=True)
+    if seconds is None:
+        return "0"
+    return str(max(1, math.ceil(seconds * 1000)))
 
 
 def begin_statement(isolation_level: str | None, read_only: bool, deferrable: bool) -> str:

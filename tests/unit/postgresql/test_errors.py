@@ -378,3 +378,36 @@ def test_every_rule_is_a_core_error_rule_and_builds_the_most_specific_class():
     assert type(err) is error_class_for(ErrorCode.TIMEOUT) and isinstance(
         err, ConnectorTimeoutError
     )
+
+
+@pytest.mark.parametrize(
+    ("fatal", "code"),
+    [
+        ('invalid value for parameter "work_mem": "bogus"', ErrorCode.INVALID_CONFIG),
+        ('unrecognized configuration parameter "nosuch"', ErrorCode.INVALID_CONFIG),
+        (
+            'invalid value for parameter "statement_timeout": "99999999999"\nHINT:  Value '
+            "exceeds integer range.",
+            ErrorCode.INVALID_CONFIG,
+        ),
+        (
+            'parameter "shared_buffers" cannot be changed without restarting the server',
+            ErrorCode.INVALID_CONFIG,
+        ),
+        ("some brand new FATAL nobody has seen", ErrorCode.CONNECTION_FAILED),
+    ],
+)
+def test_unknown_or_config_fatals_at_connect_are_permanent(fatal, code):
+    exc = psycopg.OperationalError(
+        f'connection failed: connection to server at "127.0.0.1", port 5432 failed: FATAL:  {fatal}'
+    )
+    err = classify(exc, connecting=True)
+    assert err.code is code and err.transient is False and err.retry_hint is RetryHint.NONE
+
+
+def test_a_network_failure_at_connect_stays_transient():
+    exc = psycopg.OperationalError(
+        'connection failed: connection to server at "127.0.0.1", port 1 failed: Connection refused'
+    )
+    err = classify(exc, connecting=True)
+    assert err.code is ErrorCode.CONNECTION_FAILED and err.transient is True

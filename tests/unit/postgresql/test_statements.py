@@ -46,9 +46,13 @@ def test_begin_statement_accepts_psycopg_isolation_levels_and_rejects_the_rest()
 def test_timeouts_become_whole_milliseconds_and_must_be_positive():
     assert timeout_ms(1.5) == "1500"
     assert timeout_ms(0.0001) == "1"
-    for bad in (0, -1, float("nan"), float("inf"), True, "1"):
+    assert timeout_ms(float("inf")) == "0"  # no limit for this statement
+    for bad in (0, -1, float("nan"), 1e306, 10**400, 7 * 24 * 3600 + 1):
         with pytest.raises(InvalidConfigError):
             timeout_ms(bad)
+    for wrong_type in (True, "1", b"1"):
+        with pytest.raises(TypeError):  # a programming error, documented
+            timeout_ms(wrong_type)
 
 
 def test_copy_in_quotes_every_name():
