@@ -18,7 +18,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -83,7 +82,11 @@ def _seconds(timeout: object, default: float) -> float:
 
 
 # Connected connectors, flushed by the exit hook (held weakly).
-_live: weakref.WeakSet[KafkaConnector] = weakref.WeakSet()
+# Strong references: a connected connector that its owner dropped is not
+# collected (which would destroy its producer with records still queued);
+# it stays until disconnect() or the exit hook flushes it.
+_live: set[KafkaConnector] = set()
+_live_lock = _fork.create_lock()  # guards _live (memory only)
 
 
 class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
@@ -150,7 +153,8 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
         except BaseException:
             handle.close(0)
             raise
-        _live.add(self)
+        with _live_lock:  # _live
+            _live.add(self)
         return handle
 
     def _fetch_metadata(self, handle: ProducerHandle, timeout: float, operation: str) -> Any:
@@ -226,7 +230,8 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
         super().disconnect(timeout)
         undelivered: int = self._closing.undelivered
         self._closing.undelivered = 0
-        _live.discard(self)
+        with _live_lock:  # _live
+            _live.discard(self)
         if undelivered:
             logger.warning(
                 "kafka: %d record(s) to %s not delivered before disconnect's deadline; "
@@ -714,7 +719,9 @@ def _register_exit_hook() -> None:
 
 def _flush_at_exit() -> None:
     """Disconnect (flush, bounded) every connector still connected at interpreter exit."""
-    for connector in list(_live):
+    with _live_lock:  # _live: a copy, disconnect() runs outside
+        connectors = list(_live)
+    for connector in connectors:
         if connector._pid != os.getpid() or not connector.is_connected:
             continue
         logger.info(

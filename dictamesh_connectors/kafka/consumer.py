@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from dictamesh_connectors import _fork
 from dictamesh_connectors._compat import require
 from dictamesh_connectors._convert import MAX_TIMEOUT, check_timeout
 from dictamesh_connectors.errors import (
@@ -32,6 +33,7 @@ from dictamesh_connectors.errors import (
 from dictamesh_connectors.kafka.config import _options
 from dictamesh_connectors.kafka.errors import from_kafka_error, translate
 from dictamesh_connectors.kafka.producer import (
+    _orphans,
     _weak_callback,
     check_partition,
     check_topic,
@@ -250,9 +252,15 @@ class KafkaConsumer:
         self._done: dict[tuple[str, int], int] = {}
         self._stashed: ConnectorError | None = None
         with translate("subscribe", self._target):
+            # Weak: no reference cycle keeps an unclosed consumer alive for
+            # the garbage collector (which might run in a forked child).
             self._consumer.subscribe(
-                names, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+                names,
+                on_assign=_weak_callback(self._on_assign),
+                on_revoke=_weak_callback(self._on_revoke),
+                on_lost=_weak_callback(self._on_lost),
             )
+        _fork.register_child_reset(self)
 
     # ---------------------------------------------------------------- checks
 
@@ -270,6 +278,11 @@ class KafkaConsumer:
         if self._closed:
             raise NotConnectedError("kafka: the consumer is closed", connector=CONNECTOR)
         return self._consumer
+
+    def _after_fork_in_child(self) -> None:
+        # librdkafka's threads are not in the child: the parent's consumer
+        # must never be closed or destroyed here (not even by the collector).
+        _orphans.append(self._consumer)
 
     @property
     def closed(self) -> bool:

@@ -85,6 +85,27 @@ def test_fork_child_builds_its_own_producer_and_the_parent_keeps_working(kafka, 
     assert values[0].startswith(b"child-") and values[1:] == [b"parent-after", b"parent-before"]
 
 
+def test_garbage_consumers_are_never_destroyed_in_a_forked_child(kafka, new_topic):
+    import gc
+
+    topic = new_topic()
+    gc.disable()  # keep the dropped consumers uncollected until the child runs
+    try:
+        for _ in range(3):
+            # Joined its group (librdkafka threads running), never closed, dropped.
+            kafka.consumer(unique("dropped"), [topic]).poll(1.0)
+        kept = kafka.consumer(unique("kept"), [topic])
+
+        def child() -> bool:
+            gc.collect()  # would destroy the parent's librdkafka handles here
+            return True
+
+        assert run_in_child(child) == 0
+        kept.close()
+    finally:
+        gc.enable()
+
+
 def test_a_consumer_made_before_fork_is_refused_in_the_child(kafka, new_topic):
     topic = new_topic()
     consumer = kafka.consumer(unique("fork"), [topic])
@@ -114,7 +135,11 @@ def test_the_exit_hook_flushes_a_connector_left_connected(kafka, kafka_bootstrap
         kafka.connect()
         for i in range(500):
             kafka.produce({topic!r}, str(i).encode())
-        # no disconnect(): the records are still lingering in the local queue
+        # No disconnect(), and the last reference dropped: the records still
+        # linger in the local queue, and the connector must not be collected.
+        del kafka
+        import gc
+        gc.collect()
         """
     )
     result = subprocess.run(
