@@ -180,8 +180,10 @@ def _check_topics(topics: object) -> list[str]:
 def _check_group(group_id: object) -> str:
     if not isinstance(group_id, str):
         raise TypeError(f"group_id must be a str, got {type(group_id).__name__}")
-    if not group_id or "\x00" in group_id:
-        raise _bad_request("group_id must be a non-empty string without NUL")
+    if not group_id.strip() or "\x00" in group_id:
+        # librdkafka trims the group id: a blank one makes confluent-kafka
+        # abort the whole process (an assertion in Consumer_init).
+        raise _bad_request("group_id must be a non-blank string without NUL")
     try:
         group_id.encode("utf-8")
     except UnicodeEncodeError:

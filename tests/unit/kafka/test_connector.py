@@ -343,3 +343,15 @@ def test_per_call_timeouts_are_checked_before_any_io():
     assert FakeProducer.instances[0].queue == []
     assert kafka.produce("orders", b"x", timeout=float("inf")).result(5).offset == 1
     kafka.disconnect(5)
+
+
+def test_a_blank_group_id_is_refused_before_librdkafka_sees_it():
+    # librdkafka trims it to nothing, and confluent-kafka then aborts the process.
+    kafka = make()
+    for group in ("", " ", "\t", "\r\n", "a\x00b"):
+        with pytest.raises(ConnectorError) as info:
+            kafka.consumer(group, ["orders"])
+        assert info.value.code is ErrorCode.INVALID_REQUEST
+    with pytest.raises(TypeError):
+        kafka.consumer(b"g", ["orders"])
+    kafka.disconnect(5)
