@@ -42,6 +42,9 @@ Exception mapping::
     |   0Axxx feature_not_supported ...... UNSUPPORTED          permanent  NONE
     |   25xxx invalid_transaction_state .. TRANSACTION_FAILED   permanent  NONE
     |   (anything else) .................. QUERY_FAILED (reads) / EXEC_FAILED (writes)
+    UnicodeError, OverflowError, RecursionError while adapting parameters
+    |   (a lone surrogate, a number past its type, nesting too deep)
+    |                                  SERIALIZATION_ERROR  permanent  NONE
     psycopg.Error without a SQLSTATE
         while connecting, by the server's message (libpq gives no SQLSTATE):
         |   "password authentication failed", "no password supplied", ...
@@ -81,7 +84,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from dictamesh_connectors._compat import require
@@ -90,6 +92,7 @@ from dictamesh_connectors.errors import (
     ErrorCode,
     ErrorRule,
     RetryHint,
+    Translator,
     build_error,
 )
 
@@ -111,6 +114,8 @@ _POOL_QUEUE_FULL = ErrorRule(ErrorCode.RESOURCE_EXHAUSTED, True, RetryHint.RETRY
 _POOL_CLOSED = ErrorRule(ErrorCode.NOT_CONNECTED, False, RetryHint.NONE)
 _CONNECT_TIMEOUT = ErrorRule(ErrorCode.TIMEOUT, True, RetryHint.RETRY)
 _CONNECT_FAILED = ErrorRule(ErrorCode.CONNECTION_FAILED, True, RetryHint.RETRY)
+_UNENCODABLE = ErrorRule(ErrorCode.SERIALIZATION_ERROR, False, RetryHint.NONE)
+_ENCODING_ERRORS = (UnicodeError, OverflowError, RecursionError)
 # The server answered the startup with a FATAL that no rule knows: it will
 # answer the same way again, so it is permanent until proven transient.
 _CONNECT_REFUSED = ErrorRule(ErrorCode.CONNECTION_FAILED, False, RetryHint.NONE)
@@ -290,6 +295,11 @@ def scrub(exc: BaseException) -> None:
     """
     if isinstance(getattr(exc, "_pgconn", None), psycopg.errors.FinishedPGconn):
         exc._pgconn = None  # type: ignore[attr-defined]
+    if isinstance(exc, UnicodeError):
+        # .object is the whole text (a parameter, the statement) it failed on.
+        exc.args = (type(exc).__name__,)
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.object = type(exc.object)()  # type: ignore[attr-defined]
 
 
 def classify(
@@ -340,6 +350,15 @@ def classify(
         return build_error(
             where + "the connection pool is closed", _POOL_CLOSED, connector=CONNECTOR
         )
+    if isinstance(exc, _ENCODING_ERRORS):
+        # psycopg could not turn a parameter (or the statement text) into
+        # bytes: a lone surrogate, a number past its type, a structure
+        # nested too deep. The value is never quoted.
+        return build_error(
+            where + f"a parameter or the statement cannot be encoded ({type(exc).__name__})",
+            _UNENCODABLE,
+            connector=CONNECTOR,
+        )
     if not isinstance(exc, psycopg.Error):
         return None
     if isinstance(exc, psycopg.errors.ConnectionTimeout):
@@ -389,12 +408,12 @@ def _outcome_unknown(code: ErrorCode) -> bool:
     return code in (ErrorCode.CONNECTION_LOST, ErrorCode.UNAVAILABLE)
 
 
-class translate:
+class translate(Translator):
     """Translate driver exceptions raised in the block into ``ConnectorError``.
 
     ``ConnectorError`` and non-driver exceptions pass through unchanged; the
-    driver exception is kept as ``__cause__``. A class rather than a
-    generator-based context manager: it sits on every operation's hot path.
+    driver exception is kept as ``__cause__`` (scrubbed). Built on the core
+    ``Translator``: a class, since it sits on every operation's hot path.
 
     Example::
 
@@ -422,18 +441,9 @@ class translate:
         self.connecting = connecting
         self.in_transaction = in_transaction
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None or isinstance(exc, ConnectorError) or not isinstance(exc, Exception):
-            return
-        error = classify(
+    def classify(self, exc: Exception) -> ConnectorError | None:
+        """The error for ``exc`` (see the module's table)."""
+        return classify(
             exc,
             operation=self.operation,
             target=self.target,
@@ -441,7 +451,7 @@ class translate:
             connecting=self.connecting,
             in_transaction=self.in_transaction,
         )
-        if error is None:
-            return
+
+    def scrub(self, exc: Exception) -> None:
+        """Drop what the driver exception holds that may be secret."""
         scrub(exc)
-        raise error from exc

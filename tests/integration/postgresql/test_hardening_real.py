@@ -83,3 +83,20 @@ def test_class_22_messages_mask_values_but_keep_column_names(db, table):
     with pytest.raises(ConnectorError) as info:
         db.query("SELECT %s::int", ["VALUE-NEVER-SHOWN"])
     assert "VALUE-NEVER-SHOWN" not in info.value.message and '"***"' in info.value.message
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["TOKEN-MARKER-\udc80", ["TOKEN-MARKER"]],
+    ids=["surrogate", "nested"],
+)
+def test_unencodable_parameters_are_serialization_errors_that_quote_nothing(db, value):
+    if not isinstance(value, str):  # nesting past the recursion limit
+        for _ in range(5000):
+            value = [value]
+    with SecretScan() as scan, pytest.raises(ConnectorError) as info:
+        db.query("SELECT %s::text", [value])
+    assert info.value.code in (ErrorCode.SERIALIZATION_ERROR, ErrorCode.INVALID_REQUEST)
+    scan.assert_clean("TOKEN-MARKER", info.value)
+    assert db.query("SELECT 1 AS v").rows == [{"v": 1}]  # still usable
+    assert db.stats().in_flight == 0
