@@ -88,6 +88,7 @@ __all__ = [
     "Translating",
     "error_for_status",
     "invalid_request",
+    "mark_not_sent",
     "parse_retry_after",
     "protocol_error",
     "redact_url",
@@ -388,6 +389,26 @@ def _describe(chain: list[BaseException]) -> str:
     return type(innermost).__name__
 
 
+_NOT_SENT = "_dictamesh_not_sent"
+
+
+def mark_not_sent(exc: BaseException) -> None:
+    """Record on ``exc`` that it was raised before a byte of the request was written.
+
+    The transport's connections call it for a failure in ``connect()`` (TCP
+    connect, TLS handshake, certificate check): the one proof this module
+    accepts that a request was not sent, since urllib3 2.x raises the same
+    ``SSLError`` for a handshake failure and for a TLS record that broke
+    while the response was read.
+    """
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(exc, _NOT_SENT, True)
+
+
+def _proven_unsent(chain: list[BaseException]) -> bool:
+    return any(getattr(e, _NOT_SENT, False) for e in chain)
+
+
 def _has(chain: list[BaseException], *types: type[BaseException]) -> bool:
     return any(isinstance(e, types) for e in chain)
 
@@ -404,12 +425,14 @@ def translate_exception(
 ) -> ConnectorError:
     """Map a requests/urllib3/socket exception to a ``ConnectorError``.
 
-    Connection failures before anything was sent (refused, DNS, connect
-    timeout, TLS handshake) are transient with ``maybe_applied=False``, so
-    the retry loop repeats them for every method. Failures after the request
-    may have reached the server (reset, read timeout, truncated body) are
-    transient and, for non-idempotent requests, ``maybe_applied``. A TLS
-    certificate that fails verification is permanent.
+    Connection failures proven to come before anything was sent (refused,
+    DNS, connect timeout, a TLS handshake that failed in ``connect()``, see
+    ``mark_not_sent``) are transient with ``maybe_applied=False``, so the
+    retry loop repeats them for every method. Every other failure may come
+    after the request reached the server (reset, read timeout, truncated
+    body, a TLS error while reading the response): transient and, for
+    non-idempotent requests, ``maybe_applied``. A TLS certificate that fails
+    verification is permanent.
 
     Args:
         exc: The exception from ``requests``/``urllib3``/the socket.
@@ -472,10 +495,12 @@ def translate_exception(
         return make(
             f"connection failed: {_describe(chain)}", ErrorCode.CONNECTION_FAILED, sent=False
         )
-    if _has(chain, rexc.SSLError, uexc.SSLError, ssl.SSLError) and not _has(
-        chain, uexc.ProtocolError
-    ):
-        return make(_describe(chain), ErrorCode.CONNECTION_FAILED, sent=False)
+    if _has(chain, rexc.SSLError, uexc.SSLError, ssl.SSLError):
+        if _proven_unsent(chain):  # the handshake failed: the request never left
+            return make(_describe(chain), ErrorCode.CONNECTION_FAILED, sent=False)
+        # A TLS failure after connect (reading the response, writing the body):
+        # the request may have run.
+        return make(f"connection lost: {_describe(chain)}", ErrorCode.CONNECTION_LOST, sent=True)
     if isinstance(exc, rexc.ReadTimeout) or _has(
         chain, uexc.ReadTimeoutError, socket.timeout, TimeoutError
     ):

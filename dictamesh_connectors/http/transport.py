@@ -31,6 +31,7 @@ import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.utils import select_proxy
 from urllib3 import BaseHTTPResponse, Timeout
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from dictamesh_connectors import _fork
@@ -38,6 +39,7 @@ from dictamesh_connectors.errors import NotConnectedError
 from dictamesh_connectors.http.auth import ConnectorAuth
 from dictamesh_connectors.http.config import HTTPConfig
 from dictamesh_connectors.http.content import has_header
+from dictamesh_connectors.http.errors import mark_not_sent
 from dictamesh_connectors.http.retry import NO_DRIVER_RETRIES
 from dictamesh_connectors.http.urls import origin_of, split_origin
 
@@ -87,20 +89,58 @@ redactor = _RedactSecrets()
 """The process-wide filter on urllib3's logger (see ``_RedactSecrets``)."""
 
 
-def _pool_classes(pool_timeout: float) -> dict[str, type[HTTPConnectionPool]]:
-    """urllib3 pool classes whose ``urlopen`` waits at most ``pool_timeout`` for a connection.
+class _HTTPConnection(HTTPConnection):
+    """urllib3's connection, marking a failure to connect as "nothing was sent"."""
 
-    ``requests`` never passes ``pool_timeout``, so with ``block=True`` a full
-    pool would otherwise wait forever in a ``session()``.
+    def connect(self) -> None:
+        try:
+            super().connect()
+        except Exception as exc:
+            mark_not_sent(exc)
+            raise
+
+
+class _HTTPSConnection(HTTPSConnection):
+    """urllib3's TLS connection, marking a failed connect or handshake as "nothing was sent".
+
+    urllib3 2.x raises the same ``SSLError`` for a handshake that failed and
+    for a TLS record that broke while the response was read (after the
+    request ran). Only ``connect()`` runs before a byte of the request is
+    written, so only its failures are marked (see ``errors.mark_not_sent``).
     """
 
-    class TimedHTTPConnectionPool(HTTPConnectionPool):
+    def connect(self) -> None:
+        try:
+            super().connect()
+        except Exception as exc:
+            mark_not_sent(exc)
+            raise
+
+
+def _pool_classes(pool_timeout: float | None) -> dict[str, type[HTTPConnectionPool]]:
+    """urllib3 pool classes whose connections mark a failed connect (see ``_HTTPSConnection``).
+
+    With ``pool_timeout``, their ``urlopen`` waits at most that long for a
+    connection: ``requests`` never passes ``pool_timeout``, so with
+    ``block=True`` a full pool would otherwise wait forever in a ``session()``.
+    """
+
+    class MarkingHTTPConnectionPool(HTTPConnectionPool):
+        ConnectionCls = _HTTPConnection
+
+    class MarkingHTTPSConnectionPool(HTTPSConnectionPool):
+        ConnectionCls = _HTTPSConnection
+
+    if pool_timeout is None:
+        return {"http": MarkingHTTPConnectionPool, "https": MarkingHTTPSConnectionPool}
+
+    class TimedHTTPConnectionPool(MarkingHTTPConnectionPool):
         def urlopen(self, *args: Any, **kwargs: Any) -> Any:
             if kwargs.get("pool_timeout") is None:
                 kwargs["pool_timeout"] = pool_timeout
             return super().urlopen(*args, **kwargs)
 
-    class TimedHTTPSConnectionPool(HTTPSConnectionPool):
+    class TimedHTTPSConnectionPool(MarkingHTTPSConnectionPool):
         def urlopen(self, *args: Any, **kwargs: Any) -> Any:
             if kwargs.get("pool_timeout") is None:
                 kwargs["pool_timeout"] = pool_timeout
@@ -151,8 +191,9 @@ class Transport(HTTPAdapter):
         self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
     ) -> None:
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        if block:
-            self.poolmanager.pool_classes_by_scheme = _pool_classes(self._dm_pool_timeout)
+        self.poolmanager.pool_classes_by_scheme = _pool_classes(
+            self._dm_pool_timeout if block else None
+        )
 
     def urlopen(
         self,

@@ -22,14 +22,15 @@ from __future__ import annotations
 import base64
 import collections
 import json
+import ssl
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from graphql import GraphQLError, build_schema, graphql_sync, parse
 from graphql.error import GraphQLSyntaxError
 
-from ..http.servers import LocalServer
+from ..http.servers import LocalServer, WSGIApp
 
 SDL = """
 type Query {
@@ -93,9 +94,18 @@ def _index(cursor: str) -> int:
 
 
 class GraphQLTestServer:
-    """graphql-core served over HTTP on 127.0.0.1:<random port>, in a thread."""
+    """graphql-core served over HTTP on 127.0.0.1:<random port>, in a thread.
 
-    def __init__(self) -> None:
+    Args:
+        ssl_context: Serve HTTPS with this server-side context (plain HTTP if None).
+        middleware: Wraps the WSGI app (e.g. ``corrupt_tls_after``).
+    """
+
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext | None = None,
+        middleware: Callable[[WSGIApp], WSGIApp] | None = None,
+    ) -> None:
         self._lock = threading.Lock()  # guards every counter and the script
         self.requests: collections.Counter[str] = collections.Counter()
         self.counter = 0
@@ -108,9 +118,11 @@ class GraphQLTestServer:
         self.valid_tokens: set[str] = {GOOD_TOKEN}
         self.reject_all_tokens = False
         self._script: collections.deque[dict[str, Any]] = collections.deque()
-        self._server = LocalServer(self._app)
+        app = self._app if middleware is None else middleware(self._app)
+        self._server = LocalServer(app, tls=ssl_context)
         self.port = self._server.port
-        self.url = f"http://127.0.0.1:{self.port}/graphql"
+        scheme = "https" if ssl_context is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/graphql"
 
     def __enter__(self) -> GraphQLTestServer:
         self._server.start()

@@ -27,6 +27,7 @@ from dictamesh_connectors.graphql import (
 )
 from dictamesh_connectors.retry import RetryPolicy
 
+from ..http.servers import corrupt_tls_after, server_tls_context, tls_files
 from .server import CLIENT_ID, CLIENT_SECRET, GOOD_TOKEN, ITEM_COUNT, GraphQLTestServer
 
 pytestmark = pytest.mark.integration
@@ -281,6 +282,27 @@ def test_mutation_is_sent_exactly_once_on_500_without_an_idempotency_key(
     assert err.maybe_applied
     assert server.count("Inc") == 1
     assert server.counter == 1
+
+
+def test_tls_error_reading_a_mutation_answer_never_repeats_the_mutation(
+    tmp_path: Any,
+) -> None:
+    # The server applies the mutation, then sends a corrupt TLS record instead
+    # of the answer: maybe applied, sent once (issue #8, item 1).
+    tls = tls_files(tmp_path)
+    with (
+        GraphQLTestServer(server_tls_context(tls), corrupt_tls_after) as server,
+        make(server, ca_bundle=tls.ca_pem) as gql,
+    ):
+        with pytest.raises(ConnectorError) as info:
+            gql.mutation("mutation Inc { increment }", operation_name="Inc")
+        assert info.value.maybe_applied
+        assert info.value.code is ErrorCode.CONNECTION_LOST
+        assert server.count("Inc") == 1 and server.counter == 1
+        # A query is idempotent: retried (three attempts).
+        with pytest.raises(ConnectorError):
+            gql.query("{ hello }")
+        assert server.count("hello") == 3
 
 
 def test_mutation_with_an_idempotency_key_is_retried_with_the_same_key(

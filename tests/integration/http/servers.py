@@ -17,6 +17,9 @@ HTTP/1.1 parser (``http.server``), real TLS (``ssl`` + ``trustme``).
   ``big``, ``reset_mid_body``, ``redirect``.
 * ``OAuth2Server``: a token endpoint issuing short-lived bearer tokens (client
   credentials grant) plus ``bearer_required`` to protect routes with them.
+* ``corrupt_tls_after(app)``: WSGI middleware that lets ``app`` process the
+  request in full, then writes a corrupt TLS record instead of its answer
+  (the client fails *after* its request was sent and run).
 * ``tls_files(tmp_path)``: a trustme CA, server certificate and client
   certificate written to PEM files (``TLSFiles``).
 
@@ -37,6 +40,8 @@ import http.server
 import io
 import itertools
 import json
+import os
+import select
 import socket
 import socketserver
 import ssl
@@ -55,6 +60,7 @@ __all__ = [
     "RecordedRequest",
     "ScriptedApp",
     "TLSFiles",
+    "corrupt_tls_after",
     "server_tls_context",
     "tls_files",
 ]
@@ -542,6 +548,59 @@ class OAuth2Server:
             return handler(environ)
 
         return handle
+
+
+CORRUPT_TLS_RECORD_HEADER = b"\x17\x03\x03\x00\x20"  # application data, TLS 1.2, 32 bytes
+
+
+def write_corrupt_tls_record(environ: dict[str, Any]) -> None:
+    """Write a TLS record that cannot be decrypted on the request's socket, then hang up.
+
+    The bytes go to the TCP socket under the TLS layer, so the client's TLS
+    library fails while reading the response (``DECRYPTION_FAILED`` / bad
+    record MAC): the request was sent and processed, no answer can be read.
+    Waits (up to 5 s) for the client to close first, so the record is read,
+    not lost to a reset. Raises ``ConnectionAbortedError`` to make the server
+    drop the connection without writing anything more.
+    """
+    sock = environ["dictamesh.socket"]
+    fd = sock.fileno()
+    os.write(fd, CORRUPT_TLS_RECORD_HEADER + os.urandom(32))
+    select.select([fd], [], [], 5)
+    raise ConnectionAbortedError("corrupt TLS record sent instead of the response")
+
+
+def corrupt_tls_after(
+    app: WSGIApp, when: Callable[[dict[str, Any]], bool] | None = None
+) -> WSGIApp:
+    """WSGI middleware: ``app`` handles the request (its answer discarded), then a corrupt record.
+
+    Serve it with ``tls=``; the request counters of ``app`` show how often it ran.
+
+    Args:
+        app: The application that processes the request.
+        when: Which requests to answer so (default: every POST); others get
+            ``app``'s own answer.
+    """
+
+    def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not (when(environ) if when is not None else environ["REQUEST_METHOD"] == "POST"):
+            return app(environ, start_response)
+        result = app(environ, lambda *args, **kwargs: lambda data: None)
+        for _ in result:  # run the app to the end: the side effects are real
+            pass
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+
+        def body() -> Iterator[bytes]:
+            write_corrupt_tls_record(environ)
+            yield b""
+
+        start_response("200 OK", [])
+        return body()
+
+    return middleware
 
 
 @dataclass

@@ -6,9 +6,11 @@ mocks. Timing assertions are lower bounds on server-observed gaps only.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
+import socket
 import threading
 import time
 import traceback
@@ -25,7 +27,14 @@ from dictamesh_connectors.errors import (
 from dictamesh_connectors.http import HTTPConfig, HTTPConnector, HTTPStatusError
 from dictamesh_connectors.retry import RetryPolicy
 
-from .servers import LocalServer, OAuth2Server, ScriptedApp, server_tls_context, tls_files
+from .servers import (
+    LocalServer,
+    OAuth2Server,
+    ScriptedApp,
+    corrupt_tls_after,
+    server_tls_context,
+    tls_files,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -144,6 +153,69 @@ def test_https_with_the_right_ca(tls, connect):
     with LocalServer(app, tls=server_tls_context(tls)) as srv:
         api = connect(base_url=srv.url, ca_bundle=tls.ca_pem)
         assert api.get("/x").json()["path"] == "/x"
+
+
+def test_tls_error_reading_the_response_never_repeats_a_post(tls, connect):
+    # The server runs the POST, then sends a TLS record that cannot be
+    # decrypted instead of the answer: the request was sent, so the error is
+    # maybe_applied and the POST is not repeated (issue #8, item 1).
+    app = ScriptedApp()
+    with LocalServer(corrupt_tls_after(app), tls=server_tls_context(tls)) as srv:
+        api = connect(base_url=srv.url, ca_bundle=tls.ca_pem)
+        with pytest.raises(ConnectorError) as info:
+            api.post("/pay", json={"amount": 1})
+        assert len(app.hits("/pay")) == 1
+        err = info.value
+        assert err.maybe_applied and err.code is ErrorCode.CONNECTION_LOST
+        # An idempotent request may be repeated (3 attempts), as may a POST
+        # with an Idempotency-Key.
+        with pytest.raises(ConnectorError) as info:
+            api.post("/keyed", json={}, headers={"Idempotency-Key": "k-1"})
+        assert len(app.hits("/keyed")) == 3
+        assert not info.value.maybe_applied
+    put_app = ScriptedApp()
+    with LocalServer(
+        corrupt_tls_after(put_app, lambda environ: True), tls=server_tls_context(tls)
+    ) as srv:
+        api = connect(base_url=srv.url, ca_bundle=tls.ca_pem)
+        with pytest.raises(ConnectorError):
+            api.put("/item", json={})
+        assert len(put_app.hits("/item")) == 3
+
+
+def test_tls_handshake_failure_is_not_sent_and_a_post_is_retried(connect):
+    # A server that answers the ClientHello with garbage: the handshake fails
+    # in connect(), before a byte of the request was written, so even a POST
+    # is retried (three attempts, counted as accepted connections).
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            conn.recv(4096)  # the ClientHello
+            conn.sendall(b"\x15\x03\x03\x00\x02\x02\x28")  # alert: handshake_failure
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        port = listener.getsockname()[1]
+        api = connect(base_url=f"https://127.0.0.1:{port}")
+        with pytest.raises(ConnectorError) as info:
+            api.post("/pay", json={"amount": 1})
+        err = info.value
+        assert err.code is ErrorCode.CONNECTION_FAILED and not err.maybe_applied
+        assert len(accepted) == 3
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept()
+        listener.close()
+        thread.join(5)
 
 
 def test_https_with_a_wrong_ca_fails_clearly(tls, connect):

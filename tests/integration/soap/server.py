@@ -24,10 +24,10 @@ import collections
 import ssl
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..http.servers import LocalServer
+from ..http.servers import LocalServer, WSGIApp
 
 TNS = "urn:dictamesh:test:calculator"
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -132,16 +132,22 @@ class SOAPTestServer:
 
     Args:
         ssl_context: Serve HTTPS with this server-side context (plain HTTP if None).
+        middleware: Wraps the WSGI app (e.g. ``corrupt_tls_after``).
     """
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext | None = None,
+        middleware: Callable[[WSGIApp], WSGIApp] | None = None,
+    ) -> None:
         self._lock = threading.Lock()  # guards the counters and the script
         self.requests: collections.Counter[str] = collections.Counter()
         self.explode_calls: collections.Counter[str] = collections.Counter()
         self._script: collections.deque[tuple[int, bytes, list[tuple[str, str]]]] = (
             collections.deque()
         )
-        self._server = LocalServer(self._app, tls=ssl_context)
+        app = self._app if middleware is None else middleware(self._app)
+        self._server = LocalServer(app, tls=ssl_context)
         scheme = "https" if ssl_context is not None else "http"
         self.port = self._server.port
         self.base_url = f"{scheme}://127.0.0.1:{self.port}"

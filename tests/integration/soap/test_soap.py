@@ -26,6 +26,7 @@ from dictamesh_connectors.http.connector import HTTPConnector  # noqa: E402
 from dictamesh_connectors.retry import RetryPolicy  # noqa: E402
 from dictamesh_connectors.soap import SOAPClient, SOAPFault  # noqa: E402
 
+from ..http.servers import corrupt_tls_after  # noqa: E402
 from .server import PASSWORD, USER, SOAPTestServer  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -116,6 +117,26 @@ def test_untrusted_certificate_is_a_permanent_connection_failure(server: SOAPTes
     assert info.value.code is ErrorCode.CONNECTION_FAILED
     assert not info.value.transient
     assert "certificate" in info.value.message
+
+
+def test_tls_error_reading_the_answer_never_repeats_the_call(ca: Any, ca_path: str) -> None:
+    # The service runs the call, then a corrupt TLS record replaces its answer:
+    # maybe applied, sent once; an idempotent call is retried (issue #8, item 1).
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    with (
+        SOAPTestServer(context, corrupt_tls_after) as server,
+        HTTPConnector(http_config(server, ca_path)) as http,
+    ):
+        soap = SOAPClient(http, server.wsdl_url)
+        with pytest.raises(ConnectorError) as info:
+            soap.call("Add", 1, 2)
+        assert info.value.maybe_applied
+        assert info.value.code is ErrorCode.CONNECTION_LOST
+        assert server.count("Add") == 1
+        with pytest.raises(ConnectorError) as info:
+            soap.call("WhoAmI", idempotent=True)
+        assert server.count("WhoAmI") == 3
 
 
 # ------------------------------------------------------------------- faults
