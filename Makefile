@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 LINT_PATHS := dictamesh_connectors tests $(wildcard benchmarks examples)
 SERVICES := PYTHON=$(abspath $(PY)) scripts/services.sh
-SERVICE_NAMES := postgres kafka mongodb ferretdb
+SERVICE_NAMES := postgres kafka mongodb ferretdb redis
 
 .PHONY: help install test unit integration lint demo services-up services-down services-status bench clean test-mongodb-stream
 

@@ -7,8 +7,9 @@
 #   mongodb   SecantusDB (MongoDB wire)       127.0.0.1:57017
 #   ferretdb  FerretDB 1.24 (MongoDB wire, SQLite, SCRAM) 127.0.0.1:57027
 #             (built once with Go from the module proxy, cached)
+#   redis     Redis (Debian packages)         127.0.0.1:56379 (the Celery broker)
 #
-# Usage: scripts/services.sh up|down|status [postgres|kafka|mongodb|ferretdb ...]
+# Usage: scripts/services.sh up|down|status [postgres|kafka|mongodb|ferretdb|redis ...]
 #        scripts/services.sh restart postgres
 #
 # No service names means all of them. 'up' is idempotent; 'down' stops what
@@ -25,7 +26,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ALL_SERVICES=(postgres kafka mongodb ferretdb)
+ALL_SERVICES=(postgres kafka mongodb ferretdb redis)
 
 usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2
@@ -49,12 +50,12 @@ if [[ ${#services[@]} -eq 0 ]]; then
     services=("${ALL_SERVICES[@]}")
     # Stop in reverse order of starting.
     if [[ "$action" == down ]]; then
-        services=(ferretdb mongodb kafka postgres)
+        services=(redis ferretdb mongodb kafka postgres)
     fi
 fi
 for s in "${services[@]}"; do
     case "$s" in
-        postgres|kafka|mongodb|ferretdb) ;;
+        postgres|kafka|mongodb|ferretdb|redis) ;;
         *) echo "services.sh: unknown service '$s' (expected: ${ALL_SERVICES[*]})" >&2; exit 2 ;;
     esac
     if [[ "$action" == restart && "$s" != postgres ]]; then

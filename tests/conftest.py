@@ -39,6 +39,7 @@ MONGODB_URI = "mongodb://127.0.0.1:57017/?directConnection=true"
 FERRETDB_URI = (
     "mongodb://dictamesh:dictamesh-test-pw@127.0.0.1:57027/?authSource=admin&directConnection=true"
 )
+REDIS_URL = "redis://127.0.0.1:56379/0"
 
 DOCKER_READY_TIMEOUT = 180.0
 
@@ -55,6 +56,7 @@ POSTGRES = Service("postgres", "DICTAMESH_TEST_POSTGRES_DSN", POSTGRES_DSN, 5543
 KAFKA = Service("kafka", "DICTAMESH_TEST_KAFKA_BOOTSTRAP", KAFKA_BOOTSTRAP, 59092)
 MONGODB = Service("mongodb", "DICTAMESH_TEST_MONGODB_URI", MONGODB_URI, 57017)
 FERRETDB = Service("ferretdb", "DICTAMESH_TEST_FERRETDB_URI", FERRETDB_URI, 57027)
+REDIS = Service("redis", "DICTAMESH_TEST_REDIS_URL", REDIS_URL, 56379)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -185,3 +187,9 @@ def mongodb_uri(request: pytest.FixtureRequest) -> str:
 def ferretdb_uri(request: pytest.FixtureRequest) -> str:
     """MongoDB URI of FerretDB 1.24 (SCRAM user with the password; no transactions)."""
     return _resolve(request, FERRETDB)
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """redis:// URL of a Redis server (the Celery tests' broker and result backend)."""
+    return _resolve(request, REDIS)
