@@ -75,8 +75,10 @@ else:  # pragma: no cover - Python 3.10: the tomli backport (a dependency there)
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 if TYPE_CHECKING:
+    from dictamesh_connectors.file.connector import FileConnector
     from dictamesh_connectors.http.connector import HTTPConnector
     from dictamesh_connectors.kafka.connector import KafkaConnector
+    from dictamesh_connectors.mongodb.connector import MongoDBConnector
     from dictamesh_connectors.postgresql.connector import PostgreSQLConnector
 
 __all__ = [
@@ -444,6 +446,18 @@ class Connectors:
         from dictamesh_connectors.kafka.connector import KafkaConnector
 
         return self.typed(name, KafkaConnector)
+
+    def mongodb(self, name: str) -> MongoDBConnector:
+        """The ``MongoDBConnector`` named ``name`` (see ``typed``)."""
+        from dictamesh_connectors.mongodb.connector import MongoDBConnector
+
+        return self.typed(name, MongoDBConnector)
+
+    def file(self, name: str) -> FileConnector:
+        """The ``FileConnector`` named ``name`` (see ``typed``)."""
+        from dictamesh_connectors.file.connector import FileConnector
+
+        return self.typed(name, FileConnector)
 
     def built(self) -> dict[str, Connector[Any, Any]]:
         """The connectors built so far, by name (a snapshot)."""

@@ -1,0 +1,1 @@
+"""A minimal Django project (settings, urls, views) for the Django integration tests."""
