@@ -11,7 +11,7 @@ LINT_PATHS := dictamesh_connectors tests $(wildcard benchmarks examples)
 SERVICES := PYTHON=$(abspath $(PY)) scripts/services.sh
 SERVICE_NAMES := postgres kafka mongodb ferretdb redis
 
-.PHONY: help install test unit integration lint demo services-up services-down services-status bench clean test-mongodb-stream
+.PHONY: help install test unit integration lint demo services-up services-down services-status bench batch-job clean test-mongodb-stream
 
 help:
 	@echo "make demo            run examples/demo.py on the local PostgreSQL (starts it)"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint            ruff + mypy --strict"
 	@echo "make bench           benchmarks: connector vs raw driver"
 	@echo "make test-mongodb-stream  stream() over 1,000,000 documents on both MongoDB servers (minutes)"
+	@echo "make batch-job       examples/batch_job.py with 100,000 rows (PostgreSQL -> Kafka + MongoDB + files)"
 	@echo "make services-up|services-down|services-status"
 
 $(STAMP): pyproject.toml
@@ -99,6 +100,13 @@ demo: $(STAMP)
 bench: $(STAMP)
 	@$(SERVICES) up
 	@for b in benchmarks/*_bench.py; do echo "==> $$b"; $(PY) $$b || exit 1; done
+
+# The thread-pool batch job's tests at full size: 100,000 rows through
+# PostgreSQL -> transform -> Kafka + MongoDB + a file export, exact counts,
+# then a Ctrl-C and a resuming re-run (the default suite uses 5,000 rows).
+batch-job: $(STAMP)
+	@$(SERVICES) up postgres kafka mongodb
+	@DICTAMESH_BATCH_ROWS=100000 $(PY) -m pytest -q tests/integration/test_batch_job.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
