@@ -177,3 +177,33 @@ def test_ctrl_c_loses_nothing_and_a_rerun_resumes(job):
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resuming: {done} of {rows // 100} chunks already done" in result.stderr
     job.check_exact(rows, kafka_exact=False)
+
+
+def test_progress_is_a_bar_on_a_terminal(job):
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        job.argv("--seed", "1000", "--chunk-size", "100"),
+        env=helpers.python_env(), stdin=follower, stdout=follower, stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    output = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+        assert process.wait(timeout=300) == 0, output.decode(errors="replace")[-3000:]
+    finally:
+        os.close(leader)
+        if process.poll() is None:
+            process.kill()
+    text = output.decode(errors="replace")
+    assert "\r[" + "#" * 40 + "] 10/10 chunks" in text
+    assert "progress:" not in text  # the bar replaces the log lines
+    job.check_exact(1000, kafka_exact=True)
