@@ -289,6 +289,7 @@ class PostgreSQLConfig(BaseConfig):
     """
 
     url_schemes: ClassVar[tuple[str, ...]] = ("postgresql", "postgres")
+    secret_params: ClassVar[frozenset[str]] = frozenset({"password", "sslpassword"})
 
     host: str = str_field("localhost", nonempty=True)
     port: int = int_field(5432, min=1, max=65535)
