@@ -14,8 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import logging
-
 from dictamesh_connectors.file.atomic import AtomicWriter
 from dictamesh_connectors.file.config import FileConfig
 from dictamesh_connectors.file.connector import FileConnector, FileInfo
@@ -32,5 +30,3 @@ __all__ = [
     "FileReader",
     "Transaction",
 ]
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import enum
 import logging
 import os
 import random
@@ -121,7 +122,7 @@ class _Call:
         timeout: Timeout,
         idempotent: bool,
         key: bool,
-        mode: int,
+        mode: _Raise,
         stream: bool,
     ) -> None:
         self.method = method
@@ -164,10 +165,12 @@ class _Hop:
         self.history: list[Response] = []
 
 
-# _Call.mode: which statuses raise inside an attempt.
-_RAISE_ALL = 0  # every status >= 400 (raise_for_status=True)
-_RAISE_TRANSIENT = 1  # only retryable ones, so the loop can retry (raise_for_status=False)
-_RAISE_NONE = 2  # never (ping)
+class _Raise(enum.Enum):
+    """_Call.mode: which statuses raise inside an attempt."""
+
+    ALL = "all"  # every status >= 400 (raise_for_status=True)
+    TRANSIENT = "transient"  # only retryable ones, so the loop can retry (raise_for_status=False)
+    NONE = "none"  # never (ping)
 
 
 class HTTPConnector(Connector[HTTPConfig, Transport]):
@@ -349,7 +352,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
             Timeout(connect=timeouts[0], read=timeouts[1]),
             idempotent=True,
             key=False,
-            mode=_RAISE_NONE,
+            mode=_Raise.NONE,
             stream=False,
         )
         response = self._perform(handle, call)
@@ -521,7 +524,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
             urllib3_timeout,
             idempotent,
             key=bool(key_value),
-            mode=_RAISE_ALL if raise_for_status else _RAISE_TRANSIENT,
+            mode=_Raise.ALL if raise_for_status else _Raise.TRANSIENT,
             stream=stream,
         )
         policy = (retry or self.config.retry) if call.replayable else RetryPolicy.no_retry()
@@ -939,7 +942,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
         )
         if streamed:
             return response
-        if error and call.mode != _RAISE_NONE:
+        if error and call.mode is not _Raise.NONE:
             err = error_for_status(
                 status,
                 raw.headers,
@@ -951,7 +954,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
                 response=response,
                 secret_params=self._secret_params,
             )
-            if call.mode == _RAISE_ALL or err.transient:
+            if call.mode is _Raise.ALL or err.transient:
                 raise err
         return response
 
@@ -1039,7 +1042,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
             self._timeout,
             idempotent=True,
             key=False,
-            mode=_RAISE_NONE,
+            mode=_Raise.NONE,
             stream=False,
         )
         with self._translating(call, "POST", url):

@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import TYPE_CHECKING, Any
 
 from dictamesh_connectors.kafka.config import KafkaConfig
@@ -48,8 +47,6 @@ _LAZY = {
     "RunResult": "dictamesh_connectors.kafka.consumer",
     "TopicInfo": "dictamesh_connectors.kafka.admin",
 }
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> Any:

@@ -16,7 +16,6 @@ Example::
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import TYPE_CHECKING, Any
 
 from dictamesh_connectors.mongodb.config import MongoDBConfig
@@ -43,8 +42,6 @@ _LAZY = {
     "MongoDBConnector": "dictamesh_connectors.mongodb.connector",
     "Transaction": "dictamesh_connectors.mongodb.connector",
 }
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> Any:
