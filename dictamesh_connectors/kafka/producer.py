@@ -455,8 +455,10 @@ def produce_one(
                     connector=CONNECTOR,
                     details={"kafka_code": "_QUEUE_FULL", "topic": topic},
                 ) from None
-            # The delivery thread makes room as the brokers acknowledge.
-            time.sleep(min(pause, deadline - now))
+            # Room comes back as delivery reports are served: serve them
+            # while waiting (the delivery thread is quiet while we produce).
+            handle.served_at = now
+            handle.serve(min(pause, deadline - now))
             pause = min(pause * 2, 0.02)
         except confluent_kafka.KafkaException as exc:
             error = classify(
@@ -593,7 +595,8 @@ def produce_batch(
                 connector=CONNECTOR,
                 details={"kafka_code": "_QUEUE_FULL", "topic": topic},
             )
-        time.sleep(min(pause, deadline - now))
+        handle.served_at = now
+        handle.serve(min(pause, deadline - now))  # serving reports is what makes room
         pause = min(pause * 2, 0.02)
         for message in pending:
             del message["_error"]
