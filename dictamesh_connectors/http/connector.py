@@ -149,14 +149,24 @@ class _Call:
             self.body.seek(self.body_pos)
 
 
-class _Hop:
-    """Where one attempt is: the request of the current hop and what the attempt learnt."""
+class _Hop(Translating):
+    """Where one attempt is: the request of the current hop and what the attempt learnt.
 
-    __slots__ = ("body", "headers", "history", "hops", "method", "refreshed", "url", "with_auth")
+    It is also the attempt's translation context (``with hop:``): a driver
+    error names the hop it happened on.
+    """
 
-    def __init__(self, call: _Call, with_auth: bool) -> None:
+    __slots__ = ("body", "headers", "history", "hops", "refreshed", "with_auth")
+
+    def __init__(self, call: _Call, connector: HTTPConnector, with_auth: bool) -> None:
+        # Translating's fields, set here: this runs for every request.
         self.method = call.method
         self.url = call.url
+        self.idempotent = call.idempotent
+        self.connector = connector.name
+        self.timeouts = call.timeouts
+        self.secret_params = connector._secret_params
+        self.secrets = connector._query_secrets
         self.headers = call.headers
         self.body = call.body
         self.with_auth = with_auth  # False for good once a redirect left the origin
@@ -817,10 +827,9 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
             ConnectorError: Translated driver errors, error statuses (as
                 ``call.mode`` says), too many or unsafe redirects.
         """
-        hop = _Hop(call, with_auth=self._auth is not None and self._same_origin(call.url))
-        with self._translating(call, call.method, call.url) as where:
+        hop = _Hop(call, self, with_auth=self._auth is not None and self._same_origin(call.url))
+        with hop:
             while True:
-                where.method, where.url = hop.method, hop.url
                 raw, token, elapsed = self._send_hop(transport, call, hop)
                 status = raw.status
                 if status in _REDIRECTS and self.config.follow_redirects:
