@@ -7,24 +7,12 @@ as one in-flight operation of the HTTP connector, so ``disconnect()`` waits
 for it, and it is retried by the core retry loop with the connector's
 policy when, and only when, that is safe.
 
-Modules: ``client`` (``SOAPClient``), ``errors`` (the fault table below,
+Modules: ``client`` (``SOAPClient``), ``errors`` (the fault table,
 ``SOAPFault``, ``fault_error``), ``transport`` (the zeep ``Transport`` on the
 connector's session). ``dictamesh_connectors.http.soap`` is the same API
 under its first name.
 
-Error mapping (SOAP 1.1 ``faultcode`` / SOAP 1.2 ``Code/Value``)::
-
-    Client / Sender                 INVALID_REQUEST, permanent
-    Server / Receiver, idempotent   UNAVAILABLE, transient (retried)
-    Server / Receiver, otherwise    UNAVAILABLE, permanent, maybe_applied
-    VersionMismatch, MustUnderstand PROTOCOL_ERROR, permanent
-    DataEncodingUnknown             INVALID_REQUEST, permanent
-    anything else / no code         PROTOCOL_ERROR, permanent (maybe_applied
-                                    unless idempotent)
-    HTTP status that is not a fault (401, 404, 429, 503 ...), refused or
-    reset connections, timeouts     the HTTP connector's mapping
-    zeep.exceptions.ValidationError INVALID_REQUEST (nothing was sent)
-    other zeep errors (bad WSDL/XML) PROTOCOL_ERROR
+The error mapping (faults, HTTP failures, zeep errors) is drawn in ``soap.errors``.
 
 Every fault becomes a ``SOAPFault`` (a ``ConnectorError``) whose ``details``
 hold ``fault_code``, ``fault_subcodes``, ``fault_actor``, ``fault_detail``

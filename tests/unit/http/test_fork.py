@@ -18,7 +18,7 @@ def free_in_child(lock):
     return True
 
 
-def _holding(lock, child_work):
+def holding(lock, child_work):
     """Fork while a thread holds ``lock``; the child runs ``child_work`` (which takes it)."""
     held, release = threading.Event(), threading.Event()
 
@@ -42,7 +42,7 @@ def test_the_query_secret_redactor():
         redactor.add("child-secret")
         return "child-secret" in redactor.secrets
 
-    assert _holding(redactor._lock, child) == 0
+    assert holding(redactor._lock, child) == 0
 
 
 def test_the_insecure_warning_flag():
@@ -51,7 +51,7 @@ def test_the_insecure_warning_flag():
         connector_module._warn_insecure("https://h")
         return connector_module._insecure_warned
 
-    assert _holding(connector_module._insecure_lock, child) == 0
+    assert holding(connector_module._insecure_lock, child) == 0
 
 
 def test_the_soap_transport_class_lock():
@@ -60,4 +60,4 @@ def test_the_soap_transport_class_lock():
 
     from dictamesh_connectors.soap import transport
 
-    assert _holding(transport._transport_lock, lambda: transport.transport_class(zeep)) == 0
+    assert holding(transport._transport_lock, lambda: transport.transport_class(zeep)) == 0

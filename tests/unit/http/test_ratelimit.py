@@ -6,8 +6,7 @@ import pytest
 
 from dictamesh_connectors.http import TokenBucket
 
-from ...forking import run_in_child
-from .test_fork import free_in_child
+from .test_fork import holding
 
 
 class Clock:
@@ -58,19 +57,5 @@ def test_token_bucket_is_shared_fairly_by_threads():
 def test_fork_while_another_thread_holds_the_bucket_lock():
     clock = Clock()
     bucket = TokenBucket(10, burst=5, clock=clock, sleep=clock.sleep)
-    held, release = threading.Event(), threading.Event()
-
-    def hold():
-        with bucket._lock:
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    held.wait(5)
-    try:
-        # In the child the holder thread does not exist: the lock must be free there.
-        assert run_in_child(lambda: free_in_child(bucket._lock) and bucket.reserve() == 0.0) == 0
-    finally:
-        release.set()
-        holder.join()
+    # In the child the holder thread does not exist: the lock must be free there.
+    assert holding(bucket._lock, lambda: bucket.reserve() == 0.0) == 0
