@@ -49,6 +49,8 @@ class GraphQLConfig(HTTPConfig):
     """
 
     url_schemes: ClassVar[tuple[str, ...]] = ("graphql+https", "graphql+http", "https", "http")
+    secret_params: ClassVar[frozenset[str]] = HTTPConfig.secret_params
+    """The secret query parameters ``from_url`` reads (``HTTPConfig``'s)."""
 
     path: str = str_field("")
 

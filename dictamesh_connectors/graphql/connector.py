@@ -15,7 +15,6 @@ What is retried (``GraphQLConfig.retry``):
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import uuid
@@ -36,6 +35,7 @@ from dictamesh_connectors.graphql.errors import (
 from dictamesh_connectors.graphql.pagination import iter_nodes, iter_pages, split_path
 from dictamesh_connectors.http.config import HTTPConfig
 from dictamesh_connectors.http.connector import HTTPConnector
+from dictamesh_connectors.http.content import JSONError, encode_json
 from dictamesh_connectors.retry import RetryPolicy, retry_once
 
 __all__ = ["GraphQLConnector", "operation_type"]
@@ -445,8 +445,8 @@ class GraphQLConnector(Connector[GraphQLConfig, HTTPConnector]):
         if operation_name:
             payload["operationName"] = operation_name
         try:
-            return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
-        except (TypeError, ValueError) as exc:
+            return encode_json(payload)
+        except JSONError as exc:
             raise ConnectorError(
                 f"{self.name}: variables are not JSON-serialisable: {exc}",
                 code=ErrorCode.SERIALIZATION_ERROR,

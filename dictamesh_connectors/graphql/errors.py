@@ -29,7 +29,7 @@ the shape of a GraphQL response (an ``errors`` list of objects with a
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,6 +43,7 @@ from dictamesh_connectors.errors import (
     RetryHint,
     is_transient_code,
 )
+from dictamesh_connectors.http.content import JSONError, decode_json
 from dictamesh_connectors.http.errors import error_for_status, parse_retry_after
 
 __all__ = [
@@ -210,7 +211,14 @@ def _extensions_retry_after(errors: Sequence[Mapping[str, Any]]) -> float | None
             for key in ("retryAfter", "retry_after"):
                 value = extensions.get(key)
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    return max(0.0, float(value))
+                    # A 400-digit int does not fit a float: "wait forever" (inf),
+                    # which the retry loop raises at once instead of waiting.
+                    seconds = (
+                        float(value) if abs(value) < 1e300 else (math.inf if value > 0 else 0.0)
+                    )
+                    if math.isnan(seconds):
+                        return None
+                    return max(0.0, seconds)
     return None
 
 
@@ -281,9 +289,9 @@ def classify_response(
     parsed = False
     if content and (media_type.endswith("json") or not media_type):
         try:
-            body = json.loads(content)
+            body = decode_json(content)  # never raises RecursionError: JSONError
             parsed = True
-        except (ValueError, UnicodeDecodeError):
+        except JSONError:
             parsed = False
     is_graphql = parsed and _looks_like_graphql(body)
 

@@ -18,10 +18,11 @@ No token, password or key is ever logged or put in a message.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
-import json
 import logging
 import math
+import re
 import threading
 import time
 import urllib.parse
@@ -33,7 +34,7 @@ import requests
 from requests.auth import AuthBase
 
 from dictamesh_connectors import _fork
-from dictamesh_connectors.config import Secret
+from dictamesh_connectors.config import Secret, redact_url
 from dictamesh_connectors.errors import (
     AuthenticationError,
     ConnectorError,
@@ -41,9 +42,9 @@ from dictamesh_connectors.errors import (
     ErrorCode,
 )
 from dictamesh_connectors.http.config import AuthType, HTTPConfig
-from dictamesh_connectors.http.content import set_header
+from dictamesh_connectors.http.content import JSONError, decode_json, set_header
 from dictamesh_connectors.http.errors import error_for_status
-from dictamesh_connectors.http.urls import origin_of, redact_url
+from dictamesh_connectors.http.urls import origin_of
 
 __all__ = ["ConnectorAuth", "OAuth2TokenSource", "TokenFetch"]
 
@@ -236,23 +237,16 @@ class OAuth2TokenSource:
         )
         if status != 200:
             raise self._token_error(status, resp_headers, body)
-        try:
-            payload = json.loads(body)
-            value = payload["access_token"]
-            if not isinstance(value, str) or not value:
-                raise ValueError("empty access_token")
-            expires_in = payload.get("expires_in")
-            lifetime = float(expires_in) if expires_in is not None else math.inf
-            if not lifetime > 0:
-                raise ValueError("expires_in must be positive")
-        except (ValueError, KeyError, TypeError, AttributeError):
+        value, lifetime = _parse_token_response(body)
+        if value is None:
+            # Raised outside any except block: no __context__ holds the body.
             raise AuthenticationError(
                 f"{self._connector}: OAuth2 token response from {redact_url(url)} is not a valid "
                 "token response (access_token / expires_in)",
                 code=ErrorCode.PROTOCOL_ERROR,
                 transient=False,
                 connector=self._connector,
-            ) from None
+            )
         margin = min(self._margin, lifetime / 5)
         logger.debug(
             "%s: OAuth2 token obtained from %s (expires in %.0fs)",
@@ -266,12 +260,11 @@ class OAuth2TokenSource:
         url = self._credentials.token_url
         if status in (400, 401, 403):
             code = ""
-            try:
-                error = json.loads(body).get("error", "")
+            with contextlib.suppress(JSONError):
+                payload = decode_json(body)
+                error = payload.get("error", "") if isinstance(payload, dict) else ""
                 if isinstance(error, str) and error.replace("_", "").isalnum():
                     code = f" ({error[:40]})"  # RFC 6749 5.2 codes are safe to show
-            except (ValueError, AttributeError):
-                pass
             return AuthenticationError(
                 f"{self._connector}: OAuth2 token request to {redact_url(url)} refused: "
                 f"{status}{code}",
@@ -282,6 +275,48 @@ class OAuth2TokenSource:
         return error_for_status(
             status, headers, method="POST", url=url, connector=self._connector, idempotent=True
         )
+
+
+def _parse_token_response(body: bytes) -> tuple[str | None, float]:
+    """``(access_token, lifetime)`` of a token response, or ``(None, 0)`` when it is not one.
+
+    The token must be non-empty latin-1 text without control characters (it
+    goes into an ``Authorization`` header); ``expires_in`` a positive number
+    (absent: no expiry). Never raises, whatever the server sent (nesting too
+    deep, a 400-digit ``expires_in``, invalid UTF-8).
+    """
+    try:
+        payload = decode_json(body)
+    except JSONError:
+        return None, 0.0
+    if not isinstance(payload, dict):
+        return None, 0.0
+    value = payload.get("access_token")
+    if not isinstance(value, str) or not value or _BAD_TOKEN.search(value) or not _latin1(value):
+        return None, 0.0
+    expires_in = payload.get("expires_in", None)
+    if expires_in is None:
+        return value, math.inf
+    if isinstance(expires_in, bool):
+        return None, 0.0
+    try:
+        lifetime = float(expires_in)
+    except (TypeError, ValueError, OverflowError):
+        return None, 0.0
+    if not lifetime > 0:  # NaN too
+        return None, 0.0
+    return value, lifetime
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeError:
+        return False
+    return True
+
+
+_BAD_TOKEN = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _reveal(secret: Secret | None) -> str:

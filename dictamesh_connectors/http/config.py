@@ -11,11 +11,12 @@ import enum
 import json
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, ClassVar
 
 import attrs
 
+from dictamesh_connectors._convert import MAX_TIMEOUT
 from dictamesh_connectors._version import __version__
 from dictamesh_connectors.config import (
     BaseConfig,
@@ -42,6 +43,25 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # Field values: visible ASCII/obs-text plus SP and HTAB; no CR, LF or NUL.
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _HOST = re.compile(r"^(\*\.)?[A-Za-z0-9._\-\[\]:]+$")
+
+# The documented maxima of the numeric fields (docs/http.md, "Configuration").
+MAX_RESPONSE_BYTES = 1 << 40
+"""``max_response_bytes`` at most 1 TiB (0 = no limit)."""
+MAX_RATE = 1_000_000.0
+"""``rate_limit`` at most a million requests per second (0 = no limit)."""
+MAX_BURST = 1_000_000
+"""``rate_limit_burst`` at most a million requests."""
+MAX_REFRESH_MARGIN = 86_400.0
+"""``oauth2_refresh_margin`` at most a day."""
+
+
+def _encodes(value: str, encoding: str) -> bool:
+    """Whether ``value`` encodes (never raises: a failed encode keeps the text in ``.object``)."""
+    try:
+        value.encode(encoding)
+    except UnicodeError:
+        return False
+    return True
 
 
 class AuthType(str, enum.Enum):
@@ -98,6 +118,11 @@ def check_header(name: object, value: object) -> tuple[str, str]:
             raise InvalidConfigError(f"invalid value for header {name}") from None
     if not isinstance(value, str):
         raise InvalidConfigError(f"header {name}: expected a string, got {type(value).__name__}")
+    if not _encodes(value, "latin-1"):
+        # HTTP/1.1 sends header values as latin-1; never echo it (a credential?).
+        raise InvalidConfigError(
+            f"header {name}: value is not latin-1 text (encode it first, e.g. RFC 8187)"
+        )
     if _BAD_VALUE.search(value):
         # Never echo the value: it may be a credential.
         raise InvalidConfigError(f"header {name}: value contains CR, LF or control characters")
@@ -106,6 +131,26 @@ def check_header(name: object, value: object) -> tuple[str, str]:
 
 # Header names whose values are credentials (Authorization, X-API-Key, Cookie, ...).
 _SENSITIVE_HEADER = re.compile(r"auth|token|secret|key|passw|cookie|session|signature", re.I)
+
+
+def is_sensitive_header(name: str, marked: Collection[str] = (), *, keep: str = "") -> bool:
+    """Whether header ``name`` carries a credential: masked in reprs, dropped off-origin.
+
+    True for every name the library considers sensitive (``Authorization``,
+    ``Cookie``, ``X-API-Key``, ``X-Auth-Token``, ``Private-Token``, ...: any
+    name with auth/token/secret/key/passw/cookie/session/signature in it) and
+    for the names in ``marked`` (lower case: ``HTTPConfig.sensitive_headers``).
+
+    Args:
+        name: The header name.
+        marked: Extra names the user marked sensitive (lower case).
+        keep: A lower-case name never treated as sensitive (the configured
+            Idempotency-Key header, which must follow the request).
+    """
+    lowered = name.lower()
+    if lowered == keep:
+        return False
+    return lowered in marked or _SENSITIVE_HEADER.search(name) is not None
 
 
 def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> str:
@@ -119,7 +164,7 @@ def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None
         return "None"
     items = headers.items() if isinstance(headers, Mapping) else headers
     shown = [
-        (name, "***" if isinstance(name, str) and _SENSITIVE_HEADER.search(name) else value)
+        (name, "***" if isinstance(name, str) and is_sensitive_header(name) else value)
         for name, value in items
     ]
     return repr(dict(shown)) if isinstance(headers, Mapping) else repr(tuple(shown))
@@ -160,6 +205,21 @@ def _headers(value: Any) -> tuple[tuple[str, str], ...]:
             raise InvalidConfigError("headers: expected (name, value) pairs")
         out.append(check_header(item[0], item[1]))
     return tuple(out)
+
+
+def _header_names(value: Any) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        value = [v for v in re.split(r"[,\s]+", value) if v]
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise InvalidConfigError(f"expected a list of header names, got {describe_value(value)}")
+    names = set()
+    for name in value:
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise InvalidConfigError(f"invalid header name {describe_value(name)}")
+        names.add(name.lower())
+    return frozenset(names)
 
 
 def _hosts(value: Any) -> tuple[str, ...]:
@@ -389,13 +449,25 @@ class HTTPConfig(BaseConfig):
         oauth2_refresh_margin: Seconds before expiry an OAuth2 token is
             refreshed (capped at a fifth of the token's lifetime).
         trust_env: Honour ``HTTP(S)_PROXY``/``NO_PROXY`` from the environment.
+        sensitive_headers: Extra header names (any case) that carry
+            credentials: masked like ``Authorization`` and dropped when a
+            redirect leaves the origin (every name ``is_sensitive_header``
+            recognises already is).
+
+    Maxima (larger values are ``InvalidConfigError``): ``timeout``,
+    ``connect_timeout`` and ``pool_timeout`` 7 days (``MAX_TIMEOUT``);
+    ``max_response_bytes`` 1 TiB; ``rate_limit`` 1,000,000/s;
+    ``rate_limit_burst`` 1,000,000; ``oauth2_refresh_margin`` 1 day;
+    ``max_redirects`` and ``max_retries`` 100; pool sizes 100,000.
     """
 
     url_schemes: ClassVar[tuple[str, ...]] = ("http", "https")
+    secret_params: ClassVar[frozenset[str]] = frozenset({"token", "client_secret", "api_key"})
+    """The secret query parameters ``from_url`` reads (see ``secret_query_params``)."""
 
     base_url: str | None = _converted(_base_url)
-    timeout: float = float_field(30.0, min=0.001)
-    connect_timeout: float = float_field(10.0, min=0.001)
+    timeout: float = float_field(30.0, min=0.001, max=MAX_TIMEOUT)
+    connect_timeout: float = float_field(10.0, min=0.001, max=MAX_TIMEOUT)
     max_retries: int | None = int_field(None, min=0, max=100, optional=True)
     verify: bool = bool_field(True)
     skip_verify: bool = bool_field(False)
@@ -408,22 +480,23 @@ class HTTPConfig(BaseConfig):
     max_idle_conns_per_host: int = int_field(10, min=1, max=100_000)
     max_conns_per_host: int = int_field(0, min=0, max=100_000)
     pool_block: bool = bool_field(False)
-    pool_timeout: float = float_field(30.0, min=0.0)
+    pool_timeout: float = float_field(30.0, min=0.0, max=MAX_TIMEOUT)
     headers: tuple[tuple[str, str], ...] = _converted(_headers, (), repr=redact_headers)
     user_agent: str = str_field(DEFAULT_USER_AGENT)
-    max_response_bytes: int = int_field(100 * 1024 * 1024, min=0)
+    max_response_bytes: int = int_field(100 * 1024 * 1024, min=0, max=MAX_RESPONSE_BYTES)
     allowed_hosts: tuple[str, ...] = _converted(_hosts, ())
     follow_redirects: bool = bool_field(True)
     max_redirects: int = int_field(10, min=0, max=100)
-    rate_limit: float = float_field(0.0, min=0.0)
-    rate_limit_burst: int = int_field(0, min=0)
+    rate_limit: float = float_field(0.0, min=0.0, max=MAX_RATE)
+    rate_limit_burst: int = int_field(0, min=0, max=MAX_BURST)
     health_method: str = _converted(_health_method, "HEAD")
     health_path: str = str_field("")
     health_ok_below: int = int_field(500, min=100, max=1000)
     idempotency_header: str = str_field("Idempotency-Key", nonempty=True)
     auto_idempotency_key: bool = bool_field(False)
-    oauth2_refresh_margin: float = float_field(30.0, min=0.0)
+    oauth2_refresh_margin: float = float_field(30.0, min=0.0, max=MAX_REFRESH_MARGIN)
     trust_env: bool = bool_field(False)
+    sensitive_headers: frozenset[str] = _converted(_header_names, frozenset())
 
     def __attrs_post_init__(self) -> None:
         if self.auth_type is None:
@@ -447,6 +520,7 @@ class HTTPConfig(BaseConfig):
         for char in "\r\n\x00":
             if char in self.user_agent or char in self.health_path:
                 raise InvalidConfigError("HTTPConfig: CR/LF/NUL in user_agent or health_path")
+        self._check_text()
         creds, kind = self.credentials, self.auth_type
         if kind is AuthType.BASIC and creds.username is None:
             raise InvalidConfigError("HTTPConfig: auth_type basic needs credentials.username")
@@ -464,6 +538,36 @@ class HTTPConfig(BaseConfig):
                 names = ", ".join(f"credentials.{name}" for name in missing)
                 raise InvalidConfigError(f"HTTPConfig: auth_type oauth2 needs {names}")
 
+    def _check_text(self) -> None:
+        """Every text field encodes for where it goes, before any I/O.
+
+        Everything must be UTF-8 (no lone surrogates); what travels in a
+        header (``user_agent``, a bearer token, an API key sent as a header)
+        must be latin-1 text without control characters. Messages name the
+        field, never the value.
+        """
+        creds = self.credentials
+        for owner, prefix in ((self, ""), (creds, "credentials.")):
+            for field in attrs.fields(type(owner)):
+                value = getattr(owner, field.name)
+                if isinstance(value, Secret):
+                    value = value.get_secret_value()
+                if isinstance(value, str) and not _encodes(value, "utf-8"):
+                    raise InvalidConfigError(
+                        f"HTTPConfig: {prefix}{field.name} is not valid text (lone surrogate)"
+                    )
+        in_header = [("user_agent", self.user_agent)]
+        if self.auth_type is AuthType.BEARER and creds.token:
+            in_header.append(("credentials.token", creds.token.get_secret_value()))
+        if self.auth_type is AuthType.APIKEY and creds.api_key and creds.api_key_in == "header":
+            in_header.append(("credentials.api_key", creds.api_key.get_secret_value()))
+        for name, text in in_header:
+            if not _encodes(text, "latin-1") or _BAD_VALUE.search(text):
+                raise InvalidConfigError(
+                    f"HTTPConfig: {name} is sent in a header: it must be latin-1 text "
+                    "without control characters"
+                )
+
     def validate(self) -> None:
         """Re-run every field validator and the cross-field checks.
 
@@ -472,6 +576,15 @@ class HTTPConfig(BaseConfig):
         """
         super().validate()
         self._check()
+
+    def secret_query_params(self) -> frozenset[str]:
+        """The query parameters hidden in every URL shown: ``secret_params``, plus
+        ``credentials.api_key_name`` (lower case) when the API key travels in the query.
+        """
+        creds = self.credentials
+        if self.auth_type is AuthType.APIKEY and creds.api_key_in == "query":
+            return self.secret_params | {creds.api_key_name.lower()}
+        return self.secret_params
 
     @property
     def tls_verify(self) -> bool:

@@ -24,6 +24,7 @@ import contextlib
 import datetime
 import enum
 import logging
+import math
 import os
 import random
 import re
@@ -37,6 +38,7 @@ import requests
 from urllib3 import BaseHTTPResponse, Timeout
 
 from dictamesh_connectors import _fork
+from dictamesh_connectors._convert import check_timeout
 from dictamesh_connectors.base import Connector
 from dictamesh_connectors.errors import (
     ConnectorError,
@@ -44,7 +46,12 @@ from dictamesh_connectors.errors import (
     NotConnectedError,
 )
 from dictamesh_connectors.http.auth import ConnectorAuth, OAuth2TokenSource
-from dictamesh_connectors.http.config import AuthType, HTTPConfig, check_header
+from dictamesh_connectors.http.config import (
+    AuthType,
+    HTTPConfig,
+    check_header,
+    is_sensitive_header,
+)
 from dictamesh_connectors.http.content import (
     BODY_HEADERS,
     encode_body,
@@ -280,15 +287,13 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
             else None
         )
         creds = config.credentials
-        self._secret_params: tuple[str, ...] = (
-            (creds.api_key_name,)
-            if config.auth_type is AuthType.APIKEY and creds.api_key_in == "query"
-            else ()
-        )
+        # Every URL shown goes through the core redact_url with these names.
+        self._secret_params: tuple[str, ...] = tuple(sorted(config.secret_query_params()))
         # The API key's value when it travels in the query: scrubbed from urllib3's
         # DEBUG lines and from the driver exceptions kept as __cause__.
         self._query_secrets: tuple[str, ...] = ()
-        if self._secret_params and creds.api_key:
+        in_query = config.auth_type is AuthType.APIKEY and creds.api_key_in == "query"
+        if in_query and creds.api_key:
             self._query_secrets = (creds.api_key.get_secret_value(),)
             redactor.add(creds.api_key.get_secret_value())
         self._max_bytes = config.max_response_bytes
@@ -793,18 +798,35 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
     def _call_timeouts(
         self, timeout: Any, method: str, url: str
     ) -> tuple[tuple[float, float], Timeout]:
+        """A per-call ``timeout=`` (seconds, ``inf`` = no limit, or ``(connect, read)``).
+
+        Checked with the core ``check_timeout`` before any I/O.
+
+        Raises:
+            TypeError: Not a number (or a pair of numbers).
+            InvalidRequestError: NaN, zero, negative, or above the core maximum.
+        """
         if timeout is None:
             return self._timeouts, self._timeout
-        try:
-            if isinstance(timeout, tuple):
-                connect, read = (float(t) for t in timeout)
-            else:
-                connect, read = self._timeouts[0], float(timeout)
-        except (TypeError, ValueError):
-            raise self._invalid(method, url, "timeout must be seconds or (connect, read)") from None
-        if not (connect > 0 and read > 0):
-            raise self._invalid(method, url, "timeouts must be positive")
-        return (connect, read), Timeout(connect=connect, read=read)
+        if isinstance(timeout, tuple):
+            if len(timeout) != 2:
+                raise self._invalid(method, url, "timeout must be seconds or (connect, read)")
+            pair = timeout
+        else:
+            pair = (None, timeout)
+        checked: list[float | None] = []
+        for name, value in zip(("connect timeout", "timeout"), pair, strict=True):
+            if value is None and name == "connect timeout":
+                checked.append(self._timeouts[0])
+                continue
+            try:
+                checked.append(check_timeout(value, name=name, positive=True))
+            except InvalidConfigError as err:
+                raise self._invalid(method, url, err.message) from None
+        connect, read = checked
+        # For messages: inf is "no limit" (urllib3's None).
+        shown = (math.inf if connect is None else connect, math.inf if read is None else read)
+        return shown, Timeout(connect=connect, read=read)
 
     def _translating(self, call: _Call, method: str, url: str) -> Translating:
         """The translation context of a request (``Translating``) with this connector's secrets."""
@@ -895,6 +917,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
                 elapsed=datetime.timedelta(seconds=elapsed),
                 request_method=hop.method,
                 reason=raw.reason or "",
+                secret_params=self._secret_params,
             )
         )
         try:
@@ -904,9 +927,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
         if origin_of(next_url) != origin_of(hop.url):
             # Leaving the origin: credentials stay behind, for good.
             hop.with_auth = False
-            hop.headers = without_headers(
-                hop.headers, self._auth.header_names if self._auth else _STRIP
-            )
+            hop.headers = self._without_credentials(hop.headers)
         if (status == 303 and hop.method != "HEAD") or (
             status in (301, 302) and hop.method == "POST"
         ):
@@ -917,6 +938,22 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
                 call.method, call.url, f"cannot replay a streamed body on a {status} redirect"
             )
         hop.url = next_url
+
+    def _without_credentials(self, headers: dict[str, str]) -> dict[str, str]:
+        """``headers`` without any credential: what follows a redirect to another origin.
+
+        Drops the auth headers, every header ``is_sensitive_header`` calls a
+        credential (``X-Auth-Token``, ``Private-Token``, ``Cookie``, ...) and
+        those named in ``sensitive_headers``; the Idempotency-Key stays.
+        """
+        names = self._auth.header_names if self._auth else _STRIP
+        marked = self.config.sensitive_headers
+        keep = self.config.idempotency_header.lower()
+        return {
+            name: value
+            for name, value in headers.items()
+            if name.lower() not in names and not is_sensitive_header(name, marked, keep=keep)
+        }
 
     def _forget_refused_token(self, raw: BaseHTTPResponse, hop: _Hop, token: str) -> None:
         """A 401 with an OAuth2 token: drop that token, so the resend fetches a new one."""
@@ -948,6 +985,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
             history=hop.history,
             chunks=self._chunks(raw, call, method, url) if streamed else None,
             release=(lambda: release(raw, complete=False)) if streamed else None,
+            secret_params=self._secret_params,
         )
         if streamed:
             return response

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BODY_HEADERS",
+    "JSONError",
+    "decode_json",
     "encode_body",
+    "encode_json",
     "find_header",
     "get_header",
     "has_header",
@@ -37,6 +40,45 @@ BODY_HEADERS = frozenset(
     {"content-type", "content-length", "transfer-encoding", "content-encoding"}
 )
 """Headers that describe a body (dropped when a redirect turns the request into a GET)."""
+
+
+class JSONError(ValueError):
+    """A document that is not JSON (or not encodable as JSON); the reason only.
+
+    It never holds the document (a ``JSONDecodeError`` keeps it in ``.doc``,
+    and a token response or a user's payload may be secret), and it is
+    raised outside the ``except`` block, so no ``__context__`` holds it either.
+    """
+
+
+def decode_json(data: bytes | str) -> Any:
+    """``json.loads(data)`` that fails only with ``JSONError``.
+
+    Invalid JSON, bytes that are not UTF-8/16/32, and nesting too deep for
+    the parser (``[[[[...]]]]``, a ``RecursionError``) all become
+    ``JSONError(reason)``.
+    """
+    reason = ""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        reason = "nested too deeply"
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        reason = f"{type(exc).__name__} at position {getattr(exc, 'pos', '?')}"
+    raise JSONError(reason)
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact JSON of ``value`` (no NaN), failing only with ``JSONError``."""
+    reason = ""
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
+    except RecursionError:
+        reason = "nested too deeply"
+    except (TypeError, ValueError) as exc:
+        reason = str(exc)[:200]
+    raise JSONError(f"json is not serialisable ({reason})")
+
 
 _WITH_EMPTY_BODY = frozenset({"POST", "PUT", "PATCH"})
 
@@ -62,10 +104,7 @@ def encode_body(request: Request) -> tuple[dict[str, str], Any]:
     headers: dict[str, str] = {}
     body = request.body
     if request.json is not None:
-        try:
-            body = json.dumps(request.json, allow_nan=False, separators=(",", ":")).encode()
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"json is not serialisable ({exc})") from None
+        body = encode_json(request.json)
         headers["Content-Type"] = "application/json"
     elif request.data is not None or request.files is not None:
         prepared = requests.PreparedRequest()

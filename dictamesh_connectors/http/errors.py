@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 import requests.exceptions as rexc
 import urllib3.exceptions as uexc
 
+from dictamesh_connectors.config import redact_url
 from dictamesh_connectors.errors import (
     AuthenticationError,
     ConnectorError,
@@ -74,7 +75,6 @@ from dictamesh_connectors.errors import (
     is_transient_code,
 )
 from dictamesh_connectors.http.retry import IDEMPOTENT_METHODS
-from dictamesh_connectors.http.urls import redact_url
 
 if TYPE_CHECKING:
     from dictamesh_connectors.http.models import Response
@@ -328,7 +328,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def scrub_secrets(exc: BaseException, secrets: Collection[str]) -> None:
-    """Replace every secret value in ``exc``'s chain (args and ``url``) with ``***``, in place.
+    """Replace every secret value in ``exc``'s chain (args, text attributes) with ``***``, in place.
 
     urllib3 puts the request URL, query string included, into its messages
     (``Max retries exceeded with url: /x?key=...``). When an API key travels
@@ -363,11 +363,16 @@ def scrub_secrets(exc: BaseException, secrets: Collection[str]) -> None:
         seen.add(id(current))
         with contextlib.suppress(AttributeError, TypeError):
             current.args = tuple(clean(arg) for arg in current.args)
+        # Every text attribute (urllib3 2.x keeps the message in ``_message``
+        # besides ``args``), and the URL of the request an exception carries.
         for holder in (current, getattr(current, "request", None)):
-            url = getattr(holder, "url", None)
-            if isinstance(url, str):
-                with contextlib.suppress(AttributeError, TypeError):
-                    holder.url = clean(url)  # type: ignore[union-attr]
+            fields = getattr(holder, "__dict__", None)
+            if not isinstance(fields, dict):
+                continue
+            for name, value in list(fields.items()):
+                if isinstance(value, str):
+                    with contextlib.suppress(AttributeError, TypeError):
+                        setattr(holder, name, clean(value))
         linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
         linked += [arg for arg in current.args if isinstance(arg, BaseException)]
         pending += [e for e in linked if isinstance(e, BaseException)]

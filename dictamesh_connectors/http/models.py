@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import codecs
 import datetime
-import json as jsonlib
-from collections.abc import Callable, Iterator, Mapping
+import re
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import attrs
 from requests.structures import CaseInsensitiveDict
 
+from dictamesh_connectors.config import redact_url
 from dictamesh_connectors.errors import ErrorCode, ErrorRule, RetryHint, build_error
 from dictamesh_connectors.http.config import redact_headers
-from dictamesh_connectors.http.urls import redact_url
+from dictamesh_connectors.http.content import JSONError, decode_json
 
 __all__ = ["Request", "Response"]
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
 _NOT_JSON = ErrorRule(ErrorCode.SERIALIZATION_ERROR, False, RetryHint.NONE)
 
 
@@ -91,6 +93,7 @@ class Response:
         "_iter",
         "_raw_headers",
         "_release",
+        "_secret_params",
         "elapsed",
         "history",
         "reason",
@@ -112,8 +115,10 @@ class Response:
         history: list[Response] | None = None,
         chunks: Iterator[bytes] | None = None,
         release: Callable[[], None] | None = None,
+        secret_params: Collection[str] = (),
     ) -> None:
         self.status_code = status_code
+        self._secret_params = secret_params  # query names redact_url hides in messages
         # Built on first use: most callers never look at the headers.
         self._headers = headers if isinstance(headers, CaseInsensitiveDict) else None
         self._raw_headers = headers
@@ -183,16 +188,17 @@ class Response:
         Raises:
             ConnectorError: ``SERIALIZATION_ERROR`` when it is not valid JSON.
         """
+        body = self.body
         try:
-            return jsonlib.loads(self.body)
-        except ValueError as exc:
-            raise build_error(
-                f"http: {self.request_method} {redact_url(self.url)}: response is not valid JSON "
-                f"({type(exc).__name__} at position {getattr(exc, 'pos', '?')})",
-                _NOT_JSON,
-                connector="http",
-                details={"status_code": self.status_code},
-            ) from exc
+            return decode_json(body)
+        except JSONError as exc:
+            error = exc
+        raise build_error(
+            f"http: {self.request_method} {self.shown_url}: response is not valid JSON ({error})",
+            _NOT_JSON,
+            connector="http",
+            details={"status_code": self.status_code},
+        ) from error
 
     def iter_bytes(self) -> Iterator[bytes]:
         """Yield the body in chunks (for a streamed response, as it arrives).
@@ -212,8 +218,57 @@ class Response:
 
     iter_content = iter_bytes
 
+    def iter_text(self) -> Iterator[str]:
+        """Yield the body decoded with ``encoding``, as it arrives (bad bytes replaced).
+
+        A multi-byte character split between two chunks is decoded whole.
+
+        Raises:
+            ConnectorError: Reading failed or the body exceeds
+                ``max_response_bytes``.
+        """
+        decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace")
+        for chunk in self.iter_bytes():
+            text = decoder.decode(chunk)
+            if text:
+                yield text
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield tail
+
+    def iter_lines(self) -> Iterator[str]:
+        """Yield the body line by line as text, without the line endings, as it arrives.
+
+        For streaming endpoints (server-sent lines, NDJSON): lines end with
+        ``\n``, ``\r\n`` or ``\r`` (a ``\r\n`` split across chunks is one
+        ending); a last line without an ending is yielded too. Unlike
+        ``requests`` (bytes unless ``decode_unicode``), lines are ``str``,
+        decoded as ``iter_text`` does.
+
+        Raises:
+            ConnectorError: Reading failed or the body exceeds
+                ``max_response_bytes``.
+        """
+        pending = ""
+        for text in self.iter_text():
+            pending += text
+            start = 0
+            for match in _LINE_END.finditer(pending):
+                if match.end() == len(pending) and match.group() == "\r":
+                    break  # perhaps the first half of a \r\n
+                yield pending[start : match.start()]
+                start = match.end()
+            pending = pending[start:]
+        if pending:
+            yield pending[:-1] if pending.endswith("\r") else pending
+
     def __iter__(self) -> Iterator[bytes]:
         return self.iter_bytes()
+
+    @property
+    def shown_url(self) -> str:
+        """``url`` as messages and logs show it (``redact_url``: secrets ``***``)."""
+        return redact_url(self.url, self._secret_params)
 
     @property
     def ok(self) -> bool:
@@ -238,4 +293,4 @@ class Response:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Response [{self.status_code}] {self.request_method} {redact_url(self.url)}>"
+        return f"<Response [{self.status_code}] {self.request_method} {self.shown_url}>"

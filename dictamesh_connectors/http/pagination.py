@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from dictamesh_connectors.http.errors import protocol_error
-from dictamesh_connectors.http.urls import redact_url
 
 if TYPE_CHECKING:
     from dictamesh_connectors.http.models import Response
@@ -166,7 +165,7 @@ def _items(response: Response, path: str | None) -> list[Any]:
         return []
     if not isinstance(found, list):
         raise protocol_error(
-            f"http: {response.request_method} {redact_url(response.url)}: expected a list at "
+            f"http: {response.request_method} {response.shown_url}: expected a list at "
             f"{path or 'the top level'} of the page, got {type(found).__name__}",
             connector="http",
         )

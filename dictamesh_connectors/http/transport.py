@@ -37,9 +37,9 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from dictamesh_connectors import _fork
 from dictamesh_connectors.errors import NotConnectedError
 from dictamesh_connectors.http.auth import ConnectorAuth
-from dictamesh_connectors.http.config import HTTPConfig
+from dictamesh_connectors.http.config import HTTPConfig, is_sensitive_header
 from dictamesh_connectors.http.content import has_header
-from dictamesh_connectors.http.errors import mark_not_sent
+from dictamesh_connectors.http.errors import mark_not_sent, scrub_secrets
 from dictamesh_connectors.http.retry import NO_DRIVER_RETRIES
 from dictamesh_connectors.http.urls import origin_of, split_origin
 
@@ -342,16 +342,23 @@ class _BorrowedAdapter(BaseAdapter):
         if connector._limiter is not None:
             connector._limiter.acquire()
         limit = connector._max_bytes
-        response = self._transport.send(
-            request,
-            stream=stream or bool(limit),
-            timeout=timeout,
-            verify=verify,
-            cert=cert,
-            proxies=proxies,
-        )
-        if limit and not stream:
-            self._read_bounded(response, limit)
+        try:
+            response = self._transport.send(
+                request,
+                stream=stream or bool(limit),
+                timeout=timeout,
+                verify=verify,
+                cert=cert,
+                proxies=proxies,
+            )
+            if limit and not stream:
+                self._read_bounded(response, limit)
+        except Exception as exc:
+            # requests' and urllib3's messages hold the URL, an API key sent in
+            # the query included: mask it in the whole chain before it leaves.
+            if connector._query_secrets:
+                scrub_secrets(exc, connector._query_secrets)
+            raise
         return response
 
     def _read_bounded(self, response: requests.Response, limit: int) -> None:
@@ -381,22 +388,52 @@ class _BorrowedAdapter(BaseAdapter):
 
 
 class _ConnectorSession(requests.Session):
-    """A ``requests.Session`` that strips every credential on cross-origin redirects."""
+    """A ``requests.Session`` that strips every credential on cross-origin redirects.
+
+    The auth (``ConnectorAuth.strip``) and every header ``is_sensitive_header``
+    recognises or the config marks (``sensitive_headers``), as the connector's
+    own redirects do.
+    """
 
     _dm_auth: ConnectorAuth | None = None
+    _dm_sensitive: frozenset[str] = frozenset()  # HTTPConfig.sensitive_headers
+    _dm_keep = "idempotency-key"  # the configured Idempotency-Key header follows
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        """requests' target, but a ``Location`` that is not UTF-8 is percent-encoded.
+
+        requests decodes the header as UTF-8 and lets a ``UnicodeDecodeError``
+        escape; a server's bytes must never crash the client.
+        """
+        if resp.is_redirect and "location" in resp.headers:
+            raw = resp.headers["location"].encode("latin-1", "replace")
+            if not _decodes(raw):
+                return urllib.parse.quote(raw, safe="/:?#[]@!$&'()*+,;=%~")
+        return super().get_redirect_target(resp)
 
     def rebuild_auth(
         self, prepared_request: requests.PreparedRequest, response: requests.Response
     ) -> None:
         old_url = response.request.url if response.request is not None else None
         if (
-            self._dm_auth is not None
-            and old_url
+            old_url
             and prepared_request.url
             and origin_of(old_url) != origin_of(prepared_request.url)
         ):
-            self._dm_auth.strip(prepared_request)
+            if self._dm_auth is not None:
+                self._dm_auth.strip(prepared_request)
+            for name in list(prepared_request.headers):
+                if is_sensitive_header(name, self._dm_sensitive, keep=self._dm_keep):
+                    del prepared_request.headers[name]
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+
+
+def _decodes(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def session_for(
@@ -419,4 +456,6 @@ def session_for(
     session.max_redirects = connector.config.max_redirects
     session.auth = auth
     session._dm_auth = auth
+    session._dm_sensitive = connector.config.sensitive_headers
+    session._dm_keep = connector.config.idempotency_header.lower()
     return session

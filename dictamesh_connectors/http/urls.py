@@ -9,18 +9,21 @@ show) and the connector turns it into its ``InvalidRequestError``.
 * ``redirect_target``: the next URL of a redirect, or ``UnsafeURLError``;
 * ``origin_of``, ``split_origin``: ``(scheme, host, port)`` of a URL, and
   the URL cut into ``scheme://netloc`` and the request target;
-* ``redact_url``: a URL fit for messages and logs (no userinfo, sensitive
-  query values as ``***``).
+* ``redact_url``: the core's one redaction function
+  (``dictamesh_connectors.config.redact_url``), re-exported: a URL fit for
+  messages and logs (password and secret query values as ``***``).
 """
 
 from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import requests
+
+from dictamesh_connectors.config import SECRET_PARAMS, redact_url
 
 __all__ = [
     "SENSITIVE_PARAMS",
@@ -32,28 +35,11 @@ __all__ = [
     "split_origin",
 ]
 
-SENSITIVE_PARAMS = frozenset(
-    {
-        "access_token",
-        "api_key",
-        "apikey",
-        "api-key",
-        "auth",
-        "client_secret",
-        "code",
-        "key",
-        "password",
-        "passwd",
-        "pwd",
-        "refresh_token",
-        "secret",
-        "sig",
-        "signature",
-        "token",
-        "x-api-key",
-    }
-)
-"""Query parameters whose values never appear in messages or logs."""
+SENSITIVE_PARAMS = SECRET_PARAMS
+"""Query parameters whose values never appear in messages or logs (the core's list).
+
+``redact_url`` is the core ``dictamesh_connectors.config.redact_url``, the
+one redaction function of the library, re-exported here."""
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
@@ -96,32 +82,6 @@ def split_origin(url: str) -> tuple[str, str]:
     if parts.query:
         target += "?" + parts.query
     return f"{parts.scheme}://{parts.netloc}", target
-
-
-def redact_url(url: str, secret_params: Collection[str] = ()) -> str:
-    """``url`` without userinfo and with sensitive query values as ``***``.
-
-    Args:
-        url: The URL to show.
-        secret_params: Extra parameter names to hide (e.g. the configured
-            API key parameter), compared case-insensitively.
-    """
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = parts.netloc.rpartition("@")[2]
-    query = parts.query
-    if query:
-        hidden = SENSITIVE_PARAMS | {p.lower() for p in secret_params}
-        pairs = []
-        for item in query.split("&"):
-            name, sep, _value = item.partition("=")
-            if sep and urllib.parse.unquote_plus(name).lower() in hidden:
-                item = f"{name}=***"
-            pairs.append(item)
-        query = "&".join(pairs)
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def redirect_target(url: str, location: str) -> str:

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from dictamesh_connectors import _fork
 from dictamesh_connectors._compat import require
+from dictamesh_connectors.config import redact_url
 from dictamesh_connectors.errors import ConnectorError, ErrorCode, InvalidConfigError
 from dictamesh_connectors.http.errors import Translating, error_for_status
-from dictamesh_connectors.http.urls import redact_url
 from dictamesh_connectors.retry import RetryPolicy
 from dictamesh_connectors.soap.errors import CONNECTOR, fault_error, soap_error
 from dictamesh_connectors.soap.transport import transport_class
@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from dictamesh_connectors.http.connector import HTTPConnector
 
 __all__ = ["SOAPClient"]
+
+
+# What zeep's parsing raises raw for a hostile answer (TypeError stays a
+# programming error: zeep raises it for an argument of the wrong type).
+_UNPARSEABLE = (ValueError, LookupError, AttributeError, RecursionError, OverflowError)
 
 
 class SOAPClient:
@@ -151,6 +156,7 @@ class SOAPClient:
                 ) from None
             except self._zeep.exceptions.Error as exc:
                 raise self._zeep_error(exc, operation, idempotent, "") from exc
+            self._local.answered = False
             try:
                 return method(*args, **kwargs)
             except self._zeep.exceptions.Fault as exc:
@@ -159,6 +165,21 @@ class SOAPClient:
                 ) from exc
             except self._zeep.exceptions.Error as exc:
                 raise self._zeep_error(exc, operation, idempotent, self._address(proxy)) from exc
+            except _UNPARSEABLE as exc:
+                # zeep lets raw errors out of its parsing (an empty Body is an
+                # IndexError); before the request went out, the arguments were wrong.
+                if not self._local.answered:
+                    raise soap_error(
+                        f"{CONNECTOR}: {operation}: arguments do not fit the WSDL: "
+                        f"{type(exc).__name__}",
+                        ErrorCode.INVALID_REQUEST,
+                    ) from exc
+                raise soap_error(
+                    f"{CONNECTOR}: {operation}: the answer from {self._address(proxy)} is not a "
+                    f"usable SOAP response ({type(exc).__name__})",
+                    ErrorCode.PROTOCOL_ERROR,
+                    maybe_applied=not idempotent,
+                ) from exc
 
         return self.http._run(
             attempt,

@@ -60,6 +60,7 @@ def transport_class(zeep: Any) -> type[Any]:
             def post(self, address: str, message: Any, headers: Mapping[str, str]) -> Any:
                 with self._owner._translating("POST", address, self._owner._idempotent()):
                     response = super().post(address, message, headers)
+                self._owner._local.answered = True  # later errors: the answer's fault
                 status = response.status_code
                 if status < 300:
                     return response

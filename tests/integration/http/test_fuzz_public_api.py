@@ -114,24 +114,9 @@ GRAPHQL_CALLS = [
 ]
 
 
-# Issue #8 (raw UnicodeEncodeError / OverflowError / RecursionError from
-# header, timeout and JSON handling) is being fixed in the HTTP layer; these
-# calls still find raw errors. Remove a name once its fix lands.
-PENDING_HTTP = {
-    "get",
-    "head",
-    "options",
-    "delete",
-    "post",
-    "put",
-    "patch",
-    "request",
-    "stream",
-    "paginate",
-    "download",
-    "execute",
-}
-PENDING_GRAPHQL = {"query", "mutation", "execute", "pages", "paginate"}
+# Calls still expected to fail the property (none: issue #8 fixed them all).
+PENDING_HTTP: set[str] = set()
+PENDING_GRAPHQL: set[str] = set()
 
 
 def _marked(calls: list[Call], pending: set[str]) -> list[Any]:

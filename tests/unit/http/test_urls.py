@@ -16,7 +16,8 @@ URL = "https://api.test/v1/items?id=3&api_key=SECRET-KEY"
 
 def test_redact_url():
     assert redact_url(URL) == "https://api.test/v1/items?id=3&api_key=***"
-    assert redact_url("https://u:pw@h/x?token=t&x=1") == "https://h/x?token=***&x=1"
+    # The core's one function: the user name stays, the password does not.
+    assert redact_url("https://u:pw@h/x?token=t&x=1") == "https://u:***@h/x?token=***&x=1"
     assert redact_url("https://h/x?sig=abc", secret_params=()) == "https://h/x?sig=***"
     assert redact_url("https://h/x?mykey=abc", secret_params=["MyKey"]) == "https://h/x?mykey=***"
 
