@@ -354,8 +354,10 @@ class _BorrowedAdapter(BaseAdapter):
             if limit and not stream:
                 self._read_bounded(response, limit)
         except Exception as exc:
-            # requests' and urllib3's messages hold the URL, an API key sent in
-            # the query included: mask it in the whole chain before it leaves.
+            # requests' exceptions carry the PreparedRequest (its credential
+            # headers), and their messages the URL, an API key sent in the
+            # query included: mask both in the whole chain before it leaves.
+            _mask_requests(exc, connector.config.sensitive_headers)
             if connector._query_secrets:
                 scrub_secrets(exc, connector._query_secrets)
             raise
@@ -385,6 +387,32 @@ class _BorrowedAdapter(BaseAdapter):
 
     def close(self) -> None:
         """Do nothing: the pool belongs to the connector."""
+
+
+def _mask_requests(exc: BaseException, marked: frozenset[str]) -> None:
+    """Replace the ``request`` of every exception in ``exc``'s chain by a copy with
+    its credential headers (``is_sensitive_header``) as ``***``."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending and len(seen) < 50:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        request = getattr(current, "request", None)
+        if isinstance(request, requests.PreparedRequest) and request.headers:
+            masked = request.copy()
+            masked.headers = requests.structures.CaseInsensitiveDict(
+                {
+                    name: "***" if is_sensitive_header(name, marked) else value
+                    for name, value in request.headers.items()
+                }
+            )
+            with contextlib.suppress(AttributeError, TypeError):
+                current.request = masked  # type: ignore[attr-defined]
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        linked += [arg for arg in current.args if isinstance(arg, BaseException)]
+        pending += [e for e in linked if isinstance(e, BaseException)]
 
 
 class _ConnectorSession(requests.Session):
