@@ -3,7 +3,9 @@
 Prints client CPU µs per operation (time.thread_time) of one ``_use()``
 block (the in-flight accounting every verb runs through, counters included)
 with no listener, with a no-op listener subscribed, and of the bare
-lock round trip it is built on, so the events' own cost can be read off.
+lock round trip it is built on, so the events' own cost can be read off,
+and the trace-propagation check of the send paths. Exits 1 when the cost
+with no listener is over the 2 µs budget.
 
     python benchmarks/observability_bench.py
 """
@@ -21,6 +23,7 @@ from dictamesh_connectors.observability import Listener
 from tests.unit.fakes import FakeConfig, FakeConnector
 
 N = 200_000
+BUDGET_US = 2.0  # issue #13: events and stats cost at most this per operation, no listener
 
 
 def cpu_us(fn, n: int = N) -> float:
@@ -60,6 +63,32 @@ def main() -> None:
     print(f"{'_use() block, no listener':34} {quiet:10.2f}   (accounting + counters + check)")
     print(f"{'_use() block, no-op listener':34} {listened:10.2f}   (+ clock reads and 2 calls)")
     print(f"events+stats over bare locking, no listener: {quiet - bare_us:.2f} µs/op")
+    hook = hook_us()
+    print(f"{'propagation hook check (tracing off)':34} {hook:10.3f}   (HTTP and Kafka send paths)")
+    total = quiet - bare_us + hook
+    verdict = "within" if total <= BUDGET_US else "OVER"
+    print(
+        f"events+stats per operation, no listener: {total:.2f} µs, {verdict} the "
+        f"{BUDGET_US:g} µs budget (the whole _use() block: {quiet + hook:.2f} µs)"
+    )
+    if total > BUDGET_US:
+        sys.exit(1)
+
+
+def hook_us() -> float:
+    """The send paths' ``if observability.propagator is not None`` with tracing off."""
+    from dictamesh_connectors import observability
+
+    def check(n: int) -> None:
+        for _ in range(n):
+            if observability.propagator is not None:
+                raise AssertionError("tracing is on")
+
+    def empty(n: int) -> None:
+        for _ in range(n):
+            pass
+
+    return max(0.0, cpu_us(check) - cpu_us(empty))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -47,7 +47,14 @@ from dictamesh_connectors import _fork
 if TYPE_CHECKING:
     from dictamesh_connectors.errors import ConnectorError
 
-__all__ = ["Listener", "Stats", "add_listener", "global_listeners", "remove_listener"]
+__all__ = [
+    "Listener",
+    "Stats",
+    "add_listener",
+    "global_listeners",
+    "propagator",
+    "remove_listener",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +109,17 @@ class Stats:
 
 # Copy-on-write tuple: readers on the hot path need no lock.
 _global: tuple[Any, ...] = ()
+
+propagator: Callable[[Any, str, Any], Any] | None = None
+"""The trace-context hook of the send paths; ``None`` unless tracing is on.
+
+``observability_otel.instrument()`` sets it. The HTTP connector calls
+``headers = propagator(connector, "METHOD url", headers)`` on each request it
+sends and the Kafka connector ``pairs = propagator(connector, "produce",
+pairs)`` on each message: it returns the headers with W3C ``traceparent``
+added (a new dict, or a new list of ``(str, bytes)`` pairs). With tracing
+off, the send path pays one attribute check.
+"""
 _global_lock = _fork.create_lock()
 
 

@@ -37,7 +37,7 @@ from typing import IO, Any, BinaryIO
 import requests
 from urllib3 import BaseHTTPResponse, Timeout
 
-from dictamesh_connectors import _fork
+from dictamesh_connectors import _fork, observability
 from dictamesh_connectors._convert import check_timeout
 from dictamesh_connectors.base import Connector
 from dictamesh_connectors.errors import (
@@ -877,6 +877,8 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
         if hop.with_auth and self._auth is not None:
             headers = dict(headers)
             url, token = self._auth.add_to(headers, url)
+        if observability.propagator is not None:  # tracing on: W3C traceparent
+            headers = observability.propagator(self, f"{hop.method} {hop.url}", headers)
         if self._limiter is not None:
             self._limiter.acquire()
         call.rewind()

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from dictamesh_connectors import _fork
+from dictamesh_connectors import _fork, observability
 from dictamesh_connectors._compat import require
 from dictamesh_connectors._convert import MAX_TIMEOUT, check_timeout
 from dictamesh_connectors.base import Connector
@@ -302,6 +302,8 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
         with self._use("produce") as handle:
             if handle.fatal is not None:
                 self._lost(handle, handle.fatal)
+            if observability.propagator is not None:  # tracing on: W3C traceparent
+                pairs = observability.propagator(self, "produce", pairs)
             produce_one(
                 handle,
                 topic,

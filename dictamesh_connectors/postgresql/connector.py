@@ -242,7 +242,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         checkout = self._checkout
 
         def attempt() -> T:
-            with self._use() as pool, translator:
+            with self._use(operation) as pool, translator:
                 conn = checkout.getconn(pool)
                 try:
                     return body(conn)

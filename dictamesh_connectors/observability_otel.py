@@ -1,0 +1,290 @@
+"""OpenTelemetry spans for every connector's operations (extra ``otel``).
+
+``instrument()`` subscribes one listener to every connector of the process
+and turns each operation into a CLIENT (PRODUCER for Kafka sends) span that
+follows OpenTelemetry's semantic conventions:
+
+==============  ===========================================================
+database        ``db.system.name`` (and the older ``db.system``),
+                ``db.operation.name``, ``db.namespace``, ``server.address``,
+                ``server.port``
+HTTP            ``http.request.method``, ``url.full`` (without its query),
+                ``url.scheme``, ``server.address``, ``server.port``
+messaging       ``messaging.system``, ``messaging.operation.name``,
+                ``messaging.operation.type``, ``server.address``
+every span      ``dictamesh.connector``, ``dictamesh.operation``
+failed          status ERROR with our code as its description,
+                ``error.type`` = the code (``"TIMEOUT"``...), and
+                ``dictamesh.error.transient``/``retry_hint``/``maybe_applied``
+==============  ===========================================================
+
+No attribute carries a statement, a parameter, a query string, a message
+text or a credential: only the names above, taken from the connector's
+config (hosts, ports, database names) and the operation's name.
+
+Context propagation: while instrumented, the HTTP connector adds the W3C
+``traceparent`` (and ``tracestate``) of the request's own span to every
+request it sends, and the Kafka connector to every message it produces
+(``produce``/``produce_sync``), so the server's or consumer's spans join the
+caller's trace. The hook is one call, ``observability.propagator``, which is
+``None`` (one attribute check on the send path) unless this module set it.
+
+Each retry is an attempt of its own (its own span); the retry itself is an
+event (``dictamesh.retry``) on the span current in the caller.
+
+Example::
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from dictamesh_connectors import observability_otel
+
+    observability_otel.instrument(TracerProvider())   # or the global provider
+    ...
+    observability_otel.uninstrument()
+
+Spans are built when an operation ends (from its measured duration), except
+that a request that carries a ``traceparent`` starts its span when it is
+sent, so the header names that very span.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.parse
+import weakref
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from dictamesh_connectors import _fork, observability
+from dictamesh_connectors._compat import require
+from dictamesh_connectors._version import __version__
+from dictamesh_connectors.observability import Listener
+
+if TYPE_CHECKING:
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer, TracerProvider
+
+    from dictamesh_connectors.errors import ConnectorError
+else:
+    trace = require("opentelemetry.trace", extra="otel", connector="otel")
+    propagate = require("opentelemetry.propagate", extra="otel", connector="otel")
+    Span, SpanKind, StatusCode = trace.Span, trace.SpanKind, trace.StatusCode
+
+__all__ = ["OpenTelemetryListener", "instrument", "instrumented", "uninstrument"]
+
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+_DB = {"postgresql": "postgresql", "mongodb": "mongodb"}
+_HTTP = frozenset({"http", "graphql", "soap"})
+_KAFKA_SEND = frozenset({"produce", "produce_many", "send", "operation"})
+
+
+def _host_port(hostport: str) -> tuple[str, int | None]:
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or host.endswith(":"):
+        return hostport.strip("[]"), None
+    return host.strip("[]"), int(port)
+
+
+def _static_attributes(connector: Any) -> dict[str, Any]:
+    """What a connector's spans always carry, from its config (no credentials)."""
+    name = connector.name
+    config = connector.config
+    attrs: dict[str, Any] = {"dictamesh.connector": name}
+    if name in _DB:
+        attrs["db.system.name"] = attrs["db.system"] = _DB[name]
+        database = getattr(config, "database", None)
+        if database:
+            attrs["db.namespace"] = database
+        if name == "postgresql":
+            attrs["server.address"], attrs["server.port"] = config.host, config.port
+        else:
+            hosts = getattr(config, "hosts", ())
+            if hosts:
+                host, port = _host_port(hosts[0])
+                attrs["server.address"] = host
+                if port is not None:
+                    attrs["server.port"] = port
+    elif name in _HTTP:
+        base = urllib.parse.urlsplit(getattr(connector, "base_url", "") or "")
+        if base.hostname:
+            attrs["server.address"] = base.hostname
+            attrs["server.port"] = base.port or (443 if base.scheme == "https" else 80)
+            attrs["url.scheme"] = base.scheme
+    elif name == "kafka":
+        attrs["messaging.system"] = "kafka"
+        first = str(getattr(config, "bootstrap_servers", "")).split(",")[0]
+        if first:
+            host, port = _host_port(first)
+            attrs["server.address"] = host
+            if port is not None:
+                attrs["server.port"] = port
+    return attrs
+
+
+class OpenTelemetryListener(Listener):
+    """Turns connector events into spans on ``tracer_provider`` (a ``Listener``).
+
+    Thread safety: one instance serves every connector and thread; what it
+    keeps per thread (a request's span started by the propagation hook) is
+    thread-local.
+
+    Args:
+        tracer_provider: Where spans go; ``None``: OpenTelemetry's global one.
+    """
+
+    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
+        self._tracer: Tracer = trace.get_tracer(
+            "dictamesh_connectors", __version__, tracer_provider=tracer_provider
+        )
+        self._static: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+        self._static_lock = _fork.create_lock()
+        self._sending = threading.local()  # .spans: {id(connector): Span} started by inject()
+
+    # ------------------------------------------------------------ attributes
+
+    def _attributes_of(self, connector: Any) -> dict[str, Any]:
+        attrs = self._static.get(connector)
+        if attrs is None:
+            attrs = _static_attributes(connector)
+            with self._static_lock:  # the cache (a lost race computes it twice)
+                self._static[connector] = attrs
+        return attrs
+
+    def _describe(self, connector: Any, operation: str) -> tuple[str, SpanKind, dict[str, Any]]:
+        """The span's name, kind and attributes for ``operation`` of ``connector``."""
+        attrs = dict(self._attributes_of(connector))
+        name = connector.name
+        verb, _, rest = operation.partition(" ")
+        if name in _HTTP and verb in _HTTP_METHODS:
+            attrs["http.request.method"] = verb
+            attrs["dictamesh.operation"] = verb
+            if rest:
+                parts = urllib.parse.urlsplit(rest)
+                # No query, no fragment, never userinfo: nothing a caller put in them.
+                host = parts.hostname or ""
+                netloc = host if parts.port is None else f"{host}:{parts.port}"
+                attrs["url.full"] = urllib.parse.urlunsplit(
+                    (parts.scheme, netloc, parts.path, "", "")
+                )
+            return verb, SpanKind.CLIENT, attrs
+        attrs["dictamesh.operation"] = operation
+        if name in _DB:
+            attrs["db.operation.name"] = operation
+            namespace = attrs.get("db.namespace")
+            return (
+                f"{operation} {namespace}" if namespace else operation,
+                SpanKind.CLIENT,
+                attrs,
+            )
+        if name == "kafka":
+            sending = operation in _KAFKA_SEND
+            attrs["messaging.operation.name"] = "send" if sending else operation
+            if sending:
+                attrs["messaging.operation.type"] = "send"
+            return (
+                "send" if sending else operation,
+                SpanKind.PRODUCER if sending else SpanKind.CLIENT,
+                attrs,
+            )
+        return f"{name} {operation}", SpanKind.CLIENT, attrs
+
+    # ---------------------------------------------------------------- events
+
+    def on_operation(
+        self, connector: Any, operation: str, duration: float, error: ConnectorError | None
+    ) -> None:
+        """End the operation's span (started by ``inject`` or back-dated by ``duration``)."""
+        spans = getattr(self._sending, "spans", None)
+        span = spans.pop(id(connector), None) if spans else None
+        if span is None:
+            name, kind, attrs = self._describe(connector, operation)
+            start = time.time_ns() - int(duration * 1e9)
+            span = self._tracer.start_span(name, kind=kind, attributes=attrs, start_time=start)
+        if error is not None:
+            code = error.code.value
+            span.set_attribute("error.type", code)
+            span.set_attribute("dictamesh.error.code", code)
+            span.set_attribute("dictamesh.error.transient", bool(error.transient))
+            span.set_attribute("dictamesh.error.retry_hint", error.retry_hint.value)
+            span.set_attribute("dictamesh.error.maybe_applied", bool(error.maybe_applied))
+            span.set_status(StatusCode.ERROR, code)
+        span.end()
+
+    def on_retry(
+        self, connector: Any, operation: str, attempt: int, wait: float, error: ConnectorError
+    ) -> None:
+        """Record the retry on the caller's current span (each attempt has its own)."""
+        current = trace.get_current_span()
+        if current.is_recording():
+            current.add_event(
+                "dictamesh.retry",
+                {
+                    "dictamesh.connector": connector.name,
+                    "dictamesh.retry.attempt": attempt,
+                    "dictamesh.retry.wait": wait,
+                    "error.type": error.code.value,
+                },
+            )
+
+    # ----------------------------------------------------------- propagation
+
+    def inject(self, connector: Any, operation: str, headers: Any) -> Any:
+        """Headers with the W3C trace context of this send's span added (a new object).
+
+        Starts the span of the operation under way in this thread (ended by
+        ``on_operation``); a second send within the same operation (an HTTP
+        redirect) reuses it. ``headers`` is a ``dict`` (HTTP, returned as a
+        new dict) or ``None``/a list of ``(str, bytes)`` pairs (Kafka,
+        returned as a new list).
+        """
+        spans = getattr(self._sending, "spans", None)
+        if spans is None:
+            spans = self._sending.spans = {}
+        span = spans.get(id(connector))
+        if span is None:
+            name, kind, attrs = self._describe(connector, operation)
+            span = spans[id(connector)] = self._tracer.start_span(name, kind=kind, attributes=attrs)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        if isinstance(headers, Mapping):
+            return {**headers, **carrier}
+        return [*(headers or ()), *((key, value.encode()) for key, value in carrier.items())]
+
+
+_installed: OpenTelemetryListener | None = None
+_install_lock = _fork.create_lock()
+
+
+def instrument(tracer_provider: TracerProvider | None = None) -> OpenTelemetryListener:
+    """Trace every connector of the process (and propagate context); idempotent.
+
+    Calling it again replaces the previous listener (e.g. with another
+    provider).
+
+    Returns:
+        The listener now subscribed.
+    """
+    global _installed
+    listener = OpenTelemetryListener(tracer_provider)
+    with _install_lock:  # _installed and the hook, set together
+        previous, _installed = _installed, listener
+        if previous is not None:
+            observability.remove_listener(previous)
+        observability.add_listener(listener)
+        observability.propagator = listener.inject
+    return listener
+
+
+def uninstrument() -> None:
+    """Stop tracing and propagating (no error if not instrumented)."""
+    global _installed
+    with _install_lock:  # _installed and the hook
+        previous, _installed = _installed, None
+        observability.propagator = None
+        if previous is not None:
+            observability.remove_listener(previous)
+
+
+def instrumented() -> bool:
+    """Whether ``instrument()`` is in force."""
+    return _installed is not None
