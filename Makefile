@@ -11,7 +11,7 @@ LINT_PATHS := dictamesh_connectors tests $(wildcard benchmarks examples)
 SERVICES := PYTHON=$(abspath $(PY)) scripts/services.sh
 SERVICE_NAMES := postgres kafka mongodb ferretdb redis
 
-.PHONY: help install test unit integration lint demo services-up services-down services-status bench batch-job clean test-mongodb-stream
+.PHONY: help install test unit integration lint demo services-up services-down services-status bench batch-job clean test-mongodb-stream docs
 
 help:
 	@echo "make demo            run examples/demo.py on the local PostgreSQL (starts it)"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench           benchmarks: connector vs raw driver"
 	@echo "make test-mongodb-stream  stream() over 1,000,000 documents on both MongoDB servers (minutes)"
 	@echo "make batch-job       examples/batch_job.py with 100,000 rows (PostgreSQL -> Kafka + MongoDB + files)"
+	@echo "make docs            build the documentation site (MkDocs, strict: any warning fails) into build/site"
 	@echo "make services-up|services-down|services-status"
 
 $(STAMP): pyproject.toml
@@ -96,6 +97,14 @@ demo: $(STAMP)
 	@echo "==> running examples/demo.py"
 	@$(PY) examples/demo.py
 	@echo "==> make demo: done. The services are still running: 'make services-status', 'make services-down'"
+
+# The documentation site: MkDocs + mkdocs-material, API reference from the
+# docstrings (mkdocstrings). Strict: a broken link, a page missing from the
+# nav or a reference that does not resolve fails the build.
+docs: $(STAMP)
+	@echo "==> make docs: building the documentation site into build/site (strict)"
+	@NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+	@echo "==> make docs: done; open build/site/index.html"
 
 bench: $(STAMP)
 	@$(SERVICES) up

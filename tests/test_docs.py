@@ -75,3 +75,11 @@ def test_readme_is_true():
     for path in ("scripts/services.sh", "examples/demo.py", ".ci/run", "docker-compose.test.yml"):
         assert (ROOT / path).exists(), path
     assert readme.index("make demo") < readme.index("## Using it")
+
+
+def test_every_page_is_in_the_site_navigation():
+    """mkdocs.yml's nav lists every docs/ page (``make docs`` builds them strictly)."""
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        relative = page.relative_to(ROOT / "docs").as_posix()
+        assert f": {relative}" in nav, f"mkdocs.yml does not list docs/{relative}"

@@ -189,7 +189,7 @@ def test_reads_are_retried_once_on_reconnect_hints_and_writes_never(monkeypatch)
     assert lost.retry_hint is RetryHint.RECONNECT
 
     @contextlib.contextmanager
-    def fake_use():
+    def fake_use(operation="operation"):
         attempts.append(1)
         raise lost
         yield  # pragma: no cover
@@ -237,7 +237,7 @@ def test_a_read_retried_once_notes_the_lost_connection_after_each_attempt(monkey
     monkeypatch.setattr(type(db._checkout), "note_lost", lambda self: noted.append(1))
 
     @contextlib.contextmanager
-    def fake_use():
+    def fake_use(operation="operation"):
         raise ConnectorError("lost", code=ErrorCode.CONNECTION_LOST)
         yield  # pragma: no cover
 
@@ -253,7 +253,7 @@ def test_errors_other_than_a_lost_connection_are_not_retried(monkeypatch):
     attempts = []
 
     @contextlib.contextmanager
-    def fake_use():
+    def fake_use(operation="operation"):
         attempts.append(1)
         raise ConnectorError("timeout", code=ErrorCode.TIMEOUT)
         yield  # pragma: no cover
