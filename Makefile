@@ -14,7 +14,7 @@ SERVICE_NAMES := postgres kafka mongodb ferretdb redis
 .PHONY: help install test unit integration lint demo services-up services-down services-status bench batch-job clean test-mongodb-stream docs
 
 help:
-	@echo "make demo            run examples/demo.py on the local PostgreSQL (starts it)"
+	@echo "make demo            run examples/demo.py: the full story on the local services (starts them)"
 	@echo "make test            unit + integration tests on real local services (starts, then stops them)"
 	@echo "make unit            unit tests only (no services)"
 	@echo "make lint            ruff + mypy --strict"
@@ -91,9 +91,9 @@ lint: $(STAMP)
 	@$(PY) -m mypy dictamesh_connectors
 
 demo: $(STAMP)
-	@echo "==> make demo: connectors from URLs, a thread pool, classified errors, a clean shutdown"
-	@echo "==> starting the local service it uses: PostgreSQL (scripts/services.sh up postgres); it keeps running afterwards"
-	@$(SERVICES) up postgres || { echo "make demo: FAILED: PostgreSQL could not start (see above)" >&2; exit 1; }
+	@echo "==> make demo: an HTTP API -> PostgreSQL -> Kafka -> MongoDB and files, in a thread pool, with a classified error, a retry and every connector's stats"
+	@echo "==> starting the local services it uses (scripts/services.sh up postgres kafka mongodb); they keep running afterwards"
+	@$(SERVICES) up postgres kafka mongodb || { echo "make demo: FAILED: a service could not start (see above)" >&2; exit 1; }
 	@echo "==> running examples/demo.py"
 	@$(PY) examples/demo.py
 	@echo "==> make demo: done. The services are still running: 'make services-status', 'make services-down'"

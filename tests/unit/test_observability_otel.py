@@ -88,3 +88,34 @@ def test_prometheus_collector_counts_watched_connectors_only_and_rejects_bad_buc
     assert families["dictamesh_connector_operations"].samples[0].value == 1.0
     for c in (watched, other):
         c.disconnect()
+
+
+def test_without_the_extras_the_error_names_them():
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys, importlib.abc
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {"opentelemetry", "prometheus_client"}:
+                    raise ImportError(name)
+        sys.meta_path.insert(0, Block())
+        import dictamesh_connectors
+        from dictamesh_connectors import observability  # the core needs neither
+        pairs = (("observability_otel", "otel"), ("observability_prometheus", "prometheus"))
+        for module, extra in pairs:
+            try:
+                __import__("dictamesh_connectors." + module)
+            except dictamesh_connectors.MissingDependencyError as err:
+                assert f"dictamesh-connectors[{extra}]" in str(err), err
+            else:
+                raise AssertionError(module)
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

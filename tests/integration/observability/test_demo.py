@@ -1,0 +1,46 @@
+"""`make demo`'s script, run as a new user would (a subprocess), on a smaller batch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_the_demo_tells_the_whole_story(postgres_dsn, kafka_bootstrap, mongodb_uri):
+    env = {
+        **os.environ,
+        "DICTAMESH_TEST_POSTGRES_DSN": postgres_dsn,
+        "DICTAMESH_TEST_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "DICTAMESH_TEST_MONGODB_URI": mongodb_uri,
+        "DEMO_ORDERS": "60",
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "60 orders stored, 60 events delivered to Kafka" in out
+    assert "retry: http GET" in out and "UNAVAILABLE (transient)" in out
+    assert "code=CONSTRAINT_VIOLATION permanent" in out
+    assert "RunResult(processed=60" in out
+    assert "MongoDB has 60 orders" in out and "has 60 lines" in out
+    summary = out.split("== 5.")[1].split("== 6.")[0]
+    for name in ("http", "postgresql", "kafka", "mongodb", "file"):
+        line = next(row for row in summary.splitlines() if row.strip().startswith(name + " "))
+        assert " ok " in line and "in_use=0" in line, line
+    assert "dictamesh-test-pw" not in out + done.stderr  # the password never shows
+    assert "0 Kafka records undelivered" in out
