@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from socketserver import ThreadingMixIn
@@ -111,7 +112,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def start_api(run: str) -> _ThreadingServer:
-    """GET /orders?page=N: PAGE orders per page; page 3 answers 503 once."""
+    """GET /orders?page=N: PAGE orders per page; page 2 answers 503 once."""
     failed_once: set[int] = set()
     lock = threading.Lock()
 
@@ -119,7 +120,7 @@ def start_api(run: str) -> _ThreadingServer:
         query = dict(p.split("=", 1) for p in environ.get("QUERY_STRING", "").split("&") if p)
         page = int(query.get("page", "1"))
         with lock:
-            flaky = page == 3 and page not in failed_once
+            flaky = page == 2 and page not in failed_once
             failed_once.add(page)
         if flaky:
             start_response("503 Service Unavailable", [("Retry-After", "0.2")])
@@ -197,13 +198,25 @@ def main() -> int:
         delivered = sum(1 for f in futures if f.result(60).offset >= 0)
         print(f"   {imported} orders stored, {delivered} events delivered to Kafka")
 
-        step("3. A classified error: the same order twice")
+        step("3. Classified errors, the same way whatever the driver")
         try:
             db.execute(
                 f"INSERT INTO {table} (id, sku, qty, cents) VALUES (%s, 'x', 1, 1)", [f"{run}-1"]
             )
         except ConnectorError as err:
-            show_error("duplicate order", err)
+            show_error("the same order twice", err)
+        parts = urllib.parse.urlsplit(DSN)
+        wrong = parts._replace(
+            netloc=f"{parts.username}:wrong-password@{parts.hostname}:{parts.port}"
+        )
+        try:
+            dictamesh_connectors.connect(urllib.parse.urlunsplit(wrong))
+        except ConnectorError as err:
+            show_error("a wrong password", err)
+        try:
+            api.get("/orders", params={"page": 10_000}).json()["orders"][0]
+        except IndexError:
+            print("   past the last page: an empty page, not an error")
 
         step("4. A consumer: Kafka -> MongoDB and a JSON-lines file (at least once)")
         written = Progress("events consumed", delivered)
@@ -246,17 +259,39 @@ def main() -> int:
                 f"{stats.retries:>7}  {pool or '-'}"
             )
     finally:
-        step("6. Clean shutdown: in-flight work finishes, nothing is lost")
+        step("6. Clean shutdown: in-flight work finishes, new work is refused, nothing is lost")
         with db.transaction() as tx:
             tx.execute(f"DROP TABLE {table}_outbox")
             tx.execute(f"DROP TABLE {table}")
         mongo.drop_collection(collection)
+        finished: list[int] = []
+        running = threading.Barrier(7)
+
+        def slow_report(i: int) -> None:
+            running.wait(10)
+            db.query("SELECT pg_sleep(0.3), %s::int", [i])
+            finished.append(i)
+
+        reports = [threading.Thread(target=slow_report, args=(i,)) for i in range(6)]
+        for t in reports:
+            t.start()
+        running.wait(10)
+        time.sleep(0.05)  # let the six queries start before disconnecting
+        db.disconnect(timeout=30)  # waits for them
+        for t in reports:
+            t.join()
+        print(f"   {len(finished)} of 6 in-flight reports completed before the pool closed")
+        print(f"   state after disconnect(): {db.state.value}")
+        try:
+            db.query("SELECT 1")
+        except ConnectorError as err:
+            show_error("a query after disconnect()", err)
         undelivered = kafka.disconnect(timeout=30)
-        for connector in (api, db, mongo, files):
+        for connector in (api, mongo, files):
             connector.disconnect(timeout=10)
         api_server.shutdown()
         print(f"   all disconnected ({undelivered or 0} Kafka records undelivered)")
-    print(f"\n== done in {time.monotonic() - started:.1f}s")
+    print(f"\n== Done. The whole story took {time.monotonic() - started:.1f}s.")
     return 0
 
 

@@ -162,7 +162,9 @@ def test_mongodb_transactions_commit_and_abort(mongodb_uri: str) -> None:
 
 
 @pytest.mark.integration
-def test_make_demo_script_runs_and_never_shows_the_password(postgres_dsn: str) -> None:
+def test_make_demo_script_runs_and_never_shows_the_password(
+    postgres_dsn: str, kafka_bootstrap: str, mongodb_uri: str
+) -> None:
     """examples/demo.py, what `make demo` runs after starting the services."""
     import os
     import subprocess
@@ -171,9 +173,15 @@ def test_make_demo_script_runs_and_never_shows_the_password(postgres_dsn: str) -
     from pathlib import Path
 
     demo = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
-    env = {**os.environ, "DICTAMESH_TEST_POSTGRES_DSN": postgres_dsn}
+    env = {
+        **os.environ,
+        "DICTAMESH_TEST_POSTGRES_DSN": postgres_dsn,
+        "DICTAMESH_TEST_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "DICTAMESH_TEST_MONGODB_URI": mongodb_uri,
+        "DEMO_ORDERS": "30",
+    }
     out = subprocess.run(
-        [sys.executable, str(demo)], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, str(demo)], env=env, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stdout + out.stderr
     for shown in (
@@ -181,6 +189,7 @@ def test_make_demo_script_runs_and_never_shows_the_password(postgres_dsn: str) -
         "AuthenticationError code=AUTH_FAILED",
         "NotConnectedError",
         "6 of 6 in-flight reports completed",
+        "UNAVAILABLE (transient)",
         "state after disconnect(): disconnected",
         "Done.",
     ):
