@@ -55,6 +55,7 @@ _APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | _CLOEXEC
 # An orphan scan of one directory runs at most this often (per connector).
 _MAX_SCAN_INTERVAL = 60.0
 _NO_RETRY = RetryPolicy.no_retry()
+_SAFETY_NET = translate("operation", "")  # stateless between uses: one for every call
 
 
 @attrs.frozen(slots=True)
@@ -182,7 +183,7 @@ class FileConnector(Connector[FileConfig, _Root]):
 
     def _translate_errors(self) -> contextlib.AbstractContextManager[None]:
         # The safety net: every verb translates with its own name and path.
-        return translate("operation", "")
+        return _SAFETY_NET
 
     def _ping(self, handle: _Root, timeout: float | None) -> None:
         with translate("ping", ""):
@@ -275,19 +276,25 @@ class FileConnector(Connector[FileConfig, _Root]):
                 size = os.fstat(fd).st_size
                 if limit is not None and size > limit:
                     raise _too_large("read", path, limit)
-                chunks = []
-                total = 0
+                # One byte more than fstat said: a short read is the end of
+                # the file (no second read to see EOF), and a file that grew
+                # meanwhile is read on to its new end.
+                first = os.read(fd, size + 1)
+                if len(first) <= size:
+                    return first
+                chunks = [first]
+                total = len(first)
                 while True:
-                    chunk = os.read(fd, max(size - total, self.config.chunk_size))
+                    if limit is not None and total > limit:
+                        raise _too_large("read", path, limit)
+                    chunk = os.read(fd, self.config.chunk_size)
                     if not chunk:
                         break
                     total += len(chunk)
-                    if limit is not None and total > limit:
-                        raise _too_large("read", path, limit)
                     chunks.append(chunk)
         finally:
             os.close(fd)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return b"".join(chunks)
 
     @overload
     def open(
@@ -1104,7 +1111,10 @@ def _too_large(operation: str, path: str, limit: int) -> ConnectorError:
 def _timeout(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"timeout must be a number of seconds, not {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float: far past any sane wait
+        number = math.inf
     if math.isnan(number) or number < 0:
         raise error(f"file: lock: timeout must be >= 0, got {number!r}", INVALID)
     return number

@@ -32,6 +32,7 @@ Exception mapping::
     |   (any other errno) ............. QUERY_FAILED (reads) / EXEC_FAILED (writes)
     UnicodeDecodeError (read_text) .... SERIALIZATION_ERROR  permanent  NONE
     UnicodeEncodeError (write_text) ... SERIALIZATION_ERROR  permanent  NONE
+    OverflowError (a size, an offset) . INVALID_REQUEST      permanent  NONE
 
 Raised by the connector itself, before any file is touched::
 
@@ -181,6 +182,9 @@ def classify(
         reason = getattr(exc, "reason", "invalid data")
         encoding = getattr(exc, "encoding", "?")
         return error(f"{prefix}cannot {kind} as {encoding}: {reason}", _SERIALIZATION)
+    if isinstance(exc, OverflowError):
+        # A size or offset the OS cannot take (read(10**20), seek(2**70)).
+        return error(prefix + "a size or offset is out of range", INVALID)
     if not isinstance(exc, OSError):
         return None
     code = exc.errno

@@ -78,6 +78,12 @@ def split(path: Any, operation: str) -> tuple[str, ...]:
     parts = tuple(part for part in path.split("/") if part and part != ".")
     if ".." in parts:
         raise error(where(operation, path) + "'..' in a path is refused", DENIED)
+    if path.isascii():  # the common case: one byte per character, nothing to encode
+        if len(path) > PATH_MAX:
+            raise error(where(operation, path[:60] + "...") + "path too long", INVALID)
+        if any(len(part) > NAME_MAX for part in parts):
+            raise error(where(operation, path[:60] + "...") + "file name too long", INVALID)
+        return parts
     try:
         encoded = os.fsencode(path)
     except UnicodeError:

@@ -77,6 +77,8 @@ class Sandbox:
                 NOT_FOUND / INVALID_REQUEST for a missing or non-directory
                 component on the way.
         """
+        if len(parts) == 1 and not lstat:
+            return Parent(self.root_fd, parts[0], parts, False)  # in the root: nothing to walk
         hops = 0
         while True:
             fd, owned = self.root_fd, False
