@@ -92,7 +92,9 @@ class FileReader:
                         )
                     chunks.append(chunk)
                 return b"".join(chunks)
-            data = os.pread(fd, size, self._pos)
+            # Never ask the OS for (and allocate) more than the file can hold.
+            left = max(os.fstat(fd).st_size - self._pos, 0)
+            data = os.pread(fd, min(size, left + self._chunk_size), self._pos)
             self._pos += len(data)
             return data
 
