@@ -249,11 +249,9 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                 finally:
                     checkout.putconn(pool, conn)
 
-        allowed = not write and self.config.retry_reads
-
-        def retry_if(err: ConnectorError, attempt: int) -> bool:
-            repeat = allowed and (may_repeat is None or may_repeat())
-            return self._retry_lost(operation, err, attempt, repeat)
+        def retry_if(err: ConnectorError, number: int) -> bool:
+            repeat = not write and self.config.retry_reads and (may_repeat is None or may_repeat())
+            return self._retry_lost(operation, err, number, repeat)
 
         return retry_once(attempt, retry_if)
 
@@ -515,7 +513,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
 
         retry_reads = self.config.retry_reads
         conn, cur, batch = retry_once(
-            open_cursor, lambda err, attempt: self._retry_lost("stream", err, attempt, retry_reads)
+            open_cursor, lambda err, number: self._retry_lost("stream", err, number, retry_reads)
         )
         try:
             columns[:] = [c.name for c in cur.description or ()]
@@ -621,7 +619,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         # Nothing has happened yet, so a connection found dead at BEGIN is
         # replaced once, whatever the transaction does later.
         return retry_once(
-            begin_once, lambda err, attempt: self._retry_lost("BEGIN", err, attempt, True)
+            begin_once, lambda err, number: self._retry_lost("BEGIN", err, number, True)
         )
 
     def run_in_transaction(
@@ -636,7 +634,8 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         """Run ``fn(tx)`` in a transaction, rerunning it on serialization failure or deadlock.
 
         The whole function is rerun (its reads and decisions included) with
-        backoff, up to ``retry`` (default: the config's policy). Any other
+        backoff, up to ``retry`` (default: the config's policy), by the core
+        retry loop (``retry.retry_call``, a WARNING per rerun). Any other
         error propagates at once. ``fn`` must not have side effects outside
         the database, since it may run more than once.
 
