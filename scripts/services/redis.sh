@@ -16,7 +16,11 @@ REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 DATA_DIR="$SVC_DIR/data"
 LOG_FILE="$SVC_DIR/redis.log"
 PID_FILE="$SVC_DIR/redis.pid"
-PROC_MATCH=":$REDIS_PORT"
+# Matches the command line in all three of its states: "bash -c ... 56379"
+# before exec, "redis-server --port 56379" after it, and the title Redis
+# sets once it runs ("redis-server 127.0.0.1:56379"). Matching ":56379"
+# alone raced the title change and took a starting server for dead.
+PROC_MATCH="$REDIS_PORT"
 
 REDIS_SERVER=""
 find_redis() {
