@@ -77,6 +77,26 @@ def test_readme_is_true():
     assert readme.index("make demo") < readme.index("## Using it")
 
 
+def test_docker_compose_runs_every_test_service_on_its_port():
+    """docker-compose.test.yml has each service the tests use, on the native port."""
+    import yaml
+
+    from tests import conftest
+
+    compose = yaml.safe_load((ROOT / "docker-compose.test.yml").read_text())["services"]
+    services = (
+        conftest.POSTGRES,
+        conftest.KAFKA,
+        conftest.MONGODB,
+        conftest.FERRETDB,
+        conftest.REDIS,
+    )
+    for service in services:
+        assert service.name in compose, f"docker-compose.test.yml lacks {service.name}"
+        ports = compose[service.name]["ports"]
+        assert f"127.0.0.1:{service.port}:" in " ".join(ports), (service.name, ports)
+
+
 def test_every_page_is_in_the_site_navigation():
     """mkdocs.yml's nav lists every docs/ page (``make docs`` builds them strictly)."""
     nav = (ROOT / "mkdocs.yml").read_text()
