@@ -272,8 +272,14 @@ def retry_field() -> Any:
     return attrs.field(factory=RetryPolicy, converter=field_converter(_retry_policy))
 
 
-def parse_url(url: object, schemes: tuple[str, ...]) -> urllib.parse.SplitResult:
+def parse_url(
+    url: object, schemes: tuple[str, ...], *, check_port: bool = True
+) -> urllib.parse.SplitResult:
     """Split ``url`` and check its scheme, raising ``InvalidConfigError`` if bad.
+
+    ``check_port=False`` accepts a netloc that lists several ``host:port``
+    (Kafka's bootstrap list, a MongoDB seed list), which has no single port;
+    the config then splits the netloc itself.
 
     Error messages never echo the URL, which may hold a password.
     """
@@ -281,7 +287,8 @@ def parse_url(url: object, schemes: tuple[str, ...]) -> urllib.parse.SplitResult
         raise InvalidConfigError(f"a URL must be a string, got {type(url).__name__}")
     try:
         parts = urllib.parse.urlsplit(url.strip())
-        parts.port  # noqa: B018 - validates the port
+        if check_port:
+            parts.port  # noqa: B018 - validates the port
     except ValueError as err:
         raise InvalidConfigError(f"malformed URL ({err.__class__.__name__})") from None
     if parts.scheme.lower() not in schemes:
@@ -372,8 +379,7 @@ class BaseConfig:
         Raises:
             InvalidConfigError: A malformed URL, a wrong scheme or a bad value.
         """
-        parts = parse_url(url, cls.url_schemes)
-        fields = cls._fields_from_url(parts)
+        fields = cls._fields_from_url(cls._split_url(url))
         fields.update(overrides)
         return cls.create(**fields)
 
@@ -393,7 +399,7 @@ class BaseConfig:
         env = os.environ if environ is None else environ
         fields: dict[str, Any] = {}
         if env.get(prefix + "URL"):
-            fields.update(cls._fields_from_url(parse_url(env[prefix + "URL"], cls.url_schemes)))
+            fields.update(cls._fields_from_url(cls._split_url(env[prefix + "URL"])))
         fields.update(cls._fields_from_environ(env, prefix))
         for attribute in attrs.fields(cls):
             if attribute.name == "retry":
@@ -409,6 +415,18 @@ class BaseConfig:
         if retry:
             fields["retry"] = retry
         return cls.create(**fields)
+
+    @classmethod
+    def _split_url(cls, url: object) -> urllib.parse.SplitResult:
+        """Split a ``from_url``/``from_env`` URL and check its scheme.
+
+        A config whose URL lists several hosts overrides this to skip the
+        single-port check (``parse_url(..., check_port=False)``).
+
+        Raises:
+            InvalidConfigError: A malformed URL or a wrong scheme.
+        """
+        return parse_url(url, cls.url_schemes)
 
     @classmethod
     def _fields_from_url(cls, parts: urllib.parse.SplitResult) -> dict[str, Any]:

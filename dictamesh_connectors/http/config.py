@@ -618,7 +618,7 @@ class HTTPConfig(BaseConfig):
     def _fields_from_environ(cls, environ: Mapping[str, str], prefix: str) -> dict[str, Any]:
         credentials: dict[str, Any] = {}
         if environ.get(prefix + "URL"):
-            credentials.update(url_credentials(parse_url(environ[prefix + "URL"], cls.url_schemes)))
+            credentials.update(url_credentials(cls._split_url(environ[prefix + "URL"])))
         names = {
             "USERNAME": "username",
             "PASSWORD": "password",

@@ -12,7 +12,6 @@ of librdkafka options is kept here by hand.
 from __future__ import annotations
 
 import functools
-import os
 import re
 import urllib.parse
 from collections.abc import Iterator, Mapping
@@ -27,6 +26,7 @@ from dictamesh_connectors.config import (
     field_converter,
     float_field,
     int_field,
+    parse_url,
     query_params,
     secret_field,
     str_field,
@@ -206,21 +206,6 @@ def _bootstrap(value: Any) -> str:
         if match is None or not 1 <= int(match.group(2)) <= 65535:
             raise InvalidConfigError(f"{host!r:.60} is not host:port (port 1..65535)")
     return ",".join(hosts)
-
-
-def _split_url(url: object, schemes: tuple[str, ...]) -> urllib.parse.SplitResult:
-    # config.parse_url checks the port, which a host list does not have.
-    if not isinstance(url, str):
-        raise InvalidConfigError(f"a URL must be a string, got {type(url).__name__}")
-    try:
-        parts = urllib.parse.urlsplit(url.strip())
-    except ValueError as err:
-        raise InvalidConfigError(f"malformed URL ({type(err).__name__})") from None
-    if parts.scheme.lower() not in schemes:
-        raise InvalidConfigError(
-            f"URL scheme {parts.scheme!r:.20} is not one of {', '.join(schemes)}"
-        )
-    return parts
 
 
 def _bootstrap_field(default: str) -> Any:
@@ -470,9 +455,20 @@ class KafkaConfig(BaseConfig):
     # ------------------------------------------------------------ constructors
 
     @classmethod
+    def _split_url(cls, url: object) -> urllib.parse.SplitResult:
+        # "kafka://h1:9092,h2:9092" has no single port: _fields_from_url parses the list.
+        return parse_url(url, cls.url_schemes, check_port=False)
+
+    @classmethod
     def _fields_from_url(cls, parts: urllib.parse.SplitResult) -> dict[str, Any]:
-        # "kafka://h1:9092,h2:9092": urlsplit takes the whole list as netloc;
-        # its .hostname/.port refuse it, so the host list is parsed here.
+        """Fields of ``kafka://[user:pw@]host:port[,host:port...][?field=value...]``.
+
+        ``kafka+ssl://`` selects SSL (SASL_SSL with credentials); credentials
+        select SASL with mechanism PLAIN unless ``sasl_mechanism`` says
+        otherwise. Query parameters are field names.
+        """
+        # urlsplit takes the whole host list as netloc; its .hostname/.port
+        # refuse it, so the list is parsed here.
         fields: dict[str, Any] = {}
         netloc = parts.netloc
         if "@" in netloc:
@@ -494,48 +490,6 @@ class KafkaConfig(BaseConfig):
             fields["sasl_mechanism"] = "PLAIN"
         fields.update(query_params(parts))
         return fields
-
-    @classmethod
-    def from_url(cls, url: str, **overrides: Any) -> KafkaConfig:
-        """Build the config from ``kafka://[user:pw@]host:port[,host:port...][?field=value...]``.
-
-        ``kafka+ssl://`` selects SSL (SASL_SSL with credentials); credentials
-        select SASL with mechanism PLAIN unless ``sasl_mechanism`` says
-        otherwise. Query parameters are field names; ``overrides`` win.
-
-        Raises:
-            InvalidConfigError: A malformed URL, a wrong scheme or a bad value.
-        """
-        fields = cls._fields_from_url(_split_url(url, cls.url_schemes))
-        fields.update(overrides)
-        return cls.create(**fields)
-
-    @classmethod
-    def from_env(cls, prefix: str, environ: Mapping[str, str] | None = None) -> KafkaConfig:
-        """Build the config from ``{prefix}URL``, then ``{prefix}{FIELD}`` variables.
-
-        As ``BaseConfig.from_env`` (``{prefix}RETRY_MAX_ATTEMPTS`` etc. for
-        the retry policy), with the URL's host list parsed as ``from_url`` does.
-
-        Raises:
-            InvalidConfigError: A bad value in any variable.
-        """
-        env = os.environ if environ is None else environ
-        fields: dict[str, Any] = {}
-        if env.get(prefix + "URL"):
-            fields.update(cls._fields_from_url(_split_url(env[prefix + "URL"], cls.url_schemes)))
-        for attribute in attrs.fields(cls):
-            key = prefix + attribute.name.upper()
-            if attribute.name != "retry" and key in env:
-                fields[attribute.name] = env[key]
-        retry = {
-            name: env[prefix + "RETRY_" + name.upper()]
-            for name in ("max_attempts", "initial_backoff", "max_backoff", "deadline")
-            if prefix + "RETRY_" + name.upper() in env
-        }
-        if retry:
-            fields["retry"] = retry
-        return cls.create(**fields)
 
     def connection_string(self, redact: bool = True) -> str:
         """A ``kafka://`` (or ``kafka+ssl://``) URL for this config.

@@ -9,9 +9,8 @@ driver installed. Every bad value or combination raises
 from __future__ import annotations
 
 import math
-import os
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -24,6 +23,7 @@ from dictamesh_connectors.config import (
     field_converter,
     float_field,
     int_field,
+    parse_url,
     query_params,
     secret_field,
     str_field,
@@ -423,50 +423,17 @@ class MongoDBConfig(BaseConfig):
     # ------------------------------------------------------------ constructors
 
     @classmethod
-    def from_url(cls, url: str, **overrides: Any) -> MongoDBConfig:
-        """Build the config from a ``mongodb://`` or ``mongodb+srv://`` URL.
-
-        Every URI option the config models is read (names case-insensitive,
-        ``...MS`` values in milliseconds); ``overrides`` win over URL values.
-
-        Raises:
-            InvalidConfigError: A malformed URL, a wrong scheme, an unknown
-                option (named in the message) or a bad value.
-        """
-        fields = cls._fields_from_url(_split_url(url))
-        fields.update(overrides)
-        return cls.create(**fields)
-
-    @classmethod
-    def from_env(cls, prefix: str, environ: Mapping[str, str] | None = None) -> MongoDBConfig:
-        """Build the config from ``{prefix}URL``, then each ``{prefix}{FIELD}`` variable.
-
-        As ``BaseConfig.from_env`` (``{prefix}RETRY_MAX_ATTEMPTS`` and so on
-        for the retry policy), with a URL that may list several hosts.
-
-        Raises:
-            InvalidConfigError: A bad value in any variable.
-        """
-        env = os.environ if environ is None else environ
-        fields: dict[str, Any] = {}
-        if env.get(prefix + "URL"):
-            fields.update(cls._fields_from_url(_split_url(env[prefix + "URL"])))
-        for attribute in attrs.fields(cls):
-            key = prefix + attribute.name.upper()
-            if attribute.name != "retry" and key in env:
-                fields[attribute.name] = env[key]
-        retry = {
-            name: env[prefix + "RETRY_" + name.upper()]
-            for name in ("max_attempts", "initial_backoff", "max_backoff", "deadline")
-            if prefix + "RETRY_" + name.upper() in env
-        }
-        if retry:
-            fields["retry"] = retry
-        return cls.create(**fields)
+    def _split_url(cls, url: object) -> urllib.parse.SplitResult:
+        # A seed list ("mongodb://db1,db2:27018/") has no single port.
+        return parse_url(url, cls.url_schemes, check_port=False)
 
     @classmethod
     def _fields_from_url(cls, parts: urllib.parse.SplitResult) -> dict[str, Any]:
-        """Fields of a ``mongodb://`` URL: seed list, credentials, database, options.
+        """Fields of a ``mongodb[+srv]://`` URL: seed list, credentials, database, options.
+
+        Every URI option the config models is read (names case-insensitive,
+        ``...MS`` values in milliseconds); an unknown option is an
+        ``InvalidConfigError`` that names it.
 
         ``urllib`` cannot split a multi-host netloc, so the netloc is split here.
         """
@@ -542,24 +509,6 @@ class MongoDBConfig(BaseConfig):
         scheme = "mongodb+srv" if self.srv else "mongodb"
         suffix = "?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote) if query else ""
         return f"{scheme}://{userinfo}{hosts}/{quote(self.database, safe='')}{suffix}"
-
-
-def _split_url(url: object) -> urllib.parse.SplitResult:
-    """Split a MongoDB URL (several ``host:port`` in the netloc) and check its scheme.
-
-    Error messages never echo the URL, which may hold a password.
-    """
-    if not isinstance(url, str):
-        raise InvalidConfigError(f"a URL must be a string, got {type(url).__name__}")
-    try:
-        parts = urllib.parse.urlsplit(url.strip())
-    except ValueError as err:
-        raise InvalidConfigError(f"malformed URL ({err.__class__.__name__})") from None
-    if parts.scheme.lower() not in MongoDBConfig.url_schemes:
-        raise InvalidConfigError(
-            f"URL scheme {parts.scheme!r:.20} is not one of {', '.join(MongoDBConfig.url_schemes)}"
-        )
-    return parts
 
 
 def _from_ms(name: str, value: str) -> Any:

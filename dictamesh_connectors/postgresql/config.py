@@ -23,7 +23,6 @@ from dictamesh_connectors.config import (
     field_converter,
     float_field,
     int_field,
-    parse_url,
     query_params,
     secret_field,
     str_field,
@@ -421,7 +420,7 @@ class PostgreSQLConfig(BaseConfig):
             fields[_ALIAS] = environ[prefix + "MAX_IDLE_CONNS"]
         url = environ.get(prefix + "URL")
         if url:
-            for name in cls._fields_from_url(parse_url(url, cls.url_schemes)):
+            for name in cls._fields_from_url(cls._split_url(url)):
                 fields.pop(name, None)
         return fields
 
