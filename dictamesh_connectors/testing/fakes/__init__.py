@@ -1,0 +1,50 @@
+"""In-memory fakes of every connector, for unit tests without servers.
+
+Each fake subclasses ``dictamesh_connectors.base.Connector`` (so the
+lifecycle, ``disconnect()`` draining, ``stats()``, events and fork handling
+are the real ones), takes the real connector's config (or nothing), has the
+real connector's public API and raises the same ``ConnectorError`` codes.
+Faults are programmed through ``fake.faults`` (a ``FaultPlan``) or the
+shortcuts ``fake.fail_next(...)`` and ``fake.set_latency(...)``.
+
+Example::
+
+    from dictamesh_connectors.errors import ErrorCode
+    from dictamesh_connectors.testing.fakes import FakePostgreSQL
+
+    with FakePostgreSQL() as db:
+        db.add_result("SELECT name FROM users", rows=[{"name": "Ada"}])
+        db.fail_next("query", code=ErrorCode.TIMEOUT)
+        ...
+
+Each fake is imported on first use, so a fake needs only its own
+connector's dependencies (``FakePostgreSQL`` returns the real
+``QueryResult``, which needs the ``postgresql`` extra).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from dictamesh_connectors.testing.fakes._faults import ANY, FaultInjection, FaultPlan
+
+__all__ = [
+    "ANY",
+    "FaultInjection",
+    "FaultPlan",
+]
+
+# Public name -> module; one line per fake.
+_LAZY: dict[str, str] = {}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
