@@ -25,18 +25,24 @@ connector's dependencies (``FakePostgreSQL`` returns the real
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dictamesh_connectors.testing.fakes._faults import ANY, FaultInjection, FaultPlan
 
+if TYPE_CHECKING:
+    from dictamesh_connectors.testing.fakes.http import FakeHTTP
+
 __all__ = [
     "ANY",
+    "FakeHTTP",
     "FaultInjection",
     "FaultPlan",
 ]
 
 # Public name -> module; one line per fake.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "FakeHTTP": "dictamesh_connectors.testing.fakes.http",
+}
 
 
 def __getattr__(name: str) -> Any:
