@@ -377,6 +377,11 @@ class Translator:
     errors such as ``TypeError``) and ``BaseException`` (Ctrl-C) pass through
     unchanged, as does anything ``classify`` returns ``None`` for.
 
+    It carries the block's keywords (``operation``, ``target`` and whatever
+    else the connector's ``classify`` function takes) in one ``context``
+    dict, so a connector's ``translate`` only names its driver errors and
+    forwards the context.
+
     A class rather than a generator-based context manager: it wraps every
     operation, so it stays cheap (``__slots__``, no frame per use). httpx's
     ``map_httpcore_exceptions`` is the model.
@@ -384,20 +389,28 @@ class Translator:
     Example::
 
         class translate(Translator):
-            __slots__ = ("operation",)
+            __slots__ = ()
             driver_errors = (pymongo.errors.PyMongoError,)
 
-            def __init__(self, operation: str) -> None:
-                self.operation = operation
-
             def classify(self, exc: Exception) -> ConnectorError | None:
-                return build_error(f"mongodb: {self.operation}: failed", RULE, connector="mongodb")
+                return classify(exc, **self.context)  # operation=, target=, write=, ...
+
+        with translate("insert_one", target, write=True):
+            collection.insert_one(document)
     """
 
-    __slots__ = ()
+    __slots__ = ("context", "operation")
 
     driver_errors: tuple[type[Exception], ...] = (Exception,)
     """The exceptions to translate; anything else passes through."""
+
+    def __init__(self, operation: str, target: str = "", **context: Any) -> None:
+        self.operation = operation
+        """The operation the block runs (``"insert_one"``, ``"query"``...)."""
+        context["operation"] = operation
+        context["target"] = target
+        self.context: dict[str, Any] = context
+        """The keywords ``classify`` hands the connector's classifier."""
 
     def __enter__(self) -> Any:
         return self

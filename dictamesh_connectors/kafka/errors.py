@@ -334,7 +334,8 @@ class translate(Translator):
     """Translate driver exceptions raised in the block into ``ConnectorError``.
 
     ``ConnectorError`` and non-driver exceptions pass through unchanged; the
-    driver exception is kept as ``__cause__``.
+    driver exception is kept as ``__cause__``. ``translate(operation,
+    target="", *, write=, topic=)`` hands ``classify`` its keywords.
 
     Example::
 
@@ -345,19 +346,9 @@ class translate(Translator):
         ConnectorError: Translated from the confluent-kafka exception.
     """
 
-    __slots__ = ("operation", "target", "topic", "write")
+    __slots__ = ()
 
     driver_errors = (confluent_kafka.KafkaException, BufferError, RuntimeError)
 
-    def __init__(
-        self, operation: str, target: str = "", *, write: bool = False, topic: str | None = None
-    ) -> None:
-        self.operation = operation
-        self.target = target
-        self.write = write
-        self.topic = topic
-
     def classify(self, exc: Exception) -> ConnectorError | None:
-        return classify(
-            exc, operation=self.operation, target=self.target, write=self.write, topic=self.topic
-        )
+        return classify(exc, **self.context)

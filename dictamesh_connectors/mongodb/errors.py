@@ -519,6 +519,8 @@ class translate(Translator):
 
     ``ConnectorError`` and non-driver exceptions pass through unchanged; the
     driver exception is kept as ``__cause__`` (the core's ``Translator``).
+    ``translate(operation, target="", *, write=, retried=, in_transaction=,
+    commit=)`` takes ``classify``'s keywords and hands them to it.
 
     Example::
 
@@ -529,7 +531,7 @@ class translate(Translator):
         ConnectorError: Translated from the pymongo/bson exception.
     """
 
-    __slots__ = ("commit", "in_transaction", "operation", "retried", "target", "write")
+    __slots__ = ()
 
     # The block runs only driver code: a ValueError or OverflowError there
     # is bson/pymongo refusing a value, never a bug of the caller's.
@@ -541,30 +543,6 @@ class translate(Translator):
         RecursionError,
     )
 
-    def __init__(
-        self,
-        operation: str,
-        target: str = "",
-        *,
-        write: bool = False,
-        retried: bool = False,
-        in_transaction: bool = False,
-        commit: bool = False,
-    ) -> None:
-        self.operation = operation
-        self.target = target
-        self.write = write
-        self.retried = retried
-        self.in_transaction = in_transaction
-        self.commit = commit
-
     def classify(self, exc: Exception) -> ConnectorError | None:
-        return classify(
-            exc,
-            operation=self.operation,
-            target=self.target,
-            write=self.write,
-            retried=self.retried,
-            in_transaction=self.in_transaction,
-            commit=self.commit,
-        )
+        """The error for ``exc`` (see the module's table), with the block's keywords."""
+        return classify(exc, **self.context)

@@ -414,6 +414,8 @@ class translate(Translator):
     ``ConnectorError`` and non-driver exceptions pass through unchanged; the
     driver exception is kept as ``__cause__`` (scrubbed). Built on the core
     ``Translator``: a class, since it sits on every operation's hot path.
+    ``translate(operation, target="", *, write=, connecting=, in_transaction=)``
+    takes ``classify``'s keywords and hands them to it.
 
     Example::
 
@@ -424,33 +426,11 @@ class translate(Translator):
         ConnectorError: Translated from the psycopg/psycopg_pool exception.
     """
 
-    __slots__ = ("connecting", "in_transaction", "operation", "target", "write")
-
-    def __init__(
-        self,
-        operation: str,
-        target: str = "",
-        *,
-        write: bool = False,
-        connecting: bool = False,
-        in_transaction: bool = False,
-    ) -> None:
-        self.operation = operation
-        self.target = target
-        self.write = write
-        self.connecting = connecting
-        self.in_transaction = in_transaction
+    __slots__ = ()
 
     def classify(self, exc: Exception) -> ConnectorError | None:
-        """The error for ``exc`` (see the module's table)."""
-        return classify(
-            exc,
-            operation=self.operation,
-            target=self.target,
-            write=self.write,
-            connecting=self.connecting,
-            in_transaction=self.in_transaction,
-        )
+        """The error for ``exc`` (see the module's table), with the block's keywords."""
+        return classify(exc, **self.context)
 
     def scrub(self, exc: Exception) -> None:
         """Drop what the driver exception holds that may be secret."""

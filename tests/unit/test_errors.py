@@ -163,3 +163,28 @@ def test_translator_maps_driver_errors_only_and_keeps_the_scrubbed_cause():
     with pytest.raises(ConnectorError) as info, translate():
         raise mine
     assert info.value is mine
+
+
+@pytest.mark.parametrize("package", ["kafka", "mongodb", "postgresql"])
+def test_every_translate_call_passes_only_keywords_its_classify_takes(package):
+    # translate(...) carries its keywords untyped to classify(); a misspelt
+    # one would only surface (as a TypeError) when a driver error occurs.
+    import ast
+    import importlib
+    import inspect
+    import pathlib
+
+    pytest.importorskip({"kafka": "confluent_kafka", "mongodb": "pymongo"}.get(package, "psycopg"))
+    errors = importlib.import_module(f"dictamesh_connectors.{package}.errors")
+    takes = set(inspect.signature(errors.classify).parameters) - {"exc"}
+    root = pathlib.Path(errors.__file__).parent
+    calls = 0
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            func = getattr(node, "func", None)
+            if isinstance(node, ast.Call) and getattr(func, "id", None) == "translate":
+                calls += 1
+                keywords = {k.arg for k in node.keywords}
+                assert None not in keywords and keywords <= takes, (path.name, node.lineno)
+                assert len(node.args) <= 2, (path.name, node.lineno)  # operation, target
+    assert calls > 0
