@@ -213,16 +213,7 @@ class _Verbs:
             ConnectorError: As ``query``.
         """
         filt = check_filter(filter)
-        options: dict[str, Any] = {}
-        if limit:
-            options["limit"] = _non_negative(limit, "limit")
-        if skip:
-            options["skip"] = _non_negative(skip, "skip")
-        if hint is not None:
-            options["hint"] = hint
-        ms = max_time_ms(max_time)
-        if ms is not None:
-            options["maxTimeMS"] = ms
+        options = _cursor_options({}, limit, skip, hint, max_time, "maxTimeMS")
 
         def body(coll: Collection[Document], s: ClientSession | None) -> int:
             return coll.count_documents(filt, session=s, **options)
@@ -810,16 +801,32 @@ def _find_args(
     spec = sort_spec(sort)
     if spec is not None:
         args["sort"] = spec
+    return _cursor_options(args, limit, skip, hint, max_time, "max_time_ms")
+
+
+def _cursor_options(
+    options: dict[str, Any],
+    limit: object,
+    skip: object,
+    hint: Any,
+    max_time: object,
+    max_time_key: str,
+) -> dict[str, Any]:
+    """Add the checked ``limit``/``skip``/``hint``/``max_time`` that are set to ``options``.
+
+    ``find`` names the server time limit ``max_time_ms``, ``count_documents``
+    ``maxTimeMS``: ``max_time_key`` says which.
+    """
     if limit:
-        args["limit"] = _non_negative(limit, "limit")
+        options["limit"] = _non_negative(limit, "limit")
     if skip:
-        args["skip"] = _non_negative(skip, "skip")
+        options["skip"] = _non_negative(skip, "skip")
     if hint is not None:
-        args["hint"] = hint
+        options["hint"] = hint
     ms = max_time_ms(max_time)
     if ms is not None:
-        args["max_time_ms"] = ms
-    return args
+        options[max_time_key] = ms
+    return options
 
 
 def _pipeline(pipeline: object) -> list[Mapping[str, Any]]:
