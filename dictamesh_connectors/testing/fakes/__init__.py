@@ -31,10 +31,12 @@ from dictamesh_connectors.testing.fakes._faults import ANY, FaultInjection, Faul
 
 if TYPE_CHECKING:
     from dictamesh_connectors.testing.fakes.http import FakeHTTP
+    from dictamesh_connectors.testing.fakes.postgresql import FakePostgreSQL
 
 __all__ = [
     "ANY",
     "FakeHTTP",
+    "FakePostgreSQL",
     "FaultInjection",
     "FaultPlan",
 ]
@@ -42,6 +44,7 @@ __all__ = [
 # Public name -> module; one line per fake.
 _LAZY: dict[str, str] = {
     "FakeHTTP": "dictamesh_connectors.testing.fakes.http",
+    "FakePostgreSQL": "dictamesh_connectors.testing.fakes.postgresql",
 }
 
 
