@@ -19,44 +19,16 @@ import requests
 
 from dictamesh_connectors import config as core_config
 from dictamesh_connectors.errors import ConnectorError, ErrorCode, InvalidConfigError
-from dictamesh_connectors.http import HTTPConfig, HTTPConnector, urls
-from dictamesh_connectors.retry import RetryPolicy
+from dictamesh_connectors.http import HTTPConfig, urls
 from tests.secretscan import SecretScan
 
+from .conftest import FAST
 from .servers import LocalServer, ScriptedApp
 
 pytestmark = pytest.mark.integration
 
-FAST = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=5.0, jitter=False)
 MARKER = "MARKER-Secret-8"
 DEEP = b"[" * 100_000 + b"]" * 100_000
-
-
-@pytest.fixture
-def app():
-    return ScriptedApp()
-
-
-@pytest.fixture
-def server(app):
-    with LocalServer(app) as srv:
-        yield srv
-
-
-@pytest.fixture
-def connect():
-    made = []
-
-    def build(**fields):
-        fields.setdefault("retry", FAST)
-        connector = HTTPConnector(HTTPConfig(**fields))
-        connector.connect()
-        made.append(connector)
-        return connector
-
-    yield build
-    for connector in made:
-        connector.disconnect()
 
 
 def _free_port() -> int:

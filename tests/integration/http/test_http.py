@@ -27,6 +27,7 @@ from dictamesh_connectors.errors import (
 from dictamesh_connectors.http import HTTPConfig, HTTPConnector, HTTPStatusError
 from dictamesh_connectors.retry import RetryPolicy
 
+from .conftest import FAST
 from .servers import (
     LocalServer,
     OAuth2Server,
@@ -39,34 +40,6 @@ from .servers import (
 pytestmark = pytest.mark.integration
 
 PASSWORD = "Int3gration-Pa55word"
-FAST = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=5.0, jitter=False)
-
-
-@pytest.fixture
-def app():
-    return ScriptedApp()
-
-
-@pytest.fixture
-def server(app):
-    with LocalServer(app) as srv:
-        yield srv
-
-
-@pytest.fixture
-def connect():
-    made = []
-
-    def build(**fields):
-        fields.setdefault("retry", FAST)
-        connector = HTTPConnector(HTTPConfig(**fields))
-        connector.connect()
-        made.append(connector)
-        return connector
-
-    yield build
-    for connector in made:
-        connector.disconnect()
 
 
 @pytest.fixture(scope="module")
