@@ -1,0 +1,749 @@
+"""``ConnectorConformance``: the contract of ``base.Connector``, as pytest tests.
+
+A connector author subclasses it in a test module of their own, names their
+connector class and a server, and fills in a hook or two; pytest then runs
+every check below against the real server, each as its own named test:
+
+==========================================  ===========================================
+test                                        what it proves
+==========================================  ===========================================
+``test_lifecycle_states_in_order``          DISCONNECTED -> CONNECTING (while opening)
+                                            -> CONNECTED -> DISCONNECTING (while
+                                            closing) -> DISCONNECTED
+``test_connect_disconnect_idempotent``      repeated and 32-thread racing connect()
+                                            opens one handle; disconnect() closes it once
+``test_operations_need_a_connection``       operations and ping() before connect() and
+                                            after disconnect() raise NotConnectedError
+``test_reconnect_after_disconnect``         connect/disconnect cycles and the context
+                                            manager, each working afterwards
+``test_failed_connect_is_reusable``         a connect() that fails leaves DISCONNECTED
+``test_disconnect_drains_under_threads``    32 threads: in-flight operations finish,
+                                            later ones get NotConnectedError, no hang
+``test_disconnect_timeout_never_hangs``     disconnect(timeout) returns with operations
+                                            still running; they end with ConnectorErrors
+``test_no_lock_held_across_io``             ping() in one thread completes, repeatedly,
+                                            while a slow operation runs in another
+``test_fork_child_uses_own_connection``     a real os.fork(): the child works on its own
+                                            connection, the parent's keeps working
+``test_fork_with_locks_held``               the connector's locks held by another thread
+                                            at fork time do not deadlock the child
+``test_fork_with_operation_in_flight``      the child does not wait for the parent's
+                                            in-flight operation; the parent's finishes
+``test_errors_pickle``                      each ConnectorError keeps code, transient,
+                                            hint, retry_after... through pickle (and every
+                                            error raised in any test is checked too)
+``test_secrets_redacted``                   the marker secret is in no repr, str, log
+                                            record, exception, cause chain or traceback
+``test_config_fields_reject_garbage``       hypothesis garbage in each config field:
+                                            only InvalidConfigError (or TypeError)
+``test_from_url_rejects_garbage``           the same for hostile ``from_url`` input
+==========================================  ===========================================
+
+No check asserts a speed: the lock check compares the order of events (pings
+that *finished* while the slow operation was still running), with the
+measured latencies in the failure message. Every wait is bounded
+(``join_timeout``, ``fork_timeout``), so a deadlock fails the test instead
+of hanging the run.
+
+Example::
+
+    from dictamesh_connectors.testing.conformance import ConnectorConformance
+    from myredis import RedisConnector
+
+    class TestMyRedis(ConnectorConformance):
+        connector_class = RedisConnector
+        url = "redis://:s3cret-MARKER@127.0.0.1:6379/0"
+        secret_marker = "s3cret-MARKER"
+
+        def operation(self, connector):
+            connector.get("conformance")
+
+        def slow_operation(self, connector, seconds):
+            connector.blpop("conformance-empty", timeout=seconds)
+
+Needs pytest and hypothesis (the ``testing`` extra).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import attrs
+import pytest
+
+from dictamesh_connectors.base import Connector, State
+from dictamesh_connectors.config import BaseConfig, Secret
+from dictamesh_connectors.errors import ConnectorError, InvalidConfigError, NotConnectedError
+from dictamesh_connectors.testing.conformance.forking import run_in_child
+from dictamesh_connectors.testing.conformance.fuzzing import check_config_field, check_from_url
+from dictamesh_connectors.testing.conformance.pickling import ErrorRecorder, assert_round_trips
+from dictamesh_connectors.testing.conformance.secretscan import SecretScan
+
+__all__ = ["ConnectorConformance", "closed_port"]
+
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+
+
+def closed_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (it was just free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class _Outcome:
+    """What one worker thread saw: results, errors, whether it finished."""
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.refused: NotConnectedError | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+class ConnectorConformance:
+    """Base class of a connector's conformance tests; subclass it as ``Test<Something>``.
+
+    Set ``connector_class`` and either ``url`` or ``config`` (or override
+    ``make_config()``), and ``secret_marker``; implement
+    ``slow_operation()``; override ``operation()``, ``failing_operation()``
+    and ``unreachable_config()`` where the defaults do not fit.
+
+    Each test gets a fresh instance; connectors made with
+    ``make_connector()`` are disconnected after the test, and every
+    ``ConnectorError`` they raised is checked to survive pickling.
+    """
+
+    connector_class: ClassVar[type[Connector[Any, Any]]]
+    """The connector under test (a ``dictamesh_connectors.base.Connector`` subclass)."""
+    url: ClassVar[str | None] = None
+    """The server, as a URL for ``connector_class.config_class.from_url``."""
+    config: ClassVar[BaseConfig | None] = None
+    """The server, as a ready config (instead of ``url``)."""
+    secret_marker: ClassVar[str] = ""
+    """A secret that ``secret_config()`` holds (a password, a token) and nothing may show."""
+    threads: ClassVar[int] = 32
+    """Threads of the drain check."""
+    concurrent_slow_operations: ClassVar[int] = 4
+    """Slow operations the drain checks run at once (1 if the connector serialises them)."""
+    slow_seconds: ClassVar[float] = 2.0
+    """How long ``slow_operation`` is asked to take."""
+    join_timeout: ClassVar[float] = 120.0
+    """Seconds any wait for a thread may take before the check fails as a hang."""
+    fork_timeout: ClassVar[float] = 60.0
+    """Seconds a forked child may take before it is killed and the check fails."""
+    config_examples: ClassVar[int] = 25
+    """Hypothesis examples per config field."""
+    url_examples: ClassVar[int] = 150
+    """Hypothesis examples for ``from_url``."""
+
+    _recorder: ErrorRecorder
+    _made: list[Connector[Any, Any]]
+
+    # ------------------------------------------------------------------ hooks
+
+    def make_config(self) -> BaseConfig:
+        """The config every check uses (from ``config`` or ``url`` by default)."""
+        if self.config is not None:
+            return self.config
+        if self.url is not None:
+            return self.connector_class.config_class.from_url(self.url)
+        raise NotImplementedError(
+            f"{type(self).__name__}: set `url` or `config`, or override make_config()"
+        )
+
+    def secret_config(self) -> BaseConfig:
+        """A config holding ``secret_marker`` (default: ``make_config()``).
+
+        It need not be accepted by the server: a connect refused for a bad
+        password is scanned like a working connection.
+        """
+        return self.make_config()
+
+    def operation(self, connector: Any) -> object:
+        """A cheap operation that succeeds on a connected connector (default: ``ping()``)."""
+        connector.ping()
+        return None
+
+    def slow_operation(self, connector: Any, seconds: float) -> object:
+        """An operation that takes about ``seconds`` (waiting on the server) and succeeds.
+
+        It must be one in-flight operation of the connector for all that time
+        (one ``_run``/``_use``): a server-side sleep, a blocking pop, a held
+        transaction, a stream read slowly. It may run in several threads at
+        once (``concurrent_slow_operations``).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__}: implement slow_operation(connector, seconds)"
+        )
+
+    def failing_operation(self, connector: Any) -> object:
+        """An operation the server refuses with a ``ConnectorError`` (for the pickle check).
+
+        The default does nothing (no such error is checked).
+        """
+        return None
+
+    def unreachable_config(self, config: BaseConfig) -> BaseConfig | None:
+        """``config`` pointed at a server that is not there (its ``connect()`` must fail).
+
+        The default moves a ``port`` field to a closed port on 127.0.0.1 (and
+        ``host`` to 127.0.0.1). Return ``None`` when the idea does not apply.
+        """
+        names = {a.name for a in attrs.fields(type(config))}
+        if "port" not in names:
+            return None
+        changes: dict[str, Any] = {"port": closed_port()}
+        if "host" in names:
+            changes["host"] = "127.0.0.1"
+        return config.evolve(**changes)
+
+    def make_connector(self, config: BaseConfig | None = None) -> Any:
+        """A new, DISCONNECTED connector (disconnected and error-checked after the test)."""
+        connector = self.connector_class(config if config is not None else self.make_config())
+        return self._track(connector)
+
+    # ---------------------------------------------------------------- plumbing
+
+    @pytest.fixture(autouse=True)
+    def _conformance_run(self) -> Iterator[None]:
+        self._recorder = ErrorRecorder()
+        self._made = []
+        yield
+        for connector in self._made:
+            with contextlib.suppress(Exception):
+                connector.disconnect(timeout=30)
+        failures = []
+        for error in self._recorder.errors:
+            try:
+                assert_round_trips(error)
+            except AssertionError as exc:
+                failures.append(str(exc))
+        assert not failures, "errors raised in this test do not pickle:\n" + "\n".join(failures)
+
+    def _track(self, connector: Any) -> Any:
+        connector.add_listener(self._recorder)
+        self._made.append(connector)
+        return connector
+
+    def _expect(self, error_class: type[BaseException], fn: Callable[[], object]) -> Any:
+        """Run ``fn``; it must raise ``error_class``; the error is recorded and returned."""
+        try:
+            fn()
+        except error_class as err:
+            self._recorder.add(err)
+            return err
+        except ConnectorError as err:
+            self._recorder.add(err)
+            pytest.fail(f"expected {error_class.__name__}, got {err!r}")
+        pytest.fail(f"expected {error_class.__name__}, nothing was raised")
+
+    def _attempt(self, fn: Callable[[], object]) -> ConnectorError | None:
+        """Run ``fn``; return (and record) the ConnectorError it raised, if any."""
+        try:
+            fn()
+        except ConnectorError as err:
+            self._recorder.add(err)
+            return err
+        return None
+
+    def _worker(self, target: Callable[[], object], outcome: _Outcome) -> threading.Thread:
+        def run() -> None:
+            try:
+                target()
+                outcome.ok += 1
+            except NotConnectedError as err:
+                self._recorder.add(err)
+                outcome.refused = err
+            except BaseException as err:
+                self._recorder.add(err)
+                outcome.error = err
+            finally:
+                outcome.done.set()
+
+        thread = threading.Thread(target=run, daemon=True, name="conformance-worker")
+        thread.start()
+        return thread
+
+    def _join(self, threads: list[threading.Thread], what: str) -> None:
+        deadline = time.monotonic() + self.join_timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        alive = sum(t.is_alive() for t in threads)
+        assert not alive, f"{alive} thread(s) still running {what} after {self.join_timeout}s"
+
+    def _wait_in_flight(self, connector: Any, count: int, outcomes: list[_Outcome]) -> None:
+        deadline = time.monotonic() + self.join_timeout
+        while connector.stats().in_flight < count:
+            failed = [o.error for o in outcomes if o.error is not None]
+            if failed:
+                pytest.fail(f"slow_operation failed: {failed[0]!r}")
+            if all(o.done.is_set() for o in outcomes):
+                pytest.fail(
+                    "slow_operation returned before it was seen in flight: it must take "
+                    f"about {self.slow_seconds}s inside one operation of the connector"
+                )
+            assert time.monotonic() < deadline, (
+                f"{count} slow operation(s) never were in flight together "
+                f"(stats().in_flight = {connector.stats().in_flight})"
+            )
+            time.sleep(0.005)
+
+    def _probe(self) -> tuple[Any, list[tuple[str, State]]]:
+        """A connector of a subclass recording its state inside ``_open`` and ``_close``."""
+        seen: list[tuple[str, State]] = []
+        base: Any = self.connector_class
+
+        def _open(connector: Any) -> Any:
+            seen.append(("open", connector.state))
+            return base._open(connector)
+
+        def _close(connector: Any, handle: Any, timeout: float | None) -> None:
+            seen.append(("close", connector.state))
+            base._close(connector, handle, timeout)
+
+        probe = type(base.__name__, (base,), {"_open": _open, "_close": _close})
+        probe.__qualname__ = base.__qualname__
+        return self._track(probe(self.make_config())), seen
+
+    # -------------------------------------------------------------- lifecycle
+
+    def test_lifecycle_states_in_order(self) -> None:
+        """DISCONNECTED -> CONNECTING -> CONNECTED -> DISCONNECTING -> DISCONNECTED."""
+        connector, seen = self._probe()
+        observed = [connector.state]
+        assert connector.is_connected is False
+        connector.connect()
+        observed += [s for _, s in seen] + [connector.state]
+        assert connector.is_connected is True
+        self.operation(connector)
+        seen.clear()
+        connector.disconnect()
+        observed += [s for _, s in seen] + [connector.state]
+        assert connector.is_connected is False
+        expected = [
+            State.DISCONNECTED,
+            State.CONNECTING,
+            State.CONNECTED,
+            State.DISCONNECTING,
+            State.DISCONNECTED,
+        ]
+        assert observed == expected, (
+            f"states seen (start, inside _open, after connect, inside _close, after "
+            f"disconnect): {[s.name for s in observed]}"
+        )
+
+    def test_connect_disconnect_idempotent(self) -> None:
+        """connect() twice, or from 32 threads at once, opens one handle; disconnect closes once."""
+        connector, seen = self._probe()
+        connector.disconnect()  # never connected: nothing to do
+        assert seen == [] and connector.state is State.DISCONNECTED
+        connector.connect()
+        connector.connect()
+        assert [what for what, _ in seen] == ["open"], seen
+        connector.disconnect()
+        connector.disconnect()
+        assert [what for what, _ in seen] == ["open", "close"], seen
+
+        seen.clear()
+        barrier = threading.Barrier(self.threads)
+        outcomes = [_Outcome() for _ in range(self.threads)]
+
+        def racing(call: Callable[[], object]) -> Callable[[], object]:
+            def run() -> object:
+                barrier.wait(self.join_timeout)
+                return call()
+
+            return run
+
+        workers = [self._worker(racing(connector.connect), o) for o in outcomes]
+        self._join(workers, "connect()")
+        errors = [o.error or o.refused for o in outcomes if o.error or o.refused]
+        assert not errors, f"racing connect() failed: {errors[0]!r}"
+        assert [what for what, _ in seen] == ["open"], f"{self.threads} racing connect(): {seen}"
+        assert connector.is_connected
+        self.operation(connector)
+
+        barrier.reset()
+        outcomes = [_Outcome() for _ in range(self.threads)]
+        workers = [self._worker(racing(connector.disconnect), o) for o in outcomes]
+        self._join(workers, "disconnect()")
+        errors = [o.error or o.refused for o in outcomes if o.error or o.refused]
+        assert not errors, f"racing disconnect() failed: {errors[0]!r}"
+        assert [what for what, _ in seen] == ["open", "close"], seen
+        assert connector.state is State.DISCONNECTED
+
+    def test_operations_need_a_connection(self) -> None:
+        """Before connect() and after disconnect(): NotConnectedError, for operations and ping."""
+        connector = self.make_connector()
+        self._expect(NotConnectedError, lambda: self.operation(connector))
+        self._expect(NotConnectedError, connector.ping)
+        connector.connect()
+        self.operation(connector)
+        connector.disconnect()
+        err = self._expect(NotConnectedError, lambda: self.operation(connector))
+        self._expect(NotConnectedError, connector.ping)
+        assert err.code.value == "NOT_CONNECTED" and err.connector == connector.name
+
+    def test_reconnect_after_disconnect(self) -> None:
+        """connect() after disconnect() works, again and again, and so does ``with``."""
+        connector = self.make_connector()
+        for _ in range(3):
+            connector.connect()
+            self.operation(connector)
+            connector.ping()
+            connector.disconnect()
+            assert connector.state is State.DISCONNECTED
+        with connector as same:
+            assert same is connector and connector.is_connected
+            self.operation(connector)
+        assert connector.state is State.DISCONNECTED
+
+    def test_failed_connect_is_reusable(self) -> None:
+        """A connect() that fails raises a ConnectorError and leaves the connector DISCONNECTED."""
+        config = self.unreachable_config(self.make_config())
+        if config is None:
+            pytest.skip("unreachable_config() returned None: no unreachable server to try")
+        connector = self.make_connector(config)
+        err = self._attempt(connector.connect)
+        assert err is not None, "connect() to an unreachable server did not fail"
+        assert connector.state is State.DISCONNECTED and not connector.is_connected
+        assert self._attempt(connector.connect) is not None
+        assert connector.state is State.DISCONNECTED
+        self._expect(NotConnectedError, lambda: self.operation(connector))
+
+    # ------------------------------------------------------------------ drain
+
+    def test_disconnect_drains_under_threads(self) -> None:
+        """32 threads; disconnect(): in-flight work finishes, new work is refused, no hang."""
+        connector = self.make_connector()
+        connector.connect()
+        self.operation(connector)
+        slow_count = min(self.concurrent_slow_operations, self.threads)
+        slow = [_Outcome() for _ in range(slow_count)]
+        workers = [
+            self._worker(lambda: self.slow_operation(connector, self.slow_seconds), o) for o in slow
+        ]
+        self._wait_in_flight(connector, slow_count, slow)
+
+        hammer = [_Outcome() for _ in range(self.threads - slow_count)]
+        started = threading.Semaphore(0)
+
+        def hammering(outcome: _Outcome) -> Callable[[], object]:
+            def run() -> None:
+                first = True
+                while True:  # until disconnect() refuses us
+                    self.operation(connector)
+                    outcome.ok += 1
+                    if first:
+                        started.release()
+                        first = False
+
+            return run
+
+        workers += [self._worker(hammering(o), o) for o in hammer]
+        deadline = time.monotonic() + self.join_timeout
+        for _ in hammer:
+            ready = started.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            errors = [o.error for o in hammer if o.error is not None]
+            assert not errors, f"operation() failed under {self.threads} threads: {errors[0]!r}"
+            assert ready, "hammering threads did not all complete an operation"
+        still_running = sum(not o.done.is_set() for o in slow)
+        assert still_running, "the slow operations ended before disconnect(); raise slow_seconds"
+
+        connector.disconnect()
+
+        assert connector.state is State.DISCONNECTED
+        assert connector.stats().in_flight == 0, "disconnect() returned with work in flight"
+        self._expect(NotConnectedError, lambda: self.operation(connector))
+        self._join(workers, "operations after disconnect()")
+        failed = [o.error for o in slow + hammer if o.error is not None]
+        assert not failed, f"an operation in flight at disconnect() failed: {failed[0]!r}"
+        killed = [o.refused for o in slow if o.refused is not None]
+        assert not killed, f"a slow operation in flight was refused, not drained: {killed[0]!r}"
+        assert all(o.ok == 1 for o in slow), "a slow operation did not finish"
+        not_refused = [o for o in hammer if o.refused is None]
+        assert not not_refused, "a thread's operation after disconnect() was not refused"
+
+    def test_disconnect_timeout_never_hangs(self) -> None:
+        """disconnect(timeout) returns with work still running; that work ends classified."""
+        connector = self.make_connector()
+        connector.connect()
+        slow_count = min(self.concurrent_slow_operations, self.threads)
+        slow = [_Outcome() for _ in range(slow_count)]
+        workers = [
+            self._worker(lambda: self.slow_operation(connector, self.slow_seconds * 2), o)
+            for o in slow
+        ]
+        self._wait_in_flight(connector, slow_count, slow)
+        closer = _Outcome()
+        self._join([self._worker(lambda: connector.disconnect(timeout=0.1), closer)], "disconnect")
+        assert closer.error is None, f"disconnect(timeout=0.1) raised {closer.error!r}"
+        assert connector.state is State.DISCONNECTED
+        self._join(workers, "operations abandoned by disconnect(timeout)")
+        raw = [o.error for o in slow if o.error and not isinstance(o.error, ConnectorError)]
+        assert not raw, f"an abandoned operation raised a raw exception: {raw[0]!r}"
+        connector.connect()  # reusable afterwards
+        self.operation(connector)
+        connector.disconnect()
+
+    # ------------------------------------------------------------------- locks
+
+    def test_no_lock_held_across_io(self) -> None:
+        """ping() completes, again and again, while a slow operation waits on the server."""
+        connector = self.make_connector()
+        connector.connect()
+        baseline = []
+        for _ in range(5):
+            start = time.perf_counter()
+            connector.ping()
+            baseline.append(time.perf_counter() - start)
+        slow = _Outcome()
+        began = time.perf_counter()
+        worker = self._worker(lambda: self.slow_operation(connector, self.slow_seconds), slow)
+        self._wait_in_flight(connector, 1, [slow])
+        during: list[float] = []
+        while not slow.done.is_set():
+            start = time.perf_counter()
+            connector.ping()
+            latency = time.perf_counter() - start
+            if not slow.done.is_set():  # this ping finished while the slow one still ran
+                during.append(latency)
+        self._join([worker], "slow_operation")
+        duration = time.perf_counter() - began
+        assert slow.error is None, f"slow_operation failed: {slow.error!r}"
+        figures = (
+            f"slow operation {duration * 1000:.0f} ms; ping before it "
+            f"{statistics.median(baseline) * 1000:.1f} ms (median); {len(during)} ping(s) "
+            f"finished during it, median "
+            f"{(statistics.median(during) * 1000 if during else float('nan')):.1f} ms"
+        )
+        # With a lock held across the slow I/O, every ping would wait for it:
+        # at most one could slip in between its end and the flag.
+        assert len(during) >= 3, f"ping() waited for the slow operation: {figures}"
+        assert statistics.median(during) < duration / 2, f"ping() was delayed: {figures}"
+
+    # -------------------------------------------------------------------- fork
+
+    def test_fork_child_uses_own_connection(self) -> None:
+        """A forked child works on a connection of its own; the parent's keeps working."""
+        connector = self.make_connector()
+        connector.connect()
+        self.operation(connector)
+
+        def child() -> bool:
+            self.operation(connector)
+            connector.ping()
+            connector.disconnect(timeout=10)
+            connector.connect()
+            self.operation(connector)
+            connector.disconnect(timeout=10)
+            return connector.state is State.DISCONNECTED
+
+        assert run_in_child(child, timeout=self.fork_timeout) == 0, "the child failed (stderr)"
+        assert connector.is_connected
+        self.operation(connector)
+        connector.ping()
+
+    def test_fork_with_locks_held(self) -> None:
+        """Every lock of the connector held by another thread at fork time: no child deadlock."""
+        connector = self.make_connector()
+        connector.connect()
+        self.operation(connector)
+        locks = [v for v in vars(connector).values() if isinstance(v, _LOCK_TYPES)]
+        assert locks, "the connector has no lock attribute to hold"
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with contextlib.ExitStack() as stack:
+                for lock in locks:
+                    stack.enter_context(lock)
+                held.set()
+                release.wait(self.join_timeout)
+
+        holder = threading.Thread(target=hold, daemon=True, name="conformance-lock-holder")
+        holder.start()
+        try:
+            assert held.wait(self.join_timeout), "could not take the connector's locks"
+
+            def child() -> bool:
+                self.operation(connector)
+                connector.ping()
+                connector.disconnect(timeout=10)
+                return True
+
+            status = run_in_child(child, timeout=self.fork_timeout)
+        finally:
+            release.set()
+            holder.join(self.join_timeout)
+        assert status == 0, f"the child failed or deadlocked (exit status {status})"
+        self.operation(connector)
+
+    def test_fork_with_operation_in_flight(self) -> None:
+        """The child neither waits for nor breaks the parent's in-flight operation."""
+        connector = self.make_connector()
+        connector.connect()
+        slow = _Outcome()
+        worker = self._worker(lambda: self.slow_operation(connector, self.slow_seconds), slow)
+        self._wait_in_flight(connector, 1, [slow])
+
+        def child() -> bool:
+            self.operation(connector)
+            connector.disconnect()  # no timeout: must not wait for the parent's operation
+            return connector.state is State.DISCONNECTED
+
+        status = run_in_child(child, timeout=self.fork_timeout)
+        self._join([worker], "slow_operation")
+        assert status == 0, f"the child failed or hung (exit status {status})"
+        assert slow.error is None, f"the parent's in-flight operation failed: {slow.error!r}"
+        self.operation(connector)
+
+    # ------------------------------------------------------------------ errors
+
+    def _error_classes(self) -> list[type[ConnectorError]]:
+        module = __import__(self.connector_class.__module__, fromlist=["*"])
+        package = module.__name__.rpartition(".")[0] or module.__name__
+        found: dict[str, type[ConnectorError]] = {}
+        for name, mod in list(sys.modules.items()):
+            if mod is None or not (name == package or name.startswith(package + ".")):
+                continue
+            for value in vars(mod).values():
+                if (
+                    isinstance(value, type)
+                    and issubclass(value, ConnectorError)
+                    and value.__module__.startswith(package)
+                ):
+                    found[f"{value.__module__}.{value.__qualname__}"] = value
+        return [found[k] for k in sorted(found)]
+
+    def test_errors_pickle(self) -> None:
+        """Errors the connector raises keep every attribute through pickle."""
+        errors: list[ConnectorError] = []
+        connector = self.make_connector()
+        errors.append(self._expect(NotConnectedError, lambda: self.operation(connector)))
+        errors.append(self._expect(InvalidConfigError, lambda: connector.disconnect(-1.0)))
+        errors.append(self._expect(InvalidConfigError, lambda: self.connector_class(object())))
+        unreachable = self.unreachable_config(self.make_config())
+        if unreachable is not None:
+            err = self._attempt(self.make_connector(unreachable).connect)
+            assert err is not None, "connect() to an unreachable server did not fail"
+            errors.append(err)
+        connector.connect()
+        err = self._attempt(lambda: self.failing_operation(connector))
+        if err is not None:
+            errors.append(err)
+        connector.disconnect()
+        errors.append(self._expect(NotConnectedError, connector.ping))
+        # The connector package's own error classes, built with every field set.
+        for cls in self._error_classes():
+            try:
+                made = cls(
+                    f"{connector.name}: conformance",
+                    retry_after=2.5,
+                    maybe_applied=True,
+                    connector=connector.name,
+                    details={"where": "conformance"},
+                )
+            except TypeError as exc:
+                pytest.fail(f"{cls.__qualname__} is not keyword-constructible: {exc}")
+            errors.append(made)
+        for error in errors:
+            copy = assert_round_trips(error)
+            assert copy.retry_after == error.retry_after
+
+    # ----------------------------------------------------------------- secrets
+
+    def _holds_marker(self, config: BaseConfig) -> bool:
+        marker = self.secret_marker
+        with contextlib.suppress(NotImplementedError):
+            if marker in config.connection_string(redact=False):
+                return True
+        for field in attrs.fields(type(config)):
+            value = getattr(config, field.name)
+            if isinstance(value, Secret) and marker in value.get_secret_value():
+                return True
+            if isinstance(value, str) and marker in value:
+                return True
+        return bool(self.url and marker in self.url)
+
+    def test_secrets_redacted(self) -> None:
+        """The marker secret shows in no repr, str, log record, error, cause or traceback."""
+        marker = self.secret_marker
+        assert marker, f"{type(self).__name__}: set secret_marker (a secret in secret_config())"
+        config = self.secret_config()
+        assert self._holds_marker(config), (
+            f"secret_config() does not hold secret_marker {marker!r}: the check would prove nothing"
+        )
+        errors: list[ConnectorError] = []
+        texts: list[str] = []
+
+        def note(err: ConnectorError | None) -> None:
+            if err is not None:
+                errors.append(err)
+
+        with SecretScan() as scan:
+            texts += [repr(config), str(config)]
+            with contextlib.suppress(NotImplementedError):
+                texts.append(config.connection_string())
+            connector = self.make_connector(config)
+            texts += [repr(connector), str(connector)]
+            note(self._attempt(connector.connect))
+            if connector.is_connected:
+                texts += [repr(connector), str(connector), repr(connector.stats())]
+                note(self._attempt(lambda: self.operation(connector)))
+                note(self._attempt(connector.ping))
+                note(self._attempt(lambda: self.failing_operation(connector)))
+                connector.disconnect()
+            note(self._attempt(lambda: self.operation(connector)))
+            unreachable = self.unreachable_config(config)
+            if unreachable is not None:
+                texts.append(repr(unreachable))
+                note(self._attempt(self.make_connector(unreachable).connect))
+            url = self.url
+            if url is not None:
+                joiner = "&" if "?" in url else "?"
+                note(
+                    self._attempt(
+                        lambda: self.connector_class.config_class.from_url(
+                            f"{url}{joiner}no_such_option_conformance=1"
+                        )
+                    )
+                )
+                note(
+                    self._attempt(
+                        lambda: self.connector_class.config_class.from_url(
+                            url, retry="not a policy"
+                        )
+                    )
+                )
+        scan.assert_clean(marker, *errors, texts=texts)
+
+    # ------------------------------------------------------------------ config
+
+    def test_config_fields_reject_garbage(self) -> None:
+        """Garbage in any config field: InvalidConfigError (or TypeError), nothing else."""
+        config = self.make_config()
+        for field in attrs.fields(type(config)):
+            check_config_field(
+                config,
+                field.name,
+                connector_class=self.connector_class,
+                max_examples=self.config_examples,
+            )
+
+    def test_from_url_rejects_garbage(self) -> None:
+        """Hostile ``from_url`` input: InvalidConfigError (TypeError for a non-string) only."""
+        config_class = self.connector_class.config_class
+        if not config_class.url_schemes:
+            pytest.skip(f"{config_class.__name__} has no URL form (url_schemes is empty)")
+        check_from_url(
+            config_class, connector_class=self.connector_class, max_examples=self.url_examples
+        )
