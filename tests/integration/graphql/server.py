@@ -20,17 +20,15 @@ executed (``when="after"``: the mutation applied, then the server "crashed").
 from __future__ import annotations
 
 import base64
-import collections
 import json
 import ssl
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from graphql import GraphQLError, build_schema, graphql_sync, parse
 from graphql.error import GraphQLSyntaxError
 
-from ..http.servers import LocalServer, WSGIApp
+from ..http.servers import ServiceServer, WSGIApp
 
 SDL = """
 type Query {
@@ -93,12 +91,11 @@ def _index(cursor: str) -> int:
         raise GraphQLError("invalid cursor", extensions={"code": "BAD_USER_INPUT"}) from exc
 
 
-class GraphQLTestServer:
+class GraphQLTestServer(ServiceServer):
     """graphql-core served over HTTP on 127.0.0.1:<random port>, in a thread.
 
-    Args:
-        ssl_context: Serve HTTPS with this server-side context (plain HTTP if None).
-        middleware: Wraps the WSGI app (e.g. ``corrupt_tls_after``).
+    ``count(name)`` counts requests by operationName or root field;
+    arguments as ``ServiceServer``.
     """
 
     def __init__(
@@ -106,8 +103,7 @@ class GraphQLTestServer:
         ssl_context: ssl.SSLContext | None = None,
         middleware: Callable[[WSGIApp], WSGIApp] | None = None,
     ) -> None:
-        self._lock = threading.Lock()  # guards every counter and the script
-        self.requests: collections.Counter[str] = collections.Counter()
+        super().__init__(ssl_context, middleware)  # _lock also guards every counter below
         self.counter = 0
         self.applied_keys: dict[str, int] = {}
         self.throttle_remaining = 0
@@ -117,19 +113,7 @@ class GraphQLTestServer:
         self.issued_tokens: list[str] = []  # OAuth2 tokens handed out by /token
         self.valid_tokens: set[str] = {GOOD_TOKEN}
         self.reject_all_tokens = False
-        self._script: collections.deque[dict[str, Any]] = collections.deque()
-        app = self._app if middleware is None else middleware(self._app)
-        self._server = LocalServer(app, tls=ssl_context)
-        self.port = self._server.port
-        scheme = "https" if ssl_context is not None else "http"
-        self.url = f"{scheme}://127.0.0.1:{self.port}/graphql"
-
-    def __enter__(self) -> GraphQLTestServer:
-        self._server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.stop()
+        self.url = f"{self.base_url}/graphql"
 
     # ------------------------------------------------------------ scripting
 
@@ -177,11 +161,6 @@ class GraphQLTestServer:
         body = {"access_token": token, "token_type": "Bearer", "expires_in": 3600}
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(body).encode()]
-
-    def count(self, name: str) -> int:
-        """How many requests named ``name`` (operationName or root field) arrived."""
-        with self._lock:
-            return self.requests[name]
 
     # ------------------------------------------------------------ resolvers
 

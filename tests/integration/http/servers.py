@@ -35,6 +35,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import collections
 import email.utils
 import http.server
 import io
@@ -291,6 +292,49 @@ class LocalServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class ServiceServer:
+    """Base of a test service (GraphQL, SOAP) whose WSGI app is its own ``_app``.
+
+    It is served by a ``LocalServer`` on 127.0.0.1:<random port> (HTTPS with
+    ``ssl_context``), wrapped by ``middleware`` when given (e.g.
+    ``corrupt_tls_after``). ``requests`` counts arrivals by name (``count``);
+    ``_script`` queues the canned responses a subclass's ``script()`` adds;
+    ``_lock`` guards both and the subclass's own counters.
+
+    Args:
+        ssl_context: Serve HTTPS with this server-side context (plain HTTP if None).
+        middleware: Wraps the WSGI app.
+    """
+
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext | None = None,
+        middleware: Callable[[WSGIApp], WSGIApp] | None = None,
+    ) -> None:
+        self._lock = threading.Lock()  # guards the counters and the script
+        self.requests: collections.Counter[str] = collections.Counter()
+        self._script: collections.deque[Any] = collections.deque()
+        app = self._app if middleware is None else middleware(self._app)
+        self._server = LocalServer(app, tls=ssl_context)
+        self.port = self._server.port
+        self.base_url = self._server.url
+
+    def __enter__(self) -> Any:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop()
+
+    def count(self, name: str) -> int:
+        """How many requests named ``name`` arrived (what a name is: the subclass says)."""
+        with self._lock:
+            return self.requests[name]
+
+    def _app(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise NotImplementedError
 
 
 @dataclass

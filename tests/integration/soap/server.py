@@ -22,12 +22,11 @@ from __future__ import annotations
 import base64
 import collections
 import ssl
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..http.servers import LocalServer, WSGIApp
+from ..http.servers import ServiceServer, WSGIApp
 
 TNS = "urn:dictamesh:test:calculator"
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -109,30 +108,36 @@ def build_wsdl(soap11_url: str, soap12_url: str) -> str:
 """
 
 
-def _fault11(code: str, message: str) -> bytes:
+def _envelope(namespace: str, body: str, prefix: str = "env", extra: str = "") -> bytes:
+    """A SOAP envelope (1.1 or 1.2 by ``namespace``) around ``body``."""
     return (
-        f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{SOAP11_ENV}">'
-        f"<soap:Body><soap:Fault><faultcode>soap:{code}</faultcode>"
-        f"<faultstring>{message}</faultstring><detail><reason>{message}</reason></detail>"
-        "</soap:Fault></soap:Body></soap:Envelope>"
+        f'<?xml version="1.0" encoding="utf-8"?><{prefix}:Envelope xmlns:{prefix}="{namespace}"'
+        f"{extra}><{prefix}:Body>{body}</{prefix}:Body></{prefix}:Envelope>"
     ).encode()
+
+
+def _fault11(code: str, message: str) -> bytes:
+    return _envelope(
+        SOAP11_ENV,
+        f"<soap:Fault><faultcode>soap:{code}</faultcode><faultstring>{message}</faultstring>"
+        f"<detail><reason>{message}</reason></detail></soap:Fault>",
+        prefix="soap",
+    )
 
 
 def _fault12(code: str, message: str) -> bytes:
-    return (
-        f'<?xml version="1.0" encoding="utf-8"?><env:Envelope xmlns:env="{SOAP12_ENV}">'
-        f"<env:Body><env:Fault><env:Code><env:Value>env:{code}</env:Value></env:Code>"
-        f'<env:Reason><env:Text xml:lang="en">{message}</env:Text></env:Reason>'
-        "</env:Fault></env:Body></env:Envelope>"
-    ).encode()
+    return _envelope(
+        SOAP12_ENV,
+        f"<env:Fault><env:Code><env:Value>env:{code}</env:Value></env:Code>"
+        f'<env:Reason><env:Text xml:lang="en">{message}</env:Text></env:Reason></env:Fault>',
+    )
 
 
-class SOAPTestServer:
+class SOAPTestServer(ServiceServer):
     """The calculator service on 127.0.0.1:<random port>, in a thread.
 
-    Args:
-        ssl_context: Serve HTTPS with this server-side context (plain HTTP if None).
-        middleware: Wraps the WSGI app (e.g. ``corrupt_tls_after``).
+    ``count(name)`` counts requests by operation name, or "wsdl"; arguments
+    as ``ServiceServer``.
     """
 
     def __init__(
@@ -140,26 +145,10 @@ class SOAPTestServer:
         ssl_context: ssl.SSLContext | None = None,
         middleware: Callable[[WSGIApp], WSGIApp] | None = None,
     ) -> None:
-        self._lock = threading.Lock()  # guards the counters and the script
-        self.requests: collections.Counter[str] = collections.Counter()
-        self.explode_calls: collections.Counter[str] = collections.Counter()
-        self._script: collections.deque[tuple[int, bytes, list[tuple[str, str]]]] = (
-            collections.deque()
-        )
-        app = self._app if middleware is None else middleware(self._app)
-        self._server = LocalServer(app, tls=ssl_context)
-        scheme = "https" if ssl_context is not None else "http"
-        self.port = self._server.port
-        self.base_url = f"{scheme}://127.0.0.1:{self.port}"
+        super().__init__(ssl_context, middleware)
+        self.explode_calls: collections.Counter[str] = collections.Counter()  # guarded by _lock
         self.wsdl_url = f"{self.base_url}/calculator?wsdl"
         self._wsdl = build_wsdl(f"{self.base_url}/soap11", f"{self.base_url}/soap12").encode()
-
-    def __enter__(self) -> SOAPTestServer:
-        self._server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.stop()
 
     def script(
         self, status: int, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()
@@ -167,11 +156,6 @@ class SOAPTestServer:
         """Answer the next request with this canned response instead of the service."""
         with self._lock:
             self._script.append((status, body, list(headers)))
-
-    def count(self, name: str) -> int:
-        """How many requests for ``name`` ("wsdl" or an operation) arrived."""
-        with self._lock:
-            return self.requests[name]
 
     def _authorized(self, environ: dict[str, Any]) -> bool:
         expected = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -223,14 +207,8 @@ class SOAPTestServer:
 
         def result(values: dict[str, str]) -> list[bytes]:
             inner = "".join(f"<tns:{k}>{v}</tns:{k}>" for k, v in values.items())
-            return respond(
-                "200 OK",
-                (
-                    f'<?xml version="1.0" encoding="utf-8"?><env:Envelope xmlns:env="{envelope_ns}"'
-                    f' xmlns:tns="{TNS}"><env:Body><tns:{name}Response>{inner}'
-                    f"</tns:{name}Response></env:Body></env:Envelope>"
-                ).encode(),
-            )
+            reply = f"<tns:{name}Response>{inner}</tns:{name}Response>"
+            return respond("200 OK", _envelope(envelope_ns, reply, extra=f' xmlns:tns="{TNS}"'))
 
         if name == "Add":
             try:
