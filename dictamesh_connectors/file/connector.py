@@ -252,7 +252,7 @@ class FileConnector(Connector[FileConfig, _Root]):
         # Open the last component read-only, refusing (or following) a symlink there.
         hops = 0
         while True:
-            parent = root.sandbox.parent(parts, operation)
+            parent = root.sandbox.parent(parts, operation, fast=False)
             try:
                 if not parent.name:
                     raise error(where(operation, "") + "the root is a directory", INVALID)
@@ -268,33 +268,39 @@ class FileConnector(Connector[FileConfig, _Root]):
                 parent.close()
 
     def _read(self, root: _Root, parts: tuple[str, ...]) -> bytes:
-        fd, parts = self._open_final(root, parts, "read")
-        path = join(parts)
+        fd = root.sandbox.open_file(parts)  # the fast path: no symlink, no error
+        if fd < 0:
+            fd, parts = self._open_final(root, parts, "read")
         limit = self.config.max_file_size
         try:
-            with translate("read", path):
-                size = os.fstat(fd).st_size
-                if limit is not None and size > limit:
-                    raise _too_large("read", path, limit)
-                # One byte more than fstat said: a short read is the end of
-                # the file (no second read to see EOF), and a file that grew
-                # meanwhile is read on to its new end.
-                first = os.read(fd, size + 1)
-                if len(first) <= size:
-                    return first
-                chunks = [first]
-                total = len(first)
-                while True:
-                    if limit is not None and total > limit:
-                        raise _too_large("read", path, limit)
-                    chunk = os.read(fd, self.config.chunk_size)
-                    if not chunk:
-                        break
-                    total += len(chunk)
-                    chunks.append(chunk)
+            size = os.fstat(fd).st_size
+            if limit is not None and size > limit:
+                raise _too_large("read", join(parts), limit)
+            # One byte more than fstat said: a short read is the end of the
+            # file (no second read to see EOF), and a file that grew
+            # meanwhile is read on to its new end.
+            first = os.read(fd, size + 1)
+            if len(first) <= size:
+                return first
+            return self._read_on(fd, first, join(parts), limit)
+        except (OSError, OverflowError):
+            with translate("read", join(parts)):
+                raise
         finally:
             os.close(fd)
-        return b"".join(chunks)
+
+    def _read_on(self, fd: int, first: bytes, path: str, limit: int | None) -> bytes:
+        # The file grew after fstat: read to its end, still within the limit.
+        chunks = [first]
+        total = len(first)
+        while True:
+            if limit is not None and total > limit:
+                raise _too_large("read", path, limit)
+            chunk = os.read(fd, self.config.chunk_size)
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            chunks.append(chunk)
 
     @overload
     def open(
@@ -336,7 +342,9 @@ class FileConnector(Connector[FileConfig, _Root]):
         raise error(f"file: open: mode {mode!r:.10} is not 'rb' or 'wb'", INVALID)
 
     def _open_reader(self, root: _Root, parts: tuple[str, ...]) -> FileReader:
-        fd, parts = self._open_final(root, parts, "open")
+        fd = root.sandbox.open_file(parts)
+        if fd < 0:
+            fd, parts = self._open_final(root, parts, "open")
         path = join(parts)
         limit = self.config.max_file_size
         try:
@@ -768,7 +776,9 @@ class FileConnector(Connector[FileConfig, _Root]):
     def _copy(
         self, root: _Root, src: tuple[str, ...], dst: tuple[str, ...], overwrite: bool
     ) -> None:
-        fd, src = self._open_final(root, src, "copy")
+        fd = root.sandbox.open_file(src)
+        if fd < 0:
+            fd, src = self._open_final(root, src, "copy")
         try:
             path = join(src)
             with translate("copy", path):

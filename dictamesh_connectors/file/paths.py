@@ -75,10 +75,16 @@ def split(path: Any, operation: str) -> tuple[str, ...]:
             f"file: {operation}: absolute paths are refused (paths are relative to the root)",
             DENIED,
         )
-    parts = tuple(part for part in path.split("/") if part and part != ".")
+    pieces = path.split("/")
+    if "" in pieces or "." in pieces:
+        parts = tuple(part for part in pieces if part and part != ".")
+    else:
+        parts = tuple(pieces)
     if ".." in parts:
         raise error(where(operation, path) + "'..' in a path is refused", DENIED)
     if path.isascii():  # the common case: one byte per character, nothing to encode
+        if len(path) <= NAME_MAX:  # no name in it can be too long, nor the path
+            return parts
         if len(path) > PATH_MAX:
             raise error(where(operation, path[:60] + "...") + "path too long", INVALID)
         if any(len(part) > NAME_MAX for part in parts):

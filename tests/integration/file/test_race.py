@@ -1,4 +1,9 @@
-"""A directory swapped for a symlink to outside, 10,000 times, while writes go through it."""
+"""A directory swapped for a symlink to outside, 10,000 times, while writes go through it.
+
+Run with each resolver: the kernel's ``openat2`` (one call for ``d/e/f``)
+and the component walk alone; and at two depths, since a path of one
+directory is walked even where ``openat2`` exists.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dictamesh_connectors.errors import ConnectorError, ErrorCode
-from dictamesh_connectors.file import FileConfig, FileConnector
+from dictamesh_connectors.file import FileConfig, FileConnector, beneath
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +34,23 @@ def swap_forever(root: Path, outside: Path, stop) -> None:
 
 
 @pytest.mark.parametrize("follow", [False, True])
-def test_swapping_a_directory_for_a_symlink_never_lets_a_write_out(tmp_path: Path, follow: bool):
+@pytest.mark.parametrize(("resolver", "below"), [("openat2", "e/"), ("walk", "e/"), ("walk", "")])
+def test_swapping_a_directory_for_a_symlink_never_lets_a_write_out(
+    tmp_path: Path, follow: bool, resolver: str, below: str, monkeypatch: pytest.MonkeyPatch
+):
     outside = tmp_path / "outside"
-    outside.mkdir()
+    (outside / "e").mkdir(parents=True)
+    (outside / "e" / "bait").write_bytes(b"outside")
     root = tmp_path / "root"
-    (root / "d").mkdir(parents=True)
+    (root / "d" / "e").mkdir(parents=True)
+    (root / "d" / "e" / "bait").write_bytes(b"inside")
+    if resolver == "walk":
+        monkeypatch.setattr(beneath, "enabled", False)
     files = FileConnector(FileConfig(root=str(root), follow_symlinks=follow, fsync=False))
     files.connect()
+    if resolver == "openat2" and files._handle.sandbox.beneath is None:
+        files.disconnect()
+        pytest.skip("this kernel (or its seccomp filter) has no openat2")
     stop = FORK.Event()
     swapper = FORK.Process(target=swap_forever, args=(root, outside, stop))
     swapper.start()
@@ -47,7 +62,9 @@ def test_swapping_a_directory_for_a_symlink_never_lets_a_write_out(tmp_path: Pat
         while i < ITERATIONS or not (outcomes["written"] and outcomes["refused"]):
             assert i < 20 * ITERATIONS, outcomes
             try:
-                files.write_bytes(f"d/f{i % 16}", b"%d" % i)
+                files.write_bytes(f"d/{below}f{i % 16}", b"%d" % i)
+                if below:
+                    assert files.read_bytes("d/e/bait") == b"inside"  # never the outside one
                 outcomes["written"] += 1
             except ConnectorError as err:
                 if err.code is ErrorCode.PERMISSION_DENIED:
@@ -62,5 +79,6 @@ def test_swapping_a_directory_for_a_symlink_never_lets_a_write_out(tmp_path: Pat
         swapper.join()
         files.disconnect()
     assert swapper.exitcode == 0
-    assert list(outside.iterdir()) == []  # nothing was ever written outside
-    assert [p.name for p in (root / "d").iterdir() if p.name.startswith(".")] == []
+    assert sorted(p.name for p in outside.rglob("*")) == ["bait", "e"]  # nothing written outside
+    assert (outside / "e" / "bait").read_bytes() == b"outside"
+    assert [p.name for p in (root / "d").rglob(".*")] == []

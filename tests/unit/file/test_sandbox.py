@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -127,10 +128,12 @@ def arena(tmp_path_factory):
     os.symlink("../outside", base / "root" / "link")
     connectors = [
         FileConnector(FileConfig(root=str(base / "root"), follow_symlinks=follow, fsync=False))
-        for follow in (False, True)
+        for follow in (False, True, False, True)
     ]
     for c in connectors:
         c.connect()
+    for c in connectors[2:]:
+        c._handle.sandbox.beneath = None  # the walk alone; the first two use openat2
     yield base, connectors
     for c in connectors:
         c.disconnect()
@@ -160,3 +163,95 @@ def test_random_paths_never_escape(arena, path, verb):
         except TypeError:
             pytest.fail(f"TypeError for a str path {path!r}")
     assert snapshot(base / "outside") == before
+
+
+def counting(files: FileConnector) -> list[bytes]:
+    """Record every path the connector hands to openat2."""
+    sandbox = files._handle.sandbox
+    fast = sandbox.beneath
+    assert fast is not None
+    seen: list[bytes] = []
+
+    def spy(dir_fd: int, path: bytes, directory: bool) -> int:
+        seen.append(path)
+        return fast(dir_fd, path, directory)
+
+    sandbox.beneath = spy
+    return seen
+
+
+@pytest.fixture
+def fast(root: Path) -> Iterator[tuple[FileConnector, FileConnector]]:
+    """A connector and a symlink-following one, both on openat2 (skipped without it)."""
+    from tests.unit.file.conftest import openat2_works
+
+    if not openat2_works(root):
+        pytest.skip("this kernel (or its seccomp filter) has no openat2")
+    pair = (
+        FileConnector(FileConfig(root=str(root))),
+        FileConnector(FileConfig(root=str(root), follow_symlinks=True)),
+    )
+    for connector in pair:
+        connector.connect()
+    yield pair
+    for connector in pair:
+        connector.disconnect()
+
+
+def test_openat2_resolves_deep_paths_in_one_call(fast, root):
+    files = fast[0]
+    seen = counting(files)
+    files.mkdir("a/b/c", parents=True)
+    files.write_text("a/b/c/f", "deep")
+    seen.clear()
+    assert files.read_text("a/b/c/f") == "deep"
+    assert seen == [b"a/b/c/f"]  # one call, no walk
+    seen.clear()
+    files.write_text("a/b/c/g", "also")  # the directory a/b/c in one call
+    assert seen == [b"a/b/c"]
+    assert (root / "a" / "b" / "c" / "g").read_text() == "also"
+    seen.clear()
+    assert [i.name for i in files.list("a/b/c")] == ["f", "g"]
+    assert seen == [b"a/b/c"]
+
+
+def test_openat2_refusals_fall_back_to_the_walk(fast, root, tmp_path):
+    files, following = fast
+    (root / "real" / "sub").mkdir(parents=True)
+    (root / "real" / "sub" / "f").write_text("inside")
+    os.symlink("real", root / "inner")  # a link inside, on the way
+    os.symlink(str(tmp_path / "outside"), root / "real" / "out")  # an absolute link out
+    for connector in (files, following):
+        seen = counting(connector)
+        with pytest.raises(ConnectorError) as info:
+            connector.read_bytes("real/out/secret.txt")
+        assert info.value.code is ErrorCode.PERMISSION_DENIED  # openat2 said no; the walk why
+        assert seen == [b"real/out/secret.txt"]
+        with pytest.raises(ConnectorError) as info:
+            connector.read_bytes("real/sub/missing")
+        assert info.value.code is ErrorCode.NOT_FOUND
+        assert "real/sub/missing" in str(info.value)
+    with pytest.raises(ConnectorError) as info:
+        files.read_bytes("inner/sub/f")
+    assert info.value.code is ErrorCode.PERMISSION_DENIED
+    assert (
+        following.read_text("inner/sub/f") == "inside"
+    )  # refused by openat2, followed by the walk
+    following.write_text("inner/sub/g", "via the link")
+    assert (root / "real" / "sub" / "g").read_text() == "via the link"
+    assert not list((tmp_path / "outside").glob("g"))
+
+
+def test_openat2_unavailable_means_the_walk(root, monkeypatch):
+    from dictamesh_connectors.file import beneath
+
+    monkeypatch.setattr(beneath, "_built", [None])  # as on a kernel without it
+    with FileConnector(FileConfig(root=str(root))) as files:
+        assert files._handle.sandbox.beneath is None
+        files.mkdir("x/y", parents=True)
+        files.write_text("x/y/z", "walked")
+        assert files.read_text("x/y/z") == "walked"
+    monkeypatch.setattr(beneath, "_built", [lambda fd, path, directory: -1])  # ENOSYS, seccomp
+    with FileConnector(FileConfig(root=str(root))) as files:
+        assert files._handle.sandbox.beneath is None  # the probe failed: never called again
+        assert files.read_text("x/y/z") == "walked"
