@@ -10,7 +10,7 @@ import weakref
 import pytest
 
 from dictamesh_connectors import _fork
-from tests.forking import run_in_child
+from tests.forking import held_by_another_thread, run_in_child
 
 from .fakes import Blocker, FakeConfig, FakeConnector
 
@@ -42,22 +42,9 @@ def test_child_drops_parent_handle_and_rebuilds_on_first_use():
 def test_fork_while_another_thread_holds_the_lock():
     c = FakeConnector(FakeConfig())
     c.connect()
-    held, release = threading.Event(), threading.Event()
-
-    def hold():
-        with c._lock:
-            held.set()
-            release.wait(5)
-
-    t = threading.Thread(target=hold)
-    t.start()
-    held.wait(5)
-    try:
+    with held_by_another_thread(c._lock):
         # Without a fresh lock in the child this would deadlock.
         assert run_in_child(lambda: c.work() == 2) == 0
-    finally:
-        release.set()
-        t.join()
     c.disconnect()
 
 
@@ -115,21 +102,6 @@ def test_fork_from_inside_an_operation_keeps_the_child_in_flight_count_right():
     c.disconnect()
 
 
-def _hold_in_thread(lock):
-    """Hold ``lock`` in another thread until the returned event is set."""
-    held, release = threading.Event(), threading.Event()
-
-    def hold():
-        with lock:
-            held.set()
-            release.wait(10)
-
-    t = threading.Thread(target=hold, daemon=True)
-    t.start()
-    assert held.wait(5)
-    return release, t
-
-
 @pytest.mark.parametrize("make", ["lock", "rlock", "condition"])
 def test_forkable_locks_held_by_another_thread_are_free_in_the_child(make):
     lock = {
@@ -137,13 +109,9 @@ def test_forkable_locks_held_by_another_thread_are_free_in_the_child(make):
         "rlock": _fork.create_rlock,
         "condition": _fork.create_condition,
     }[make]()
-    release, t = _hold_in_thread(lock)
-    try:
+    with held_by_another_thread(lock):
         assert run_in_child(lambda: lock.acquire(timeout=2)) == 0
         assert not lock.acquire(timeout=0)  # the parent's holder still holds it
-    finally:
-        release.set()
-        t.join(5)
 
 
 def _reset_ran(obj):
@@ -161,12 +129,8 @@ def test_child_resets_run_after_the_locks_and_are_held_weakly():
             self.reset_saw_lock_free = self.lock.acquire(timeout=1)
 
     obj = Resettable()
-    release, t = _hold_in_thread(obj.lock)
-    try:
+    with held_by_another_thread(obj.lock):
         assert run_in_child(functools.partial(_reset_ran, obj)) == 0
-    finally:
-        release.set()
-        t.join(5)
     assert obj.reset_saw_lock_free is None  # the parent never ran it
     ref = weakref.ref(obj)
     obj = None

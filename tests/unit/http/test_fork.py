@@ -1,13 +1,11 @@
 """A real fork while another thread holds each module-level lock of the HTTP and SOAP code."""
 
-import threading
-
 import pytest
 
 import dictamesh_connectors.http.connector as connector_module
 from dictamesh_connectors.http.transport import redactor
 
-from ...forking import run_in_child
+from ...forking import held_by_another_thread, run_in_child
 
 
 def free_in_child(lock):
@@ -20,21 +18,8 @@ def free_in_child(lock):
 
 def holding(lock, child_work):
     """Fork while a thread holds ``lock``; the child runs ``child_work`` (which takes it)."""
-    held, release = threading.Event(), threading.Event()
-
-    def hold():
-        with lock:
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    held.wait(5)
-    try:
+    with held_by_another_thread(lock):
         return run_in_child(lambda: free_in_child(lock) and child_work())
-    finally:
-        release.set()
-        holder.join()
 
 
 def test_the_query_secret_redactor():
