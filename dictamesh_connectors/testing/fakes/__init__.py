@@ -31,11 +31,13 @@ from dictamesh_connectors.testing.fakes._faults import ANY, FaultInjection, Faul
 
 if TYPE_CHECKING:
     from dictamesh_connectors.testing.fakes.http import FakeHTTP
+    from dictamesh_connectors.testing.fakes.mongodb import FakeMongoDB
     from dictamesh_connectors.testing.fakes.postgresql import FakePostgreSQL
 
 __all__ = [
     "ANY",
     "FakeHTTP",
+    "FakeMongoDB",
     "FakePostgreSQL",
     "FaultInjection",
     "FaultPlan",
@@ -44,6 +46,7 @@ __all__ = [
 # Public name -> module; one line per fake.
 _LAZY: dict[str, str] = {
     "FakeHTTP": "dictamesh_connectors.testing.fakes.http",
+    "FakeMongoDB": "dictamesh_connectors.testing.fakes.mongodb",
     "FakePostgreSQL": "dictamesh_connectors.testing.fakes.postgresql",
 }
 
