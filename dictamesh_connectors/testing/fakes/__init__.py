@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING, Any
 from dictamesh_connectors.testing.fakes._faults import ANY, FaultInjection, FaultPlan
 
 if TYPE_CHECKING:
+    from dictamesh_connectors.testing.fakes.file import FakeFile
     from dictamesh_connectors.testing.fakes.http import FakeHTTP
     from dictamesh_connectors.testing.fakes.mongodb import FakeMongoDB
     from dictamesh_connectors.testing.fakes.postgresql import FakePostgreSQL
 
 __all__ = [
     "ANY",
+    "FakeFile",
     "FakeHTTP",
     "FakeMongoDB",
     "FakePostgreSQL",
@@ -45,6 +47,7 @@ __all__ = [
 
 # Public name -> module; one line per fake.
 _LAZY: dict[str, str] = {
+    "FakeFile": "dictamesh_connectors.testing.fakes.file",
     "FakeHTTP": "dictamesh_connectors.testing.fakes.http",
     "FakeMongoDB": "dictamesh_connectors.testing.fakes.mongodb",
     "FakePostgreSQL": "dictamesh_connectors.testing.fakes.postgresql",

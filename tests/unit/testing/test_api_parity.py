@@ -12,15 +12,31 @@ import inspect
 
 import pytest
 
+from dictamesh_connectors.file import FileConnector
+from dictamesh_connectors.file.atomic import AtomicWriter
+from dictamesh_connectors.file.locks import FileLock
+from dictamesh_connectors.file.reader import FileReader
+from dictamesh_connectors.file.txn import Transaction as FileTransaction
 from dictamesh_connectors.http import HTTPConnector
 from dictamesh_connectors.postgresql import PostgreSQLConnector, Transaction
-from dictamesh_connectors.testing.fakes import FakeHTTP, FakePostgreSQL
+from dictamesh_connectors.testing.fakes import FakeFile, FakeHTTP, FakePostgreSQL
+from dictamesh_connectors.testing.fakes.file import (
+    FakeFileLock,
+    FakeFileReader,
+    FakeFileTransaction,
+    FakeFileWriter,
+)
 from dictamesh_connectors.testing.fakes.postgresql import FakeTransaction
 
 PAIRS = [
     (FakeHTTP, HTTPConnector),
     (FakePostgreSQL, PostgreSQLConnector),
     (FakeTransaction, Transaction),
+    (FakeFile, FileConnector),
+    (FakeFileReader, FileReader),
+    (FakeFileWriter, AtomicWriter),
+    (FakeFileLock, FileLock),
+    (FakeFileTransaction, FileTransaction),
 ]
 
 # What every fake adds on top of the real API (not compared).
@@ -65,7 +81,7 @@ def test_same_name_and_config_class(fake, real):
         assert fake.config_class is real.config_class
 
 
-@pytest.mark.parametrize("fake", [FakeHTTP, FakePostgreSQL], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("fake", [FakeHTTP, FakePostgreSQL, FakeFile], ids=lambda c: c.__name__)
 def test_fakes_add_only_documented_extras(fake):
     for name in FAKE_EXTRAS:
         assert (getattr(fake, name).__doc__ or "").strip(), name
