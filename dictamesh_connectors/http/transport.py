@@ -100,21 +100,16 @@ class _HTTPConnection(HTTPConnection):
             raise
 
 
-class _HTTPSConnection(HTTPSConnection):
+class _HTTPSConnection(_HTTPConnection, HTTPSConnection):
     """urllib3's TLS connection, marking a failed connect or handshake as "nothing was sent".
 
     urllib3 2.x raises the same ``SSLError`` for a handshake that failed and
     for a TLS record that broke while the response was read (after the
     request ran). Only ``connect()`` runs before a byte of the request is
     written, so only its failures are marked (see ``errors.mark_not_sent``).
+    ``_HTTPConnection.connect`` does it, around ``HTTPSConnection.connect``
+    (the next class in the MRO); every other attribute is ``HTTPSConnection``'s.
     """
-
-    def connect(self) -> None:
-        try:
-            super().connect()
-        except Exception as exc:
-            mark_not_sent(exc)
-            raise
 
 
 def _pool_classes(pool_timeout: float | None) -> dict[str, type[HTTPConnectionPool]]:
