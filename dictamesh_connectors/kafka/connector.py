@@ -138,11 +138,28 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
         self._txn_lock = _fork.create_lock()
         self._txn_owner: int | None = None  # thread id in a transaction; guarded by _txn_lock
         self._closing = threading.local()  # what _close() counted, for disconnect()
+        # Set in a forked child of a transactional connector: its producer
+        # must not take over the parent's transactional.id (see _open).
+        self._forked_txn = False
         _register_exit_hook()
 
     # ------------------------------------------------------------- lifecycle
 
     def _open(self) -> ProducerHandle:
+        if self._forked_txn:
+            # The same transactional.id in the child would fence the parent's
+            # producer (its open transaction aborted, its next call fatal):
+            # the child's producer gets an id of its own, per process.
+            self._forked_txn = False
+            inherited = self.config.transactional_id
+            self.config = self.config.evolve(transactional_id=f"{inherited}.{os.getpid()}")
+            logger.warning(
+                "kafka: forked child %d uses transactional_id %r (the parent keeps %r; "
+                "give each process its own id for zombie fencing across restarts)",
+                os.getpid(),
+                self.config.transactional_id,
+                inherited,
+            )
         handle = ProducerHandle(self.config)
         try:
             handle.start()
@@ -209,6 +226,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
         super()._after_fork_in_child()
         self._txn_owner = None
         self._closing = threading.local()
+        self._forked_txn = self.config.transactional_id is not None
 
     def disconnect(self, timeout: float | None = None) -> int:  # type: ignore[override]
         """Stop new operations, deliver what is queued, then close. Idempotent.

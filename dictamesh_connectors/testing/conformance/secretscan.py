@@ -29,6 +29,7 @@ import logging
 import pickle
 import traceback
 import urllib.parse
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -86,7 +87,9 @@ def observable_texts(error: BaseException) -> list[str]:
             if name.startswith("__") or name in ("args", "with_traceback", "add_note"):
                 continue
             try:
-                value = getattr(exc, name)
+                with warnings.catch_warnings():  # deprecated driver properties still count
+                    warnings.simplefilter("ignore")
+                    value = getattr(exc, name)
             except Exception:
                 continue
             if callable(value) and not isinstance(value, (str, bytes)):
