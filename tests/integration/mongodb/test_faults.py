@@ -50,7 +50,8 @@ def test_a_closed_connection_on_a_read_is_retried_once(secantus, sdb):
         assert sdb.find_one("c", {"_id": 1}) == {"_id": 1}
 
 
-@pytest.mark.parametrize(
+# Server codes pymongo retries when the server labels them RetryableWriteError.
+RETRYABLE_CODES = pytest.mark.parametrize(
     "code, expected",
     [
         (91, ErrorCode.UNAVAILABLE),
@@ -60,6 +61,9 @@ def test_a_closed_connection_on_a_read_is_retried_once(secantus, sdb):
         (262, ErrorCode.TIMEOUT),
     ],
 )
+
+
+@RETRYABLE_CODES
 def test_retryable_codes_with_the_label_are_retried_once_and_applied_once(
     secantus, sdb, code, expected
 ):
@@ -69,16 +73,7 @@ def test_retryable_codes_with_the_label_are_retried_once_and_applied_once(
     assert sdb.count("c", {"_id": code}) == 1
 
 
-@pytest.mark.parametrize(
-    "code, expected",
-    [
-        (91, ErrorCode.UNAVAILABLE),
-        (11600, ErrorCode.UNAVAILABLE),
-        (10107, ErrorCode.UNAVAILABLE),
-        (189, ErrorCode.UNAVAILABLE),
-        (262, ErrorCode.TIMEOUT),
-    ],
-)
+@RETRYABLE_CODES
 def test_retryable_codes_without_the_label_fail_at_once_and_nothing_is_applied(
     secantus, sdb, code, expected
 ):

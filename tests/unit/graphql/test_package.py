@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
-
 import dictamesh_connectors.graphql as graphql_package
+from tests.docstrings import missing_docstrings
 
 EXPECTED_ALL = [
     "GraphQLAuthenticationError",
@@ -22,13 +21,7 @@ def test_all_is_sorted_and_complete() -> None:
 
 
 def test_every_public_name_and_method_has_a_docstring() -> None:
-    for name in graphql_package.__all__:
-        obj = getattr(graphql_package, name)
-        assert (obj.__doc__ or "").strip(), name
-        if inspect.isclass(obj):
-            for attr, member in vars(obj).items():
-                if not attr.startswith("_") and callable(member):
-                    assert (member.__doc__ or "").strip(), f"{name}.{attr}"
+    assert missing_docstrings(graphql_package) == []
 
 
 def test_public_methods_say_what_they_raise() -> None:

@@ -3,6 +3,7 @@
 import inspect
 
 import dictamesh_connectors.http as http
+from tests.docstrings import missing_docstrings
 
 
 def test_all_is_sorted_and_importable():
@@ -55,14 +56,7 @@ def test_the_interface_other_packages_build_on():
 
 
 def test_every_public_name_and_method_has_a_docstring():
-    for name in http.__all__:
-        obj = getattr(http, name)
-        assert (obj.__doc__ or "").strip(), name
-        if inspect.isclass(obj):
-            for attr, member in vars(obj).items():
-                if attr.startswith("_") or not callable(member):
-                    continue
-                assert (member.__doc__ or "").strip(), f"{name}.{attr}"
+    assert missing_docstrings(http) == []
 
 
 def test_config_module_imports_no_driver():

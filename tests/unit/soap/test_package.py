@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
-
 import dictamesh_connectors.http.soap as old_name
 import dictamesh_connectors.soap as soap_package
+from tests.docstrings import missing_docstrings
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -27,13 +26,7 @@ def test_the_first_name_is_the_same_api() -> None:
 
 
 def test_every_public_name_and_method_has_a_docstring() -> None:
-    for name in soap_package.__all__:
-        obj = getattr(soap_package, name)
-        assert (obj.__doc__ or "").strip(), name
-        if inspect.isclass(obj):
-            for attr, member in vars(obj).items():
-                if not attr.startswith("_") and callable(member):
-                    assert (member.__doc__ or "").strip(), f"{name}.{attr}"
+    assert missing_docstrings(soap_package) == []
 
 
 def test_public_methods_say_what_they_raise() -> None:
