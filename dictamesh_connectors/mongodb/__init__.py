@@ -15,9 +15,9 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from dictamesh_connectors._compat import lazy_attribute
 from dictamesh_connectors.mongodb.config import MongoDBConfig
 from dictamesh_connectors.mongodb.documents import BulkResult, UpdateResult
 
@@ -46,10 +46,7 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     # The driver is imported on first use, so MongoDBConfig works without it.
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return lazy_attribute(__name__, _LAZY, name)
 
 
 def __dir__() -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from dictamesh_connectors._compat import lazy_attribute
 from dictamesh_connectors.postgresql.config import PostgreSQLConfig
 
 if TYPE_CHECKING:
@@ -48,10 +49,7 @@ def __getattr__(name: str) -> Any:
     # The driver is imported on first use, so PostgreSQLConfig works without it.
     if name == "query_builder":
         return importlib.import_module("dictamesh_connectors.postgresql.query_builder")
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return lazy_attribute(__name__, _LAZY, name)
 
 
 def __dir__() -> list[str]:

@@ -128,3 +128,19 @@ def test_every_core_module_has_its_own_logger():
     for name in ("base", "cli", "config", "errors", "registry", "retry", "_compat"):
         module = importlib.import_module(f"dictamesh_connectors.{name}")
         assert module.logger.name == module.__name__, name
+
+
+def test_lazy_attribute_imports_on_first_use_and_refuses_unknown_names():
+    import pytest
+
+    from dictamesh_connectors import mongodb, postgresql
+    from dictamesh_connectors._compat import lazy_attribute
+
+    names = {"dumps": "json"}
+    assert lazy_attribute("pkg", names, "dumps") is __import__("json").dumps
+    with pytest.raises(AttributeError, match="module 'pkg' has no attribute 'loads'"):
+        lazy_attribute("pkg", names, "loads")
+    for package in (mongodb, postgresql):
+        with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+            package.Nope  # noqa: B018
+        assert not hasattr(package, "Nope")
