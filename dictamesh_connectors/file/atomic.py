@@ -30,7 +30,7 @@ from dictamesh_connectors.file.errors import (
     translate,
     where,
 )
-from dictamesh_connectors.file.paths import is_temp, join, temp_name
+from dictamesh_connectors.file.paths import TEMP_PREFIX, is_temp, join, temp_name
 from dictamesh_connectors.file.sandbox import Parent
 
 __all__ = ["AtomicWriter", "clean_orphans", "commit_temp", "create_temp", "fsync_dir", "write_all"]
@@ -392,7 +392,8 @@ def clean_orphans(dir_fd: int, older_than: float, *, now: float | None = None) -
     removed = 0
     current = time.time() if now is None else now
     with os.scandir(dir_fd) as entries:
-        names = [entry.name for entry in entries if is_temp(entry.name)]
+        # Not the commit journals (.dmtxn-*): journal.recover() finishes those.
+        names = [e.name for e in entries if e.name.startswith(TEMP_PREFIX) and is_temp(e.name)]
     for name in names:
         try:
             fd = os.open(

@@ -26,7 +26,7 @@ import attrs
 from dictamesh_connectors import _fork
 from dictamesh_connectors.base import Connector
 from dictamesh_connectors.errors import ConnectorError, ErrorCode
-from dictamesh_connectors.file import atomic
+from dictamesh_connectors.file import atomic, journal
 from dictamesh_connectors.file.atomic import AtomicWriter, BytesLike
 from dictamesh_connectors.file.config import FileConfig
 from dictamesh_connectors.file.errors import (
@@ -164,7 +164,10 @@ class FileConnector(Connector[FileConfig, _Root]):
         except BaseException:
             os.close(fd)
             raise
-        return _Root(fd, real, self.config.follow_symlinks)
+        handle = _Root(fd, real, self.config.follow_symlinks)
+        if not self.config.read_only:
+            self._recover(handle)
+        return handle
 
     def _close(self, handle: _Root, timeout: float | None) -> None:
         os.close(handle.fd)
@@ -452,7 +455,7 @@ class FileConnector(Connector[FileConfig, _Root]):
             if not parent.name:
                 raise error(where(operation, "") + "the root is a directory", INVALID)
             self._check_name(parent.name, parent.parts, operation)
-            self._maybe_clean(parent)
+            self._maybe_clean(root, parent)
         except BaseException:
             parent.close()
             raise
@@ -998,6 +1001,7 @@ class FileConnector(Connector[FileConfig, _Root]):
         )
 
     def _clean(self, root: _Root, parts: tuple[str, ...]) -> int:
+        self._recover(root)
         directory = root.sandbox.directory(parts, "clean")
         try:
             with translate("clean", join(directory.parts), write=True):
@@ -1005,7 +1009,16 @@ class FileConnector(Connector[FileConfig, _Root]):
         finally:
             directory.close()
 
-    def _maybe_clean(self, parent: Parent) -> None:
+    def _recover(self, root: _Root) -> None:
+        # Finish the commits of transactions whose process died mid-commit,
+        # before anything else reads the root. A failure is logged, not
+        # raised: the journal stays and the next scan tries again.
+        try:
+            journal.recover(root.sandbox, fsync=self.config.fsync)
+        except OSError:
+            logger.warning("file: scanning the root for unfinished commits failed", exc_info=True)
+
+    def _maybe_clean(self, root: _Root, parent: Parent) -> None:
         age = self.config.orphan_age
         if age == math.inf:
             return
@@ -1018,6 +1031,7 @@ class FileConnector(Connector[FileConfig, _Root]):
             if len(self._scanned) > 4096:
                 self._scanned.clear()
             self._scanned[key] = now
+        self._recover(root)  # first: a dead commit's staged files are not orphans
         try:
             removed = atomic.clean_orphans(parent.fd, age)
         except OSError:

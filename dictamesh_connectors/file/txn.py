@@ -2,42 +2,57 @@
 
 Each write of a transaction goes at once to a hidden temporary file next
 to its target (``.dmtmp-*``, fsynced with ``fsync``), so the expensive part
-happens before the commit. The commit renames every temporary file into
-place, in the order the writes were made, applies the deletes, then fsyncs
-each directory once.
+happens before the commit. The commit (``journal.py``):
+
+1. checks what it can before changing anything: ``overwrite=False``
+   targets must not exist, staged deletes must find their file;
+2. fsyncs the staged files' directories, then writes the commit journal
+   (``.dmtxn-*`` in the root, fsynced, renamed into place, root fsynced):
+   the commit point;
+3. renames every temporary file into place and applies the deletes, in the
+   order the writes were made, fsyncs each directory once;
+4. removes the journal.
 
 What holds, exactly:
 
-* before the commit (an exception in the ``with`` block, ``rollback()``, a
-  crash of the process): nothing is visible; the temporary files are
-  removed (after a crash they are orphans, never listed, removed by a later
-  write in their directory once ``orphan_age`` old);
-* during the commit, other readers may see some files new and the rest
-  still old, for the few microseconds the renames take;
-* a crash of the process *during* the commit leaves a prefix of the writes
-  (in the order made) in place, each file whole (old or new content, never
-  a mix), the rest as orphans; a machine crash may additionally lose
-  renames made in the last moment before it unless the commit returned
-  (it fsyncs every directory before returning);
-* a commit that fails part way (a full disk, ``overwrite=False`` meeting a
-  file created meanwhile) raises with ``maybe_applied=True`` when some
-  renames were already made, and discards the rest.
+* before the commit point (an exception in the ``with`` block,
+  ``rollback()``, a failed check, a crash of the process or the machine):
+  nothing is visible; the temporary files are removed (after a crash they
+  are orphans, never listed, removed by a later write in their directory
+  once ``orphan_age`` old);
+* after it, all of it happens: a crash of the process (SIGKILL, power loss
+  with ``fsync`` on) during step 3 or 4 leaves the journal, and the next
+  connector that opens the root (``connect()``; also every orphan scan of
+  a writing connector) finishes the renames and deletes before it serves
+  anything;
+* during step 3, other readers may see some files new and the rest still
+  old, for the microseconds the renames take (a rename is atomic per
+  file, there is no atomic rename of several);
+* a commit that fails after the commit point (EIO, a full disk at the
+  last fsync) raises with ``maybe_applied=True`` and leaves the journal:
+  the changes are finished by the next recovery, never half-discarded;
+* the one exception: with ``overwrite=False``, a file another writer
+  creates between step 1 and its rename is kept, and that one staged file
+  is dropped (logged).
 
-No write is visible before the commit, so a transaction cannot read its
-own writes.
+With ``fsync=False`` the same holds for a crash of the process, not for a
+crash of the machine. No write is visible before the commit, so a
+transaction cannot read its own writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from dictamesh_connectors.errors import ConnectorError
-from dictamesh_connectors.file import atomic
-from dictamesh_connectors.file.errors import INVALID, error, translate
+from dictamesh_connectors.file import atomic, journal
+from dictamesh_connectors.file.errors import INVALID, NOT_FOUND, error, translate, where
+from dictamesh_connectors.file.journal import Journal
 from dictamesh_connectors.file.paths import join
 from dictamesh_connectors.retry import RetryPolicy
 
@@ -218,40 +233,76 @@ class Transaction:
         finally:
             self._finish()
 
-    def _commit(self, _root: _Root) -> None:
+    def _commit(self, root: _Root) -> None:
+        staged = self._staged
+        if not staged:
+            return
+        config = self._connector.config
         overwrite = self._overwrite
-        if not overwrite:
-            for staged in self._staged:
-                if staged.temp is not None:
-                    # Early: a conflict found here has changed nothing yet.
-                    atomic.refuse_existing(_parent(staged), "commit")
-        for applied, staged in enumerate(self._staged):
-            path = join(staged.parts)
+        # Before the commit point: a failure here has changed nothing.
+        changes = self._planned(overwrite)
+        with translate("commit", join(staged[0].parts), write=True):
+            directories = _distinct_directories(staged)
+            if config.fsync:
+                for dir_fd in directories:
+                    atomic.fsync_dir(dir_fd)  # the staged files' names are durable
+            record = Journal.write(
+                root.fd,
+                [op for _, op in changes],
+                overwrite=overwrite,
+                fsync=config.fsync,
+                mode=config.file_mode,
+            )
+        # Committed: every change is made now, or by recover() after a crash.
+        try:
+            for each, op in changes:
+                with translate("commit", join(each.parts), write=True, maybe_applied=True):
+                    journal.apply(each.dir_fd, op, overwrite=overwrite)
+                each.temp = None
+            if config.fsync:
+                with translate("commit", join(staged[0].parts), write=True, maybe_applied=True):
+                    for dir_fd in directories:
+                        atomic.fsync_dir(dir_fd)
+        except ConnectorError as err:
+            # The journal stays, and the staged files it names: the next
+            # connect() of this root (or an orphan scan) finishes the commit.
+            for each in staged:
+                each.temp = None
+            record.release()
+            err.maybe_applied = True
+            raise
+        except BaseException:
+            for each in staged:
+                each.temp = None
+            record.release()
+            raise
+        record.remove()
+
+    def _planned(self, overwrite: bool) -> list[tuple[_Staged, dict[str, Any]]]:
+        # The journal entries, checked against the files as they are now.
+        changes: list[tuple[_Staged, dict[str, Any]]] = []
+        for each in self._staged:
+            directory = each.parts[:-1]
+            if each.temp is not None:
+                if not overwrite:
+                    atomic.refuse_existing(_parent(each), "commit")
+                changes.append((each, journal.rename_op(directory, each.temp, each.name)))
+                continue
             try:
-                with translate("commit", path, write=True, maybe_applied=applied > 0):
-                    if staged.temp is None:
-                        try:
-                            os.unlink(staged.name, dir_fd=staged.dir_fd)
-                        except FileNotFoundError:
-                            if not staged.missing_ok:
-                                raise
-                    else:
-                        atomic.commit_temp(
-                            staged.dir_fd, staged.temp, staged.name, overwrite=overwrite
-                        )
-                        staged.temp = None
-            except ConnectorError as err:
-                if applied and not err.maybe_applied:
-                    err.maybe_applied = True
-                raise
-        if self._connector.config.fsync:
-            seen: set[tuple[int, int]] = set()
-            for staged in self._staged:
-                with translate("commit", join(staged.parts), write=True, maybe_applied=True):
-                    st = os.fstat(staged.dir_fd)
-                    if (st.st_dev, st.st_ino) not in seen:
-                        seen.add((st.st_dev, st.st_ino))
-                        atomic.fsync_dir(staged.dir_fd)
+                st = os.stat(each.name, dir_fd=each.dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                if each.missing_ok:
+                    continue
+                raise error(
+                    where("commit", join(each.parts)) + "No such file or directory", NOT_FOUND
+                ) from None
+            except OSError:
+                with translate("commit", join(each.parts)):
+                    raise
+            if stat.S_ISDIR(st.st_mode):
+                raise error(where("commit", join(each.parts)) + "is a directory", INVALID)
+            changes.append((each, journal.delete_op(directory, each.name, st)))
+        return changes
 
     def rollback(self) -> None:
         """Discard every staged change; nothing becomes visible. Idempotent."""
@@ -334,3 +385,15 @@ def _close_all(staged: _Staged) -> None:
 def _close(fd: int) -> None:
     with contextlib.suppress(OSError):
         os.close(fd)
+
+
+def _distinct_directories(staged: list[_Staged]) -> list[int]:
+    # One descriptor per directory (by device and inode), in first-use order.
+    seen: set[tuple[int, int]] = set()
+    out: list[int] = []
+    for each in staged:
+        st = os.fstat(each.dir_fd)
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            out.append(each.dir_fd)
+    return out

@@ -11,7 +11,8 @@
  *   DM_FAULT_PATH   fnmatch(3) pattern for the descriptor's path
  *                   (as /proc/self/fd/N names it)
  *   DM_FAULT_ERRNO  the errno number to fail with
- *   DM_FAULT_TIMES  fail only the first N matching calls (default: all)
+ *   DM_FAULT_SKIP   let the first M matching calls through (default: 0)
+ *   DM_FAULT_TIMES  then fail only N matching calls (default: all)
  *   DM_FAULT_LOG    a file to append one line to per injected failure
  */
 #define _GNU_SOURCE
@@ -26,7 +27,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-static long injected;
+static long matched;
 
 static int listed(const char *ops, const char *op)
 {
@@ -65,7 +66,9 @@ static int fault(const char *op, int fd)
     const char *ops = getenv("DM_FAULT_OPS");
     const char *pattern = getenv("DM_FAULT_PATH");
     const char *code = getenv("DM_FAULT_ERRNO");
+    const char *skip = getenv("DM_FAULT_SKIP");
     const char *times = getenv("DM_FAULT_TIMES");
+    long seq, first;
     char link[64], path[4096];
     ssize_t n;
     if (ops == NULL || pattern == NULL || code == NULL || !listed(ops, op))
@@ -77,7 +80,9 @@ static int fault(const char *op, int fd)
     path[n] = '\0';
     if (fnmatch(pattern, path, 0) != 0)
         return 0;
-    if (times != NULL && __atomic_fetch_add(&injected, 1, __ATOMIC_SEQ_CST) >= atol(times))
+    seq = __atomic_fetch_add(&matched, 1, __ATOMIC_SEQ_CST);
+    first = skip != NULL ? atol(skip) : 0;
+    if (seq < first || (times != NULL && seq >= first + atol(times)))
         return 0;
     note(op, path, atoi(code));
     return atoi(code);

@@ -98,6 +98,7 @@ def run(
     path: str,
     code: int,
     times: int | None = None,
+    skip: int = 0,
     attempts: int = 1,
 ) -> tuple[dict[str, object], list[str]]:
     """Run ``action`` in a child with the shim armed; return its outcome and the shim's log."""
@@ -114,6 +115,8 @@ def run(
     }
     if times is not None:
         env["DM_FAULT_TIMES"] = str(times)
+    if skip:
+        env["DM_FAULT_SKIP"] = str(skip)
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(root), action, str(attempts)],
         env=env,
@@ -206,3 +209,30 @@ def test_eio_while_a_transaction_stages_changes_nothing(shim, root, old_file):
     assert old_file.read_bytes() == OLD
     assert not (root / "other.bin").exists()
     assert stray(root) == []
+
+
+def test_eio_before_a_commits_journal_is_durable_changes_nothing(shim, root, old_file):
+    # Root fsyncs of a commit: 1 staged names, 2 the journal's rename, 3 the renames.
+    for skip in (0, 1):
+        outcome, log = run(shim, root, "commit", ops="fsync", path="", code=errno.EIO, skip=skip)
+        assert len(log) == 1, (skip, log)
+        assert_error(
+            outcome, "CONNECTION_LOST", "EIO", transient=True, maybe_applied=False, root=root
+        )
+        assert old_file.read_bytes() == OLD
+        assert not (root / "other.bin").exists()
+        assert stray(root) == [], skip
+
+
+def test_eio_after_the_commit_point_is_finished_by_the_next_connect(shim, root, old_file):
+    from dictamesh_connectors.file import FileConfig, FileConnector
+
+    outcome, log = run(shim, root, "commit", ops="fsync", path="", code=errno.EIO, skip=2)
+    assert len(log) == 1
+    assert_error(outcome, "CONNECTION_LOST", "EIO", transient=True, maybe_applied=True, root=root)
+    assert old_file.read_bytes() == NEW  # every rename was made; durability is in doubt
+    assert (root / "other.bin").read_bytes() == NEW
+    assert [name[:7] for name in stray(root)] == [".dmtxn-"]  # the journal stays...
+    with FileConnector(FileConfig(root=str(root))):
+        assert stray(root) == []  # ...until the next connect finishes the commit
+    assert old_file.read_bytes() == NEW
