@@ -11,7 +11,7 @@ LINT_PATHS := dictamesh_connectors tests $(wildcard benchmarks examples)
 SERVICES := PYTHON=$(abspath $(PY)) scripts/services.sh
 SERVICE_NAMES := postgres kafka mongodb ferretdb redis
 
-.PHONY: help install test unit integration lint demo services-up services-down services-status bench batch-job clean test-mongodb-stream docs
+.PHONY: help install test unit integration lint demo services-up services-down services-status bench batch-job clean test-mongodb-stream docs chaos
 
 help:
 	@echo "make demo            run examples/demo.py: the full story on the local services (starts them)"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint            ruff + mypy --strict"
 	@echo "make bench           benchmarks: connector vs raw driver"
 	@echo "make test-mongodb-stream  stream() over 1,000,000 documents on both MongoDB servers (minutes)"
+	@echo "make chaos           randomized fault campaign: 1,000 faults on private servers, summary table (SEED=n replays)"
 	@echo "make batch-job       examples/batch_job.py with 100,000 rows (PostgreSQL -> Kafka + MongoDB + files)"
 	@echo "make docs            build the documentation site (MkDocs, strict: any warning fails) into build/site"
 	@echo "make services-up|services-down|services-status"
@@ -75,6 +76,15 @@ test: $(STAMP)
 test-mongodb-stream: $(STAMP)
 	@$(SERVICES) up mongodb ferretdb
 	@DICTAMESH_MONGO_STREAM_DOCS=1000000 $(PY) -m pytest -m integration -k rss tests/integration/mongodb/test_stream.py $(PYTEST_ARGS)
+
+# The randomized fault campaign (tests/chaos/): private PostgreSQL, SecantusDB,
+# Kafka and HTTP servers it starts, kills and stops itself (never the shared
+# services), 1,000 seeded faults under 32 threads, then the checks and a
+# summary table. SEED=n replays a run's fault schedule; FAULTS=n changes the
+# count. The default suite runs a ~100-fault version (test_short_campaign).
+FAULTS ?= 1000
+chaos: $(STAMP)
+	@PYTHONPATH=$(CURDIR) $(PY) -m tests.chaos.campaign --faults $(FAULTS) $(if $(SEED),--seed $(SEED))
 
 unit: $(STAMP)
 	@$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)

@@ -147,7 +147,10 @@ def retry_call(
     By default only a ``ConnectorError`` with ``transient`` set is retried,
     and one with ``maybe_applied`` set only when ``idempotent``; ``retry_if``
     replaces that rule. Anything else propagates at once. When retries run
-    out (attempts or deadline), the last error is re-raised unchanged. A
+    out (attempts or deadline), the last error is re-raised, the same
+    object; its ``maybe_applied`` is set when an earlier attempt may have
+    taken effect (a write sent, then a retry refused, may still have
+    happened). A
     server's ``retry_after`` is honoured in full: when it is longer than
     ``max_backoff`` or the time left before the deadline, the error is
     raised at once (its ``retry_after`` tells the caller, or Celery's
@@ -172,11 +175,15 @@ def retry_call(
     """
     start = clock()
     attempt = 0
+    applied = False  # an earlier attempt may have taken effect
     while True:
         attempt += 1
         try:
             return fn()
         except ConnectorError as err:
+            if applied:
+                err.maybe_applied = True
+            applied = err.maybe_applied
             allowed = retry_if(err) if retry_if is not None else default_retry_if(err, idempotent)
             if not allowed or attempt >= policy.max_attempts:
                 raise

@@ -113,6 +113,7 @@ class _Call:
         "method",
         "mode",
         "replayable",
+        "resendable",
         "stream",
         "timeout",
         "timeouts",
@@ -131,6 +132,7 @@ class _Call:
         key: bool,
         mode: _Raise,
         stream: bool,
+        resendable: bool | None = None,
     ) -> None:
         self.method = method
         self.url = url
@@ -139,6 +141,10 @@ class _Call:
         self.timeouts = timeouts
         self.timeout = timeout
         self.idempotent = idempotent
+        # Whether the caller can send this request again safely: what an
+        # error's maybe_applied answers. Not so for a key the connector made
+        # up (auto_idempotency_key): the caller's next call gets a new one.
+        self.resendable = idempotent if resendable is None else resendable
         self.key = key
         self.mode = mode
         self.stream = stream
@@ -169,7 +175,7 @@ class _Hop(Translating):
         # Translating's fields, set here: this runs for every request.
         self.method = call.method
         self.url = call.url
-        self.idempotent = call.idempotent
+        self.idempotent = call.resendable
         self.connector = connector.name
         self.timeouts = call.timeouts
         self.secret_params = connector._secret_params
@@ -517,6 +523,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
         key_header = self.config.idempotency_header
         # Whether a key may be there at all (looking it up costs a scan of the headers).
         maybe_keyed = bool(extra_headers) or self._keyed_defaults
+        auto_key = False
         if idempotency_key is not None:
             _, key = self._check_header(key_header, idempotency_key, method, url)
             set_header(headers, key_header, key)
@@ -524,11 +531,14 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
         elif self.config.auto_idempotency_key and method in ("POST", "PATCH"):
             if not has_header(headers, key_header):
                 headers[key_header] = str(uuid.uuid4())
+                auto_key = True
             maybe_keyed = True
         body = self._body(method, url, headers, content)
         key_value = get_header(headers, key_header) if maybe_keyed else None
+        resendable = idempotent
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS or bool(key_value)
+            resendable = idempotent and not auto_key
         timeouts, urllib3_timeout = self._call_timeouts(timeout, method, url)
         call = _Call(
             method,
@@ -541,6 +551,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
             key=bool(key_value),
             mode=_Raise.ALL if raise_for_status else _Raise.TRANSIENT,
             stream=stream,
+            resendable=resendable,
         )
         policy = (retry or self.config.retry) if call.replayable else RetryPolicy.no_retry()
         # Only a query can hold a secret (URLs with credentials are refused).
@@ -833,7 +844,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
         return Translating(
             method=method,
             url=url,
-            idempotent=call.idempotent,
+            idempotent=call.resendable,
             connector=self.name,
             timeouts=call.timeouts,
             secret_params=self._secret_params,
@@ -998,7 +1009,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
                 method=method,
                 url=url,
                 connector=self.name,
-                idempotent=call.idempotent,
+                idempotent=call.resendable,
                 has_idempotency_key=call.key,
                 response=response,
                 secret_params=self._secret_params,

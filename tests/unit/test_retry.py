@@ -162,6 +162,24 @@ def test_maybe_applied_is_retried_only_when_idempotent():
     assert len(calls) == 2
 
 
+def test_the_last_error_says_maybe_applied_when_an_earlier_attempt_may_have_applied():
+    # Found by the fault campaign (tests/chaos): a keyed POST was applied by
+    # the server, its answer lost, and the retry was refused: the last error
+    # alone said "not applied".
+    clock = FakeClock()
+    errors = [transient(maybe_applied=True), transient(), transient()]
+    last = errors[-1]
+    fn, calls = failing(errors)
+    with pytest.raises(ConnectorError) as info:
+        run(fn, RetryPolicy(max_attempts=3), clock, idempotent=True)
+    assert info.value is last and info.value.maybe_applied
+    assert len(calls) == 3
+    fn, calls = failing([transient(), transient()])
+    with pytest.raises(ConnectorError) as info:
+        run(fn, RetryPolicy(max_attempts=2), clock)
+    assert not info.value.maybe_applied
+
+
 def test_retry_after_is_honoured_and_zero_is_not_a_hot_loop():
     clock = FakeClock()
     fn, _ = failing([transient(retry_after=2.0), transient(retry_after=0)])

@@ -237,6 +237,24 @@ def test_post_idempotent_override_and_auto_key(rsps, make, clock):
     assert len(keys) == 1  # the same key on every attempt
 
 
+def test_an_auto_keyed_post_that_may_have_applied_says_so(rsps, make, clock):
+    # Found by the fault campaign (tests/chaos): the connector retries an
+    # auto-keyed POST with its key, but once it gives up the caller cannot
+    # resend with that key (its next call gets a new one): maybe_applied.
+    lost = requests.exceptions.ConnectionError(uexc.ProtocolError("Connection aborted."))
+    for _ in range(3):
+        rsps.post(BASE + "/auto", body=lost)
+    with pytest.raises(ConnectorError) as info:
+        make(auto_idempotency_key=True).post("/auto", json={})
+    assert len(calls(rsps, BASE + "/auto")) == 3 and info.value.maybe_applied
+    # With the caller's own key, resending that key is safe: not maybe_applied.
+    for _ in range(3):
+        rsps.post(BASE + "/keyed", body=lost)
+    with pytest.raises(ConnectorError) as info:
+        make().post("/keyed", json={}, idempotency_key="k-1")
+    assert len(calls(rsps, BASE + "/keyed")) == 3 and not info.value.maybe_applied
+
+
 def test_get_idempotent_false_is_not_retried_after_sending(rsps, make):
     rsps.get(BASE + "/r", status=500)
     with pytest.raises(HTTPStatusError):

@@ -1,0 +1,139 @@
+"""The end-of-campaign checks: the servers' contents against the workload's ledger.
+
+Read straight from each server with the raw driver (never through the
+connector under test), after every fault is cleared and every connector is
+disconnected:
+
+* lost: acknowledged, but not on the server;
+* duplicates: applied more than once where the connector promised at most
+  once (every id is written once by the workload, so a second copy can only
+  come from a retry): PostgreSQL rows (no primary key, so a repeated insert
+  would show), MongoDB inserts and upserts (a second document for one
+  ``uid``, or ``applied`` > 1), Kafka records (idempotent producer), HTTP
+  applications (same write under two idempotency keys);
+* contradicted: a failure said ``maybe_applied=False`` (the connector
+  claims it never happened, so a caller would re-send it), yet the write is
+  on the server;
+* unclassified: any failure that was not a ``ConnectorError`` with an
+  ``ErrorCode``.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.chaos.workload import MONGO_INSERTS, MONGO_UPSERTS, PG_TABLE, Ledger, Store
+
+
+@dataclass
+class StoreCheck:
+    store: Store
+    acked: int
+    on_server: int
+    lost: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    contradicted: list[str] = field(default_factory=list)
+    # Found, but not the connector's doing (why, per id): reported, not failed.
+    excused: dict[str, str] = field(default_factory=dict)
+
+
+def compare(
+    store: Store,
+    ledger: Ledger,
+    copies: collections.Counter[str],
+    applied_twice: Sequence[str] = (),
+    *,
+    suffix: str = "",
+) -> StoreCheck:
+    """Hold ``ledger``'s claims for ``store`` against ``copies`` (id -> copies on the server).
+
+    ``suffix``: only the ids ending with it belong to this store (two stores
+    share one server collection).
+    """
+    copies = collections.Counter({i: n for i, n in copies.items() if i.endswith(suffix)})
+    applied_twice = [i for i in applied_twice if i.endswith(suffix)]
+    acked = ledger.acked.get(store, set())
+    not_applied = ledger.not_applied.get(store, set())
+    check = StoreCheck(store, len(acked), len(copies))
+    check.lost = sorted(i for i in acked if copies[i] == 0)
+    check.duplicates = sorted({i for i, n in copies.items() if n > 1} | set(applied_twice))
+    check.contradicted = sorted(i for i in not_applied if copies[i] > 0)
+    return check
+
+
+def postgres_copies(dsn: str) -> collections.Counter[str]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+        rows = conn.execute(f"SELECT id, count(*) FROM {PG_TABLE} GROUP BY id").fetchall()
+    return collections.Counter({r[0]: r[1] for r in rows})
+
+
+def mongo_copies(uri: str, database: str) -> tuple[
+    collections.Counter[str], collections.Counter[str], list[str]
+]:  # fmt: skip
+    import pymongo
+
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(uri, serverSelectionTimeoutMS=30_000)
+    try:
+        db = client[database]
+        inserts = collections.Counter(str(d["_id"]) for d in db[MONGO_INSERTS].find({}, {"_id": 1}))
+        upserts: collections.Counter[str] = collections.Counter()
+        twice = []
+        for d in db[MONGO_UPSERTS].find({}, {"uid": 1, "applied": 1}):
+            upserts[d["uid"]] += 1
+            if d.get("applied", 0) > 1:  # one document, the update applied twice
+                twice.append(d["uid"])
+    finally:
+        client.close()
+    return inserts, upserts, twice
+
+
+def kafka_copies(bootstrap: str, topic: str, timeout: float = 120.0) -> collections.Counter[str]:
+    """Every record of ``topic``, read from the start to each partition's high watermark."""
+    import time
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"chaos-checker-{time.time_ns()}",
+        "enable.auto.commit": False,
+        "isolation.level": "read_uncommitted",
+        "log_level": 0,
+    })  # fmt: skip
+    try:
+        metadata = consumer.list_topics(topic, timeout=30)
+        partitions = sorted(metadata.topics[topic].partitions)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), 30)[1]
+                for p in partitions}  # fmt: skip
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        copies: collections.Counter[str] = collections.Counter()
+        positions = {p: 0 for p in partitions}
+        deadline = time.monotonic() + timeout
+        while any(positions[p] < ends[p] for p in partitions):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"chaos: reading {topic} back did not reach {ends}: {positions}")
+            for msg in consumer.consume(10_000, 1.0):
+                if msg.error() is not None:
+                    continue
+                copies[msg.value().decode()] += 1
+                positions[msg.partition()] = msg.offset() + 1
+    finally:
+        consumer.close()
+    return copies
+
+
+def excuse(check: StoreCheck, reason: str, why: Callable[[str], bool]) -> None:
+    """Move the duplicates and contradictions for which ``why(id)`` holds to ``excused``."""
+    for name in ("duplicates", "contradicted"):
+        kept = []
+        for i in getattr(check, name):
+            if why(i):
+                check.excused[i] = f"{name}: {reason}"
+            else:
+                kept.append(i)
+        setattr(check, name, kept)
