@@ -127,13 +127,14 @@ def kafka_copies(bootstrap: str, topic: str, timeout: float = 120.0) -> collecti
     return copies
 
 
-def excuse(check: StoreCheck, reason: str, why: Callable[[str], bool]) -> None:
-    """Move the duplicates and contradictions for which ``why(id)`` holds to ``excused``."""
+def excuse(check: StoreCheck, why: Callable[[str], str | None]) -> None:
+    """Move the duplicates and contradictions ``why(id)`` explains to ``excused``."""
     for name in ("duplicates", "contradicted"):
         kept = []
         for i in getattr(check, name):
-            if why(i):
-                check.excused[i] = f"{name}: {reason}"
-            else:
+            reason = why(i)
+            if reason is None:
                 kept.append(i)
+            else:
+                check.excused[i] = f"{name}: {reason}"
         setattr(check, name, kept)

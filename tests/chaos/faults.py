@@ -25,6 +25,8 @@ Fault kinds:
 ``proxy_blackhole``         the proxy accepts and forwards nothing, for a while
 ``proxy_latency``           added latency with jitter, for a while
 ``proxy_refuse``            new connections refused, for a while
+``proxy_half_open``         the server end of every connection vanishes; the
+                            client's stays open and is never answered
 ==========================  ========================================================
 """
 
@@ -58,7 +60,18 @@ _CHEAP = {
     "kafka": {},
     "http": {"http_server_fault": 5},
 }
-_PROXY = {"proxy_reset": 3, "proxy_blackhole": 1, "proxy_latency": 2, "proxy_refuse": 1}
+_PROXY = {
+    "proxy_reset": 3,
+    "proxy_blackhole": 1,
+    "proxy_latency": 2,
+    "proxy_refuse": 1,
+    "proxy_half_open": 1,
+}
+# Proxy faults a backend does not get. PostgreSQL: a half-open connection
+# hangs a psycopg operation for good (no client-side read timeout, no TCP
+# keepalive or tcp_user_timeout in the connector's libpq parameters): a
+# finding of this campaign, reported rather than played over and over.
+_PROXY_EXCLUDED = {"postgresql": {"proxy_half_open"}}
 
 # Heavy faults: one per this many faults of the backend (at least one).
 _HEAVY = {
@@ -144,6 +157,8 @@ def _params(kind: str, rng: random.Random) -> tuple[float, dict[str, Any]]:
         }
     if kind == "proxy_refuse":
         return rng.uniform(0.2, 1.0), {}
+    if kind == "proxy_half_open":
+        return rng.uniform(0.1, 0.5), {}
     raise ValueError(f"unknown fault kind {kind!r}")
 
 
@@ -164,7 +179,8 @@ def plan(seed: int, total: int, *, proxies: Sequence[str] = (), gap: float = 0.4
         heavy = max(1, n // every)
         cheap = dict(_CHEAP[backend])
         if backend in proxies:
-            cheap.update(_PROXY)
+            excluded = _PROXY_EXCLUDED.get(backend, set())
+            cheap.update({k: w for k, w in _PROXY.items() if k not in excluded})
         if not cheap:  # nothing cheap to inject (Kafka without a proxy): heavy ones only,
             spare, n = n - heavy, heavy  # and the rest goes to the next backends
             for other in BACKENDS[BACKENDS.index(backend) + 1 :] or ("postgresql",):
