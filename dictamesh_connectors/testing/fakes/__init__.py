@@ -32,6 +32,7 @@ from dictamesh_connectors.testing.fakes._faults import ANY, FaultInjection, Faul
 if TYPE_CHECKING:
     from dictamesh_connectors.testing.fakes.file import FakeFile
     from dictamesh_connectors.testing.fakes.http import FakeHTTP
+    from dictamesh_connectors.testing.fakes.kafka import FakeKafka
     from dictamesh_connectors.testing.fakes.mongodb import FakeMongoDB
     from dictamesh_connectors.testing.fakes.postgresql import FakePostgreSQL
 
@@ -39,6 +40,7 @@ __all__ = [
     "ANY",
     "FakeFile",
     "FakeHTTP",
+    "FakeKafka",
     "FakeMongoDB",
     "FakePostgreSQL",
     "FaultInjection",
@@ -49,6 +51,7 @@ __all__ = [
 _LAZY: dict[str, str] = {
     "FakeFile": "dictamesh_connectors.testing.fakes.file",
     "FakeHTTP": "dictamesh_connectors.testing.fakes.http",
+    "FakeKafka": "dictamesh_connectors.testing.fakes.kafka",
     "FakeMongoDB": "dictamesh_connectors.testing.fakes.mongodb",
     "FakePostgreSQL": "dictamesh_connectors.testing.fakes.postgresql",
 }
