@@ -19,6 +19,7 @@ import os
 import stat as stat_module
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any, Literal, overload
 
 import attrs
@@ -402,9 +403,7 @@ class FileConnector(Connector[FileConfig, _Root]):
                 (missing directory), CONFLICT, PAYLOAD_TOO_LARGE,
                 RESOURCE_EXHAUSTED (disk full; transient), ...
         """
-        parts = self._writable(path, "write")
-        view = _bytes_view(data)
-        self._check_size("write", parts, len(view))
+        parts, view = self._write_request(path, data)
         self._run(
             lambda root: self._write(root, parts, view, overwrite),
             idempotent=overwrite,
@@ -431,6 +430,13 @@ class FileConnector(Connector[FileConfig, _Root]):
             raise TypeError(f"write_text() needs a str, not {type(text).__name__}")
         parts = self._writable(path, "write")
         self.write_bytes(path, _encode(text, encoding, errors, join(parts)), overwrite=overwrite)
+
+    def _write_request(self, path: Any, data: Any) -> tuple[tuple[str, ...], memoryview]:
+        # What a whole-file write checks before any I/O: path, data type, size.
+        parts = self._writable(path, "write")
+        view = _bytes_view(data)
+        self._check_size("write", parts, len(view))
+        return parts, view
 
     def _write(
         self, root: _Root, parts: tuple[str, ...], data: memoryview, overwrite: bool
@@ -659,8 +665,33 @@ class FileConnector(Connector[FileConfig, _Root]):
         )
 
     def _delete(self, root: _Root, parts: tuple[str, ...], missing_ok: bool) -> None:
+        def refuse(parent: Parent, exc: OSError) -> ConnectorError | None:
+            # Linux answers EISDIR for a directory, POSIX allows EPERM.
+            if exc.errno in (errno.EISDIR, errno.EPERM) and _is_dir(parent):
+                return error(
+                    where("delete", join(parent.parts)) + "is a directory (use rmdir)", INVALID
+                )
+            return None
+
+        self._remove(root, parts, "delete", missing_ok, _unlink, refuse)
+
+    def _remove(
+        self,
+        root: _Root,
+        parts: tuple[str, ...],
+        operation: str,
+        missing_ok: bool,
+        remove: Callable[[Parent], None],
+        refuse: Callable[[Parent, OSError], ConnectorError | None],
+    ) -> None:
+        """``delete`` and ``rmdir``: resolve, remove, map what only the verb knows, fsync.
+
+        ``refuse`` turns an ``OSError`` of ``remove`` into the verb's own
+        error (a directory given to ``delete``, a non-empty one to
+        ``rmdir``), or returns ``None`` for the errno table.
+        """
         try:
-            parent = self._write_parent(root, parts, "delete")
+            parent = self._write_parent(root, parts, operation)
         except ConnectorError as err:
             if missing_ok and err.details.get("errno") == "ENOENT":
                 return
@@ -668,26 +699,30 @@ class FileConnector(Connector[FileConfig, _Root]):
         try:
             path = join(parent.parts)
             try:
-                os.unlink(parent.name, dir_fd=parent.fd)
+                remove(parent)
             except FileNotFoundError:
                 if missing_ok:
                     return
                 raise error(
-                    where("delete", path) + "No such file or directory", NOT_FOUND
+                    where(operation, path) + "No such file or directory", NOT_FOUND
                 ) from None
             except OSError as exc:
-                # Linux answers EISDIR for a directory, POSIX allows EPERM.
-                if exc.errno in (errno.EISDIR, errno.EPERM) and _is_dir(parent):
-                    raise error(
-                        where("delete", path) + "is a directory (use rmdir)", INVALID
-                    ) from exc
-                with translate("delete", path, write=True):
+                refused = refuse(parent, exc)
+                if refused is not None:
+                    raise refused from exc
+                with translate(operation, path, write=True):
                     raise
-            if self.config.fsync:
-                with translate("delete", path, write=True, maybe_applied=True):
-                    atomic.fsync_dir(parent.fd)
+            self._durable(operation, path, parent.fd)
         finally:
             parent.close()
+
+    def _durable(self, operation: str, path: str, *dir_fds: int) -> None:
+        # With fsync on, a change of names is on disk before the verb returns;
+        # failing here, the change was made (maybe_applied), only not durable.
+        if self.config.fsync:
+            with translate(operation, path, write=True, maybe_applied=True):
+                for dir_fd in dir_fds:
+                    atomic.fsync_dir(dir_fd)
 
     def move(
         self,
@@ -746,10 +781,7 @@ class FileConnector(Connector[FileConfig, _Root]):
                                 where("move", join(target.parts)) + "already exists", CONFLICT
                             ) from None
                         os.unlink(source.name, dir_fd=source.fd)
-                if self.config.fsync:
-                    with translate("move", path, write=True, maybe_applied=True):
-                        atomic.fsync_dir(target.fd)
-                        atomic.fsync_dir(source.fd)
+                self._durable("move", path, target.fd, source.fd)
             finally:
                 target.close()
         finally:
@@ -843,9 +875,7 @@ class FileConnector(Connector[FileConfig, _Root]):
                 except OSError:
                     with translate("mkdir", path, write=True):
                         raise
-                if self.config.fsync:
-                    with translate("mkdir", path, write=True, maybe_applied=True):
-                        atomic.fsync_dir(parent.fd)
+                self._durable("mkdir", path, parent.fd)
             finally:
                 parent.close()
 
@@ -867,34 +897,16 @@ class FileConnector(Connector[FileConfig, _Root]):
         )
 
     def _rmdir(self, root: _Root, parts: tuple[str, ...], missing_ok: bool) -> None:
-        try:
-            parent = self._write_parent(root, parts, "rmdir")
-        except ConnectorError as err:
-            if missing_ok and err.details.get("errno") == "ENOENT":
-                return
-            raise
-        try:
-            path = join(parent.parts)
-            try:
-                os.rmdir(parent.name, dir_fd=parent.fd)
-            except FileNotFoundError:
-                if missing_ok:
-                    return
-                raise error(where("rmdir", path) + "No such file or directory", NOT_FOUND) from None
-            except OSError as exc:
-                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise error(
-                        where("rmdir", path)
-                        + "directory not empty (hidden lock sidecars and temporary files count)",
-                        CONFLICT,
-                    ) from exc
-                with translate("rmdir", path, write=True):
-                    raise
-            if self.config.fsync:
-                with translate("rmdir", path, write=True, maybe_applied=True):
-                    atomic.fsync_dir(parent.fd)
-        finally:
-            parent.close()
+        def refuse(parent: Parent, exc: OSError) -> ConnectorError | None:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return error(
+                    where("rmdir", join(parent.parts))
+                    + "directory not empty (hidden lock sidecars and temporary files count)",
+                    CONFLICT,
+                )
+            return None
+
+        self._remove(root, parts, "rmdir", missing_ok, _rmdir_entry, refuse)
 
     # ------------------------------------------------------------ coordination
 
@@ -1109,6 +1121,14 @@ def _close_inherited(root_real: str, lock_suffix: str) -> None:
         if name.endswith(lock_suffix) or is_temp(name):
             with contextlib.suppress(OSError, ValueError):
                 os.close(int(number))
+
+
+def _unlink(parent: Parent) -> None:
+    os.unlink(parent.name, dir_fd=parent.fd)
+
+
+def _rmdir_entry(parent: Parent) -> None:
+    os.rmdir(parent.name, dir_fd=parent.fd)
 
 
 def _is_dir(parent: Parent) -> bool:

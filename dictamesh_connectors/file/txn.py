@@ -138,13 +138,9 @@ class Transaction:
             TypeError: ``data`` is not bytes-like.
             ConnectorError: As ``FileConnector.write_bytes``.
         """
-        from dictamesh_connectors.file.connector import _bytes_view
-
         self._check("write")
         connector = self._connector
-        parts = connector._writable(path, "write")
-        view = _bytes_view(data)
-        connector._check_size("write", parts, len(view))
+        parts, view = connector._write_request(path, data)
         staged = connector._run(
             lambda root: self._stage(root, parts, view), idempotent=True, description="write"
         )
