@@ -173,6 +173,8 @@ class Report:
         if self.unclassified:
             out.append(f"{len(self.unclassified)} unclassified exception(s)")
         out += self.leak_failures
+        if self.total_injected < self.planned:
+            out.append(f"only {self.total_injected} of {self.planned} faults were injected")
         if self.injector_failures:
             out.append(f"{len(self.injector_failures)} fault(s) could not be injected")
         return out
@@ -694,7 +696,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     # Connectors log every fault they meet (librdkafka at ERROR); the table tells the story.
-    logging.getLogger("dictamesh_connectors").setLevel(logging.CRITICAL)
+    for name in ("dictamesh_connectors", "psycopg"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     with campaign(faults=args.faults, seed=args.seed, threads=args.threads, pause=args.pause,
                   gap=args.gap, use_proxies=not args.no_proxies) as run:  # fmt: skip
         print(f"chaos: seed {run.seed} (replay with: make chaos SEED={run.seed})", flush=True)

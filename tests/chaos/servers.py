@@ -396,11 +396,19 @@ class ChaosBroker(PrivateBroker):
         path.write_text("\n".join(lines) + "\n")
 
     def start(self) -> None:
-        try:
-            super().start()
-        finally:
-            if self.process is not None:
-                self.reaper.watch(self.process.pid)
+        """As ``PrivateBroker.start``, but the reaper knows the broker before it is ready."""
+        assert self.process is None or self.process.poll() is not None
+        out = open(self.workdir / "stdout.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.process = subprocess.Popen(
+            [*self._java(), "kafka.Kafka", str(self.workdir / "server.properties")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        out.close()
+        self.reaper.watch(self.process.pid)
+        self.wait_ready()
 
     def kill(self) -> None:
         assert self.process is not None
