@@ -20,6 +20,7 @@ SERVICE_FIXTURES = {
     "DICTAMESH_TEST_POSTGRES_DSN": "postgres_dsn",
     "DICTAMESH_TEST_KAFKA_BOOTSTRAP": "kafka_bootstrap",
     "DICTAMESH_TEST_MONGODB_URI": "mongodb_uri",
+    "DICTAMESH_TEST_REDIS_URL": "redis_url",
 }
 
 
