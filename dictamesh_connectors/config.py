@@ -41,6 +41,7 @@ __all__ = [
     "str_field",
     "to_bool",
     "url_credentials",
+    "url_userinfo",
 ]
 
 logger = logging.getLogger(__name__)
@@ -311,6 +312,22 @@ def url_credentials(parts: urllib.parse.SplitResult) -> dict[str, Any]:
     if parts.password is not None:
         fields["password"] = urllib.parse.unquote(parts.password)
     return fields
+
+
+def url_userinfo(username: str | None, password: Secret | None, *, redact: bool) -> str:
+    """``user:password@`` for a ``connection_string`` (``""`` without a user).
+
+    Both are percent-encoded; the password is ``***`` while ``redact`` is
+    true. The inverse of ``url_credentials``.
+    """
+    if username is None:
+        return ""
+    userinfo = urllib.parse.quote(username, safe="")
+    if password is not None:
+        userinfo += ":" + (
+            "***" if redact else urllib.parse.quote(password.get_secret_value(), safe="")
+        )
+    return userinfo + "@"
 
 
 @attrs.frozen(kw_only=True)

@@ -31,6 +31,7 @@ from dictamesh_connectors.config import (
     secret_field,
     str_field,
     url_credentials,
+    url_userinfo,
 )
 from dictamesh_connectors.errors import InvalidConfigError
 
@@ -649,16 +650,8 @@ class HTTPConfig(BaseConfig):
         parts = urllib.parse.urlsplit(self.base_url)
         netloc = parts.netloc
         creds = self.credentials
-        if self.auth_type is AuthType.BASIC and creds.username is not None:
-            user = urllib.parse.quote(creds.username, safe="")
-            if creds.password is not None:
-                password = (
-                    "***"
-                    if redact
-                    else urllib.parse.quote(creds.password.get_secret_value(), safe="")
-                )
-                user += ":" + password
-            netloc = f"{user}@{netloc}"
+        if self.auth_type is AuthType.BASIC:
+            netloc = url_userinfo(creds.username, creds.password, redact=redact) + netloc
         defaults = HTTPConfig(base_url=self.base_url)
         query = []
         for name in _URL_OPTIONS:

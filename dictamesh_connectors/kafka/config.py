@@ -31,6 +31,7 @@ from dictamesh_connectors.config import (
     secret_field,
     str_field,
     url_credentials,
+    url_userinfo,
 )
 from dictamesh_connectors.errors import InvalidConfigError
 
@@ -497,15 +498,8 @@ class KafkaConfig(BaseConfig):
         The password is ``***`` unless ``redact=False``; passthrough options
         are not part of it.
         """
-        quote = urllib.parse.quote
         ssl = self.security_protocol in ("SSL", "SASL_SSL")
-        userinfo = ""
-        if self.username is not None:
-            userinfo = quote(self.username, safe="")
-            if self.password is not None:
-                shown = "***" if redact else quote(self.password.get_secret_value(), safe="")
-                userinfo += ":" + shown
-            userinfo += "@"
+        userinfo = url_userinfo(self.username, self.password, redact=redact)
         query: dict[str, str] = {}
         defaults = _defaults()
         for attribute in attrs.fields(type(self)):

@@ -28,6 +28,7 @@ from dictamesh_connectors.config import (
     secret_field,
     str_field,
     to_bool,
+    url_userinfo,
 )
 from dictamesh_connectors.errors import InvalidConfigError
 
@@ -480,13 +481,7 @@ class MongoDBConfig(BaseConfig):
         equal config (retry policy aside).
         """
         quote = urllib.parse.quote
-        userinfo = ""
-        if self.username is not None:
-            userinfo = quote(self.username, safe="")
-            if self.password is not None:
-                shown = "***" if redact else quote(self.password.get_secret_value(), safe="")
-                userinfo += ":" + shown
-            userinfo += "@"
+        userinfo = url_userinfo(self.username, self.password, redact=redact)
         hosts = ",".join(quote(h, safe="[]:") for h in self.hosts)
         query: dict[str, str] = {}
         defaults = _DEFAULTS

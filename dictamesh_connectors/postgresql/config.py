@@ -27,6 +27,7 @@ from dictamesh_connectors.config import (
     secret_field,
     str_field,
     url_credentials,
+    url_userinfo,
 )
 from dictamesh_connectors.errors import InvalidConfigError
 
@@ -431,13 +432,7 @@ class PostgreSQLConfig(BaseConfig):
         config (retry policy aside).
         """
         quote = urllib.parse.quote
-        userinfo = ""
-        if self.username is not None:
-            userinfo = quote(self.username, safe="")
-            if self.password is not None:
-                shown = "***" if redact else quote(self.password.get_secret_value(), safe="")
-                userinfo += ":" + shown
-            userinfo += "@"
+        userinfo = url_userinfo(self.username, self.password, redact=redact)
         host = self.host
         query: dict[str, str] = {}
         if host.startswith("/") or "," in host:

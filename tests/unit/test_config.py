@@ -255,3 +255,16 @@ def test_text_no_driver_can_encode_is_refused_at_config_time(cls):
     with pytest.raises(InvalidConfigError) as info:
         FakeConfig(password=Secret("pw-\udc80-SECRET"))
     assert "SECRET" not in str(info.value)
+
+
+def test_url_userinfo_is_the_inverse_of_url_credentials():
+    import urllib.parse
+
+    from dictamesh_connectors.config import url_credentials, url_userinfo
+
+    assert url_userinfo(None, Secret("pw"), redact=False) == ""
+    assert url_userinfo("me", None, redact=True) == "me@"
+    assert url_userinfo("a@b:c", Secret("p@ss:/w"), redact=True) == "a%40b%3Ac:***@"
+    shown = url_userinfo("a@b:c", Secret("p@ss:/w"), redact=False)
+    parts = urllib.parse.urlsplit(f"x://{shown}host")
+    assert url_credentials(parts) == {"username": "a@b:c", "password": "p@ss:/w"}
