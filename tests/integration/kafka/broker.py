@@ -10,6 +10,12 @@ free ports and in a temporary directory. It has two listeners:
 * ``SASL_PLAINTEXT`` with SCRAM-SHA-256 (``sasl_bootstrap``), whose one
   user (``SCRAM_USER`` / ``SCRAM_PASSWORD``) is created when the storage is
   formatted (``kafka-storage format --add-scram``).
+
+``PrivateBroker(workdir, advertised_port=P)`` advertises its PLAINTEXT
+listener as ``127.0.0.1:P`` (a ``FaultProxy`` listening there and forwarding
+to ``broker.port``), so clients that bootstrap through the proxy stay on it;
+the broker's own inter-broker traffic then uses a separate INTERNAL
+listener that bypasses the proxy.
 """
 
 from __future__ import annotations
@@ -66,8 +72,10 @@ def _free_port() -> int:
 class PrivateBroker:
     """One KRaft broker+controller; ``start()``, ``kill()``, ``start()`` again, ``stop()``."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, advertised_port: int | None = None) -> None:
         self.workdir = workdir
+        self.advertised_port = advertised_port
+        self.internal_port = _free_port() if advertised_port is not None else None
         self.port = _free_port()
         self.sasl_port = _free_port()
         self.controller_port = _free_port()
@@ -93,21 +101,35 @@ class PrivateBroker:
     def _write_config(self) -> None:
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
+        listeners = (
+            f"PLAINTEXT://127.0.0.1:{self.port},SASL_PLAINTEXT://127.0.0.1:{self.sasl_port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}"
+        )
+        advertised = (
+            f"PLAINTEXT://127.0.0.1:{self.port},SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
+        )
+        inter_broker = "PLAINTEXT"
+        protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+        if self.advertised_port is not None:
+            listeners += f",INTERNAL://127.0.0.1:{self.internal_port}"
+            advertised = (
+                f"PLAINTEXT://127.0.0.1:{self.advertised_port},"
+                f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port},"
+                f"INTERNAL://127.0.0.1:{self.internal_port}"
+            )
+            inter_broker = "INTERNAL"
+            protocols += ",INTERNAL:PLAINTEXT"
         (self.workdir / "server.properties").write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
-                    f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port},"
-                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},"
-                    f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}",
+                    f"listeners={listeners}",
+                    f"advertised.listeners={advertised}",
                     "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
-                    "SASL_PLAINTEXT:SASL_PLAINTEXT",
+                    f"inter.broker.listener.name={inter_broker}",
+                    f"listener.security.protocol.map={protocols}",
                     "sasl.enabled.mechanisms=SCRAM-SHA-256",
                     "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config="
                     "org.apache.kafka.common.security.scram.ScramLoginModule required;",
