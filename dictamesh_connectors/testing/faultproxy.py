@@ -543,7 +543,9 @@ class FaultProxy:
         count restarts for the next of the ``count`` connections. Calling
         it again replaces what was armed; ``clear()`` disarms it.
         ``direction="downstream"`` lets a request reach the server and
-        resets the connection when the answer comes back.
+        resets the connection when the answer comes back. Any data counts:
+        bytes a blackhole held flow when it is lifted and may take the
+        reset, so arm it after they did (or before the blackhole).
 
         Raises:
             ValueError: ``count`` < 1, ``after_bytes`` < 0, or a bad
