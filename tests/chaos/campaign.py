@@ -226,7 +226,7 @@ class Report:
             lines.append(f"  not the connector's: {store[0]}/{store[1]} {len(ids)} x {why}")
             for example in ids[:2]:
                 excused = next(s.excused[example] for s in self.stores if s.store == store)
-                lines.append(f"    e.g. {example}: {excused.split(' (it spanned')[-1].rstrip(')')};"
+                lines.append(f"    e.g. {example}: {excused.split(' (it spanned')[-1].strip(' )')};"
                              f" {self.near(example, store[0])}")  # fmt: skip
         for note in self.notes:
             lines.append(f"  note: {note}")

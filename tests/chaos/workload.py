@@ -31,6 +31,7 @@ MONGO_UPSERTS = "upserts"
 OPERATIONS: tuple[tuple[str, str, int], ...] = (
     ("postgresql", "insert", 4),
     ("postgresql", "insert_batch", 1),
+    ("postgresql", "transaction", 1),
     ("postgresql", "read", 2),
     ("mongodb", "insert", 3),
     ("mongodb", "upsert", 3),
@@ -193,6 +194,24 @@ class Workload:
         ids = [f"{base}.{i}" for i in range(4)]
         try:
             self.pg.executemany(f"INSERT INTO {PG_TABLE} (id) VALUES (%s)", [[i] for i in ids])
+        except Exception as err:
+            self.ledger.failed(store, ids, err)
+        else:
+            self.ledger.ack(store, ids)
+
+    def _postgresql_transaction(self, base: str, rng: random.Random) -> None:
+        # Serializable, with a read of the table: concurrent ones conflict,
+        # and run_in_transaction reruns the whole function.
+        store = ("postgresql", "rows")
+        ids = [f"{base}.t{i}" for i in range(2)]
+
+        def body(tx: Any) -> None:
+            tx.execute(f"INSERT INTO {PG_TABLE} (id) VALUES (%s)", [ids[0]])
+            tx.query(f"SELECT count(*) FROM {PG_TABLE} WHERE id = %s", [ids[0]])
+            tx.execute(f"INSERT INTO {PG_TABLE} (id) VALUES (%s)", [ids[1]])
+
+        try:
+            self.pg.run_in_transaction(body)
         except Exception as err:
             self.ledger.failed(store, ids, err)
         else:
