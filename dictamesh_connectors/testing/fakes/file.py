@@ -35,9 +35,7 @@ import fnmatch
 import math
 import os
 import time
-from collections.abc import Iterator
-from types import TracebackType
-from typing import Any, ClassVar, Literal, NoReturn, overload
+from typing import Any, ClassVar, Literal, overload
 
 from dictamesh_connectors import _fork
 from dictamesh_connectors.base import Connector
@@ -55,16 +53,20 @@ from dictamesh_connectors.file.connector import (
 from dictamesh_connectors.file.errors import (
     CONFLICT,
     INVALID,
-    LOCK_TIMEOUT,
     NOT_FOUND,
-    TOO_LARGE,
     error,
-    translate,
     where,
 )
 from dictamesh_connectors.file.paths import is_hidden, join, split
 from dictamesh_connectors.retry import RetryPolicy
 from dictamesh_connectors.testing.fakes._faults import FaultInjection, FaultPlan
+from dictamesh_connectors.testing.fakes._file_handles import (
+    FakeFileLock,
+    FakeFileReader,
+    FakeFileTransaction,
+    FakeFileWriter,
+)
+from dictamesh_connectors.testing.fakes._file_tree import Dir, File, Mount, Node, fail
 
 __all__ = ["FakeFile", "FakeFileLock", "FakeFileReader", "FakeFileTransaction", "FakeFileWriter"]
 
@@ -74,44 +76,7 @@ DEFAULT_ROOT = "/fake"
 _NO_RETRY = RetryPolicy.no_retry()
 
 
-class _File:
-    __slots__ = ("data", "mtime")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.mtime = time.time()
-
-
-class _Dir:
-    __slots__ = ("entries", "mtime")
-
-    def __init__(self) -> None:
-        self.entries: dict[str, _Dir | _File] = {}
-        self.mtime = time.time()
-
-
-_Node = _Dir | _File
-
-
-class _Mount:
-    """The fake's handle (the real one is the root directory's descriptor)."""
-
-    __slots__ = ("closed",)
-
-    def __init__(self) -> None:
-        self.closed = False
-
-
-def _fail(
-    operation: str, path: str, code: int, *, write: bool = False, maybe_applied: bool = False
-) -> NoReturn:
-    """Raise what the real connector raises when a system call fails with ``code``."""
-    with translate(operation, path, write=write, maybe_applied=maybe_applied):
-        raise OSError(code, os.strerror(code))
-    raise AssertionError("unreachable")
-
-
-class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
+class FakeFile(FaultInjection, Connector[FileConfig, Mount]):
     """The ``FileConnector`` API over an in-memory tree: no disk, same rules and errors.
 
     Thread safety: as ``FileConnector``: every verb may run concurrently
@@ -149,24 +114,24 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
             config = FileConfig(root=config)
         super().__init__(config)
         self._faults = FaultPlan(self.name)
-        # Guards the tree (every _Dir and _File in it); held only for memory
+        # Guards the tree (every Dir and File in it); held only for memory
         # updates, never across a sleep, a latency or a user callback.
         self._tree_lock = _fork.create_lock()
-        self._root = _Dir()  # guarded by _tree_lock
+        self._root = Dir()  # guarded by _tree_lock
         # Held locks: path components -> (exclusive holder count, shared count).
         self._locks_changed = _fork.create_condition()
         self._held: dict[tuple[str, ...], list[int]] = {}  # guarded by _locks_changed
 
     # ------------------------------------------------------------------ hooks
 
-    def _open(self) -> _Mount:
+    def _open(self) -> Mount:
         self._faults.check("connect")
-        return _Mount()
+        return Mount()
 
-    def _close(self, handle: _Mount, timeout: float | None) -> None:
+    def _close(self, handle: Mount, timeout: float | None) -> None:
         handle.closed = True
 
-    def _ping(self, handle: _Mount, timeout: float | None) -> None:
+    def _ping(self, handle: Mount, timeout: float | None) -> None:
         self._faults.check("ping")
 
     def _after_fork_in_child(self) -> None:
@@ -183,13 +148,13 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         found: dict[str, bytes] = {}
         suffix = self.config.lock_suffix
         with self._tree_lock:  # tree
-            pending: builtins.list[tuple[tuple[str, ...], _Dir]] = [((), self._root)]
+            pending: builtins.list[tuple[tuple[str, ...], Dir]] = [((), self._root)]
             while pending:
                 below, node = pending.pop()
                 for name, child in node.entries.items():
                     if is_hidden(name, suffix):
                         continue
-                    if isinstance(child, _Dir):
+                    if isinstance(child, Dir):
                         pending.append(((*below, name), child))
                     else:
                         found[join((*below, name))] = child.data
@@ -197,30 +162,30 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
 
     # ------------------------------------------------------------ the tree
 
-    def _parent(self, parts: tuple[str, ...], operation: str) -> _Dir:
+    def _parent(self, parts: tuple[str, ...], operation: str) -> Dir:
         """The directory holding ``parts[-1]`` (lock held); NOT_FOUND/INVALID on the way."""
         node = self._root
         for index, part in enumerate(parts[:-1]):
             child = node.entries.get(part)
             if child is None:
-                _fail(operation, join(parts[: index + 1]), errno.ENOENT)
-            if isinstance(child, _File):
-                _fail(operation, join(parts[: index + 1]), errno.ENOTDIR)
+                fail(operation, join(parts[: index + 1]), errno.ENOENT)
+            if isinstance(child, File):
+                fail(operation, join(parts[: index + 1]), errno.ENOTDIR)
             node = child
         return node
 
-    def _directory(self, parts: tuple[str, ...], operation: str) -> _Dir:
+    def _directory(self, parts: tuple[str, ...], operation: str) -> Dir:
         """The directory ``parts`` itself (lock held)."""
         if not parts:
             return self._root
         node = self._parent(parts, operation).entries.get(parts[-1])
         if node is None:
-            _fail(operation, join(parts), errno.ENOENT)
-        if isinstance(node, _File):
-            _fail(operation, join(parts), errno.ENOTDIR)
+            fail(operation, join(parts), errno.ENOENT)
+        if isinstance(node, File):
+            fail(operation, join(parts), errno.ENOTDIR)
         return node
 
-    def _write_parent(self, parts: tuple[str, ...], operation: str) -> _Dir:
+    def _write_parent(self, parts: tuple[str, ...], operation: str) -> Dir:
         """The target's directory, checked as the real one: not the root, not reserved."""
         if not parts:
             raise error(where(operation, "") + "the root is a directory", INVALID)
@@ -255,10 +220,10 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         node = self._parent(parts, operation).entries.get(parts[-1])
         path = join(parts)
         if node is None:
-            _fail(operation, path, errno.ENOENT)
-        if isinstance(node, _Dir):
+            fail(operation, path, errno.ENOENT)
+        if isinstance(node, Dir):
             if operation == "read":
-                _fail(operation, path, errno.EISDIR)
+                fail(operation, path, errno.EISDIR)
             if operation == "copy":
                 raise error(where(operation, path) + "is not a regular file", INVALID)
             raise error(where(operation, path) + "is a directory", INVALID)
@@ -274,10 +239,10 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
             name, path = parts[-1], join(parts)
             existing = directory.entries.get(name)
             if existing is not None and not overwrite:
-                _fail(operation, path, errno.EEXIST, write=True)
-            if isinstance(existing, _Dir):
-                _fail(operation, path, errno.EISDIR, write=True)
-            directory.entries[name] = _File(data)
+                fail(operation, path, errno.EEXIST, write=True)
+            if isinstance(existing, Dir):
+                fail(operation, path, errno.EISDIR, write=True)
+            directory.entries[name] = File(data)
 
     # ------------------------------------------------------------------ reads
 
@@ -290,7 +255,7 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         """
         parts = split(path, "read")
 
-        def body(_: _Mount) -> bytes:
+        def body(_: Mount) -> bytes:
             self._faults.check("read_bytes")
             with self._tree_lock:  # tree
                 return self._file_for_read(parts, "read")
@@ -334,7 +299,7 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         if mode == "rb":
             parts = split(path, "open")
 
-            def reader(_: _Mount) -> FakeFileReader:
+            def reader(_: Mount) -> FakeFileReader:
                 self._faults.check("open")
                 with self._tree_lock:  # tree
                     data = self._file_for_read(parts, "open")
@@ -344,7 +309,7 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         if mode == "wb":
             wparts = self._writable(path, "open")
 
-            def writer(_: _Mount) -> FakeFileWriter:
+            def writer(_: Mount) -> FakeFileWriter:
                 self._faults.check("open")
                 with self._tree_lock:  # tree
                     self._write_parent(wparts, "open")
@@ -372,7 +337,7 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         self._check_size("write", parts, len(view))
         content = bytes(view)
 
-        def body(_: _Mount) -> None:
+        def body(_: Mount) -> None:
             self._faults.check("write_bytes")
             with self._tree_lock:  # tree
                 self._write_parent(parts, "write")
@@ -420,21 +385,21 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         else:
             content = bytes(_bytes_view(data))
 
-        def body(_: _Mount) -> None:
+        def body(_: Mount) -> None:
             applied = self._faults.check("append", len(content))
             chunk = content if applied is None else content[:applied]
             with self._tree_lock:  # tree
                 directory = self._write_parent(parts, "append")
                 name, where_ = parts[-1], join(parts)
                 node = directory.entries.get(name)
-                if isinstance(node, _Dir):
-                    _fail("append", where_, errno.EISDIR, write=True)
+                if isinstance(node, Dir):
+                    fail("append", where_, errno.EISDIR, write=True)
                 limit = self.config.max_file_size
                 size = 0 if node is None else len(node.data)
                 if limit is not None and size + len(content) > limit:
                     raise _too_large("append", where_, limit)
                 if node is None:
-                    directory.entries[name] = _File(chunk)
+                    directory.entries[name] = File(chunk)
                 else:
                     node.data += chunk
                     node.mtime = time.time()
@@ -464,11 +429,11 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         by_path = "/" in pattern
         suffix = self.config.lock_suffix
 
-        def body(_: _Mount) -> builtins.list[FileInfo]:
+        def body(_: Mount) -> builtins.list[FileInfo]:
             self._faults.check("list")
             found: builtins.list[FileInfo] = []
             with self._tree_lock:  # tree
-                pending: builtins.list[tuple[tuple[str, ...], _Dir]] = [
+                pending: builtins.list[tuple[tuple[str, ...], Dir]] = [
                     ((), self._directory(parts, "list"))
                 ]
                 while pending:
@@ -480,7 +445,7 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
                         subject = join(rel) if by_path else name
                         if fnmatch.fnmatchcase(subject, pattern):
                             found.append(self._info((*parts, *rel), child))
-                        if recursive and isinstance(child, _Dir):
+                        if recursive and isinstance(child, Dir):
                             pending.append((rel, child))
             found.sort(key=lambda info: info.path)
             return found
@@ -493,12 +458,12 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         """The toolkit's read verb: ``list(path, pattern, recursive=True)``."""
         return self.list(path, pattern, recursive)
 
-    def _info(self, parts: tuple[str, ...], node: _Node) -> FileInfo:
-        is_dir = isinstance(node, _Dir)
+    def _info(self, parts: tuple[str, ...], node: Node) -> FileInfo:
+        is_dir = isinstance(node, Dir)
         return FileInfo(
             path=join(parts),
             name=parts[-1] if parts else "",
-            size=4096 if isinstance(node, _Dir) else len(node.data),
+            size=4096 if isinstance(node, Dir) else len(node.data),
             is_file=not is_dir,
             is_dir=is_dir,
             is_symlink=False,
@@ -514,7 +479,7 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         """
         parts = split(path, "stat")
 
-        def body(_: _Mount) -> FileInfo:
+        def body(_: Mount) -> FileInfo:
             self._faults.check("stat")
             with self._tree_lock:  # tree
                 if not parts:
@@ -523,7 +488,7 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
                 if is_hidden(parts[-1], self.config.lock_suffix):
                     raise error(where("stat", join(parts)) + "No such file or directory", NOT_FOUND)
                 if node is None:
-                    _fail("stat", join(parts), errno.ENOENT)
+                    fail("stat", join(parts), errno.ENOENT)
                 return self._info(parts, node)
 
         return self._run(body, idempotent=True, description="stat")
@@ -553,7 +518,7 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         """
         parts = self._writable(path, "delete")
 
-        def body(_: _Mount) -> None:
+        def body(_: Mount) -> None:
             self._faults.check("delete")
             with self._tree_lock:  # tree
                 try:
@@ -568,7 +533,7 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
                     if missing_ok:
                         return
                     raise error(where("delete", where_) + "No such file or directory", NOT_FOUND)
-                if isinstance(node, _Dir):
+                if isinstance(node, Dir):
                     raise error(where("delete", where_) + "is a directory (use rmdir)", INVALID)
                 del directory.entries[parts[-1]]
 
@@ -590,7 +555,7 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         src_parts = self._writable(src, "move")
         dst_parts = self._writable(dst, "move")
 
-        def body(_: _Mount) -> None:
+        def body(_: Mount) -> None:
             self._faults.check("move")
             with self._tree_lock:  # tree
                 self._move(src_parts, dst_parts, overwrite)
@@ -603,21 +568,21 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         path = join(src)
         node = source.entries.get(src[-1])
         if node is None:
-            _fail("move", path, errno.ENOENT, write=True)
+            fail("move", path, errno.ENOENT, write=True)
         existing = target.entries.get(dst[-1])
         if not overwrite and existing is not None:
             raise error(where("move", join(dst)) + "already exists", CONFLICT)
         if existing is node:
             return  # rename to itself: nothing to do
-        if isinstance(node, _Dir):
+        if isinstance(node, Dir):
             if dst[: len(src)] == src:
-                _fail("move", path, errno.EINVAL, write=True)  # into itself
-            if isinstance(existing, _File):
-                _fail("move", path, errno.ENOTDIR, write=True)
-            if isinstance(existing, _Dir) and existing.entries:
-                _fail("move", path, errno.ENOTEMPTY, write=True)
-        elif isinstance(existing, _Dir):
-            _fail("move", path, errno.EISDIR, write=True)
+                fail("move", path, errno.EINVAL, write=True)  # into itself
+            if isinstance(existing, File):
+                fail("move", path, errno.ENOTDIR, write=True)
+            if isinstance(existing, Dir) and existing.entries:
+                fail("move", path, errno.ENOTEMPTY, write=True)
+        elif isinstance(existing, Dir):
+            fail("move", path, errno.EISDIR, write=True)
         del source.entries[src[-1]]
         target.entries[dst[-1]] = node
 
@@ -637,7 +602,7 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         src_parts = split(src, "copy")
         dst_parts = self._writable(dst, "copy")
 
-        def body(_: _Mount) -> None:
+        def body(_: Mount) -> None:
             self._faults.check("copy")
             with self._tree_lock:  # tree
                 data = self._file_for_read(src_parts, "copy")
@@ -661,7 +626,7 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
                 return
             raise error(where("mkdir", "") + "the root exists", CONFLICT)
 
-        def body(_: _Mount) -> None:
+        def body(_: Mount) -> None:
             self._faults.check("mkdir")
             steps = range(1, len(parts) + 1) if parents else (len(parts),)
             with self._tree_lock:  # tree
@@ -671,10 +636,10 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
                     directory = self._write_parent(prefix, "mkdir")
                     existing = directory.entries.get(prefix[-1])
                     if existing is not None:
-                        if (exist_ok or not last) and isinstance(existing, _Dir):
+                        if (exist_ok or not last) and isinstance(existing, Dir):
                             continue
                         raise error(where("mkdir", join(prefix)) + "already exists", CONFLICT)
-                    directory.entries[prefix[-1]] = _Dir()
+                    directory.entries[prefix[-1]] = Dir()
 
         self._run(body, idempotent=exist_ok, description="mkdir")
 
@@ -690,7 +655,7 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         if not parts:
             raise error(where("rmdir", "") + "the root cannot be removed", INVALID)
 
-        def body(_: _Mount) -> None:
+        def body(_: Mount) -> None:
             self._faults.check("rmdir")
             with self._tree_lock:  # tree
                 try:
@@ -705,8 +670,8 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
                     if missing_ok:
                         return
                     raise error(where("rmdir", where_) + "No such file or directory", NOT_FOUND)
-                if isinstance(node, _File):
-                    _fail("rmdir", where_, errno.ENOTDIR, write=True)
+                if isinstance(node, File):
+                    fail("rmdir", where_, errno.ENOTDIR, write=True)
                 if node.entries:
                     raise error(
                         where("rmdir", where_)
@@ -749,15 +714,15 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
                 where("lock", "") + "the root cannot be locked (lock a name in it)", INVALID
             )
 
-        def body(_: _Mount) -> FakeFileLock:
+        def body(_: Mount) -> FakeFileLock:
             self._faults.check("lock")
             sidecar = parts[-1] + self.config.lock_suffix
             with self._tree_lock:  # tree
                 directory = self._write_parent(parts, "lock")
                 if sidecar not in directory.entries:
                     if self.config.read_only:
-                        _fail("lock", join(parts), errno.ENOENT, write=True)
-                    directory.entries[sidecar] = _File(b"")
+                        fail("lock", join(parts), errno.ENOENT, write=True)
+                    directory.entries[sidecar] = File(b"")
             held = FakeFileLock(self, parts, shared=shared, timeout=wait)
             return held.acquire()
 
@@ -806,7 +771,7 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
         """
         parts = self._writable(path, "clean")
 
-        def body(_: _Mount) -> int:
+        def body(_: Mount) -> int:
             self._faults.check("clean_orphans")
             with self._tree_lock:  # tree
                 self._directory(parts, "clean")
@@ -816,486 +781,3 @@ class FakeFile(FaultInjection, Connector[FileConfig, _Mount]):
 
     def _describe(self) -> str:
         return self.config.connection_string()
-
-
-class FakeFileReader:
-    """A file opened for reading (``FileReader``'s API), on its content when opened.
-
-    Not thread-safe: one per thread.
-    """
-
-    def __init__(self, data: bytes, path: str, chunk_size: int) -> None:
-        self._data = data
-        self._path = path
-        self._chunk_size = chunk_size
-        self._pos = 0
-        self._closed = False
-
-    @property
-    def name(self) -> str:
-        """The path, relative to the root."""
-        return self._path
-
-    @property
-    def closed(self) -> bool:
-        """True once closed."""
-        return self._closed
-
-    def readable(self) -> bool:
-        """True."""
-        return True
-
-    def writable(self) -> bool:
-        """False."""
-        return False
-
-    def seekable(self) -> bool:
-        """True."""
-        return True
-
-    def _check(self) -> None:
-        if self._closed:
-            raise error(where("read", self._path) + "the reader is closed", INVALID)
-
-    def read(self, size: int = -1) -> bytes:
-        """Read up to ``size`` bytes (all that is left when negative); ``b""`` at the end.
-
-        Raises:
-            ConnectorError: INVALID_REQUEST once closed.
-        """
-        self._check()
-        if size is None or size < 0:
-            data = self._data[self._pos :]
-        else:
-            data = self._data[self._pos : self._pos + size]
-        self._pos += len(data)
-        return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        """Read into ``buffer``; return the number of bytes (0 at the end)."""
-        self._check()
-        view = memoryview(buffer).cast("B")
-        data = self._data[self._pos : self._pos + len(view)]
-        view[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self.chunks()
-
-    def chunks(self, size: int | None = None) -> Iterator[bytes]:
-        """Yield the rest of the file in chunks of ``size`` (default ``chunk_size``) bytes."""
-        step = self._chunk_size if size is None else size
-        while True:
-            chunk = self.read(step)
-            if not chunk:
-                return
-            yield chunk
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        """Move the position (``SEEK_SET``, ``SEEK_CUR``, ``SEEK_END``); return it.
-
-        Raises:
-            ConnectorError: INVALID_REQUEST for a bad ``whence`` or a negative position.
-        """
-        self._check()
-        if whence == os.SEEK_SET:
-            base = 0
-        elif whence == os.SEEK_CUR:
-            base = self._pos
-        elif whence == os.SEEK_END:
-            base = len(self._data)
-        else:
-            raise error(where("read", self._path) + f"invalid whence {whence!r:.20}", INVALID)
-        if base + offset < 0:
-            raise error(where("read", self._path) + "negative seek position", INVALID)
-        self._pos = base + offset
-        return self._pos
-
-    def tell(self) -> int:
-        """The current position."""
-        return self._pos
-
-    def close(self) -> None:
-        """Close the reader. Idempotent."""
-        self._closed = True
-
-    def __enter__(self) -> FakeFileReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<FakeFileReader {self._path!r} {'closed' if self._closed else f'at {self._pos}'}>"
-
-
-class FakeFileWriter:
-    """A streaming atomic write (``AtomicWriter``'s API): visible at ``close()``.
-
-    An exception in its ``with`` block (or ``abort()``) discards it. Not
-    thread-safe: one writer belongs to one thread.
-    """
-
-    def __init__(self, fake: FakeFile, parts: tuple[str, ...], overwrite: bool) -> None:
-        self._fake = fake
-        self._parts = parts
-        self._path = join(parts)
-        self._overwrite = overwrite
-        self._max_size = fake.config.max_file_size
-        self._buffer = bytearray()
-        self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        """True once committed or discarded."""
-        return self._closed
-
-    @property
-    def name(self) -> str:
-        """The path being written, relative to the root."""
-        return self._path
-
-    def tell(self) -> int:
-        """Bytes written so far."""
-        return len(self._buffer)
-
-    def writable(self) -> bool:
-        """True."""
-        return True
-
-    def readable(self) -> bool:
-        """False."""
-        return False
-
-    def seekable(self) -> bool:
-        """False."""
-        return False
-
-    def _check(self) -> None:
-        if self._closed:
-            raise error(where("write", self._path) + "the writer is closed", INVALID)
-
-    def write(self, data: BytesLike) -> int:
-        """Append ``data`` to the pending file; return its length.
-
-        Raises:
-            TypeError: ``data`` is not bytes-like.
-            ConnectorError: PAYLOAD_TOO_LARGE past ``max_file_size`` (the
-                write is then discarded); INVALID_REQUEST once closed.
-        """
-        if isinstance(data, str):
-            raise TypeError("write() needs bytes, not str")
-        view = memoryview(data).cast("B")
-        self._check()
-        if self._max_size is not None and len(self._buffer) + len(view) > self._max_size:
-            self.abort()
-            raise error(
-                where("write", self._path) + f"more than max_file_size ({self._max_size}) bytes",
-                TOO_LARGE,
-            )
-        self._buffer += view
-        return len(view)
-
-    def writelines(self, lines: Any) -> None:
-        """``write()`` each item of ``lines``."""
-        for line in lines:
-            self.write(line)
-
-    def copy_from(self, src_fd: int, size: int) -> None:
-        """Append ``size`` bytes of the real descriptor ``src_fd`` from its offset 0."""
-        self._check()
-        offset = 0
-        with translate("copy", self._path, write=True):
-            while offset < size:
-                chunk = os.pread(src_fd, min(size - offset, 1 << 20), offset)
-                if not chunk:
-                    break
-                self.write(chunk)
-                offset += len(chunk)
-
-    def flush(self) -> None:
-        """Nothing to flush: the pending bytes stay hidden until ``close()``."""
-        self._check()
-
-    def close(self) -> None:
-        """Commit: put the content in place atomically. Idempotent.
-
-        Raises:
-            ConnectorError: CONFLICT (``overwrite=False`` and the file now
-                exists), NOT_FOUND (its directory went away); the write is
-                discarded.
-        """
-        if self._closed:
-            return
-        self._closed = True
-        self._fake._put(self._parts, bytes(self._buffer), self._overwrite, "write")
-
-    def abort(self) -> None:
-        """Discard the pending file (the target is untouched). Idempotent."""
-        self._closed = True
-        self._buffer = bytearray()
-
-    def __enter__(self) -> FakeFileWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def __repr__(self) -> str:
-        return f"<FakeFileWriter {self._path!r} {'closed' if self._closed else 'open'}>"
-
-
-class FakeFileLock:
-    """A held (or not yet taken) lock of a ``FakeFile`` (``FileLock``'s API).
-
-    Not reentrant, not shared between threads: as the real one.
-
-    Attributes:
-        path: The locked path, relative to the root.
-        shared: Whether this is a shared (reader) lock.
-    """
-
-    def __init__(
-        self, fake: FakeFile, parts: tuple[str, ...], *, shared: bool, timeout: float
-    ) -> None:
-        self._fake = fake
-        self._parts = parts
-        self.path = join(parts)
-        self.shared = shared
-        self._timeout = timeout
-        self._held = False
-        self._pid = os.getpid()
-
-    @property
-    def held(self) -> bool:
-        """True between a successful ``acquire()`` and ``release()``."""
-        return self._held and self._pid == os.getpid()
-
-    def acquire(self) -> FakeFileLock:
-        """Take the lock, waiting up to the timeout.
-
-        Raises:
-            ConnectorError: LOCK_TIMEOUT when not granted in time (transient);
-                INVALID_REQUEST if already held.
-        """
-        if self._held:
-            raise error(where("lock", self.path) + "this lock is already held", INVALID)
-        if not self._fake._take(self._parts, self.shared, self._timeout):
-            raise error(
-                where("lock", self.path)
-                + f"not granted within {self._timeout:g}s (held elsewhere)",
-                LOCK_TIMEOUT,
-            )
-        self._held = True
-        return self
-
-    def release(self) -> None:
-        """Release the lock. Idempotent."""
-        if self._held:
-            self._held = False
-            if self._pid == os.getpid():
-                self._fake._untake(self._parts, self.shared)
-
-    def __enter__(self) -> FakeFileLock:
-        if not self._held:
-            self.acquire()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
-    def __del__(self) -> None:
-        if getattr(self, "_held", False):
-            self.release()
-
-    def __repr__(self) -> str:
-        kind = "shared" if self.shared else "exclusive"
-        return f"<FakeFileLock {self.path!r} {kind} {'held' if self.held else 'not held'}>"
-
-
-class FakeFileTransaction:
-    """Writes of a ``FakeFile`` made visible together (the file ``Transaction``'s API).
-
-    Not thread-safe: one transaction belongs to one thread.
-
-    Example::
-
-        with files.transaction() as tx:
-            tx.write_text("out/data.csv", "a,b\\n")
-            tx.write_text("out/_SUCCESS", "")
-    """
-
-    def __init__(self, fake: FakeFile, *, overwrite: bool) -> None:
-        self._fake = fake
-        self._overwrite = overwrite
-        # (path components, content or None for a delete, missing_ok)
-        self._staged: builtins.list[tuple[tuple[str, ...], bytes | None, bool]] = []
-        self._done = False
-
-    @property
-    def pending(self) -> builtins.list[str]:
-        """The paths written or deleted so far, in order."""
-        return [join(parts) for parts, _, _ in self._staged]
-
-    def _check(self, operation: str) -> None:
-        if self._done:
-            raise error(f"file: {operation}: the transaction is finished", INVALID)
-
-    def _stage(self, parts: tuple[str, ...], data: bytes | None, missing_ok: bool) -> None:
-        self._staged = [staged for staged in self._staged if staged[0] != parts]
-        self._staged.append((parts, data, missing_ok))
-
-    def write_bytes(self, path: str | os.PathLike[str], data: BytesLike) -> None:
-        """Stage ``data`` for ``path`` (a later write of the same path wins).
-
-        Raises:
-            TypeError: ``data`` is not bytes-like.
-            ConnectorError: As ``FakeFile.write_bytes`` (checked now).
-        """
-        self._check("write")
-        fake = self._fake
-        parts = fake._writable(path, "write")
-        view = _bytes_view(data)
-        fake._check_size("write", parts, len(view))
-        content = bytes(view)
-
-        def check(_: _Mount) -> None:
-            with fake._tree_lock:  # tree
-                fake._write_parent(parts, "write")
-
-        fake._run(check, idempotent=True, description="write")
-        self._stage(parts, content, False)
-
-    def write_text(
-        self,
-        path: str | os.PathLike[str],
-        text: str,
-        *,
-        encoding: str = "utf-8",
-        errors: str = "strict",
-    ) -> None:
-        """Stage ``text`` encoded with ``encoding`` for ``path``.
-
-        Raises:
-            TypeError: ``text`` is not a ``str``.
-            ConnectorError: As ``FakeFile.write_text``.
-        """
-        if not isinstance(text, str):
-            raise TypeError(f"write_text() needs a str, not {type(text).__name__}")
-        parts = self._fake._writable(path, "write")
-        self.write_bytes(path, _encode(text, encoding, errors, join(parts)))
-
-    def delete(self, path: str | os.PathLike[str], *, missing_ok: bool = False) -> None:
-        """Stage the removal of the file ``path`` (checked at commit).
-
-        Raises:
-            ConnectorError: As ``FakeFile.delete`` (NOT_FOUND at commit).
-        """
-        self._check("delete")
-        fake = self._fake
-        parts = fake._writable(path, "delete")
-
-        def check(_: _Mount) -> None:
-            with fake._tree_lock:  # tree
-                fake._write_parent(parts, "delete")
-
-        fake._run(check, idempotent=True, description="delete")
-        self._stage(parts, None, missing_ok)
-
-    def commit(self) -> None:
-        """Apply every staged change, in order, under one lock of the tree.
-
-        A partial ``"commit"`` fault applies a prefix of the changes first.
-
-        Raises:
-            ConnectorError: The first failure; ``maybe_applied`` when some
-                changes were already made (the rest are discarded).
-        """
-        self._check("commit")
-        self._done = True
-        staged, self._staged = self._staged, []
-        fake = self._fake
-
-        def body(_: _Mount) -> None:
-            applied = fake._faults.check("commit", len(staged))
-            with fake._tree_lock:  # tree: the whole commit is one step for readers
-                if not self._overwrite:
-                    for parts, data, _missing_ok in staged:
-                        if data is not None:
-                            directory = fake._parent(parts, "commit")
-                            if parts[-1] in directory.entries:
-                                raise error(
-                                    where("commit", join(parts)) + "already exists", CONFLICT
-                                )
-                for done, (parts, data, missing_ok) in enumerate(staged):
-                    if applied is not None and done >= applied:
-                        break
-                    self._apply(parts, data, missing_ok, done > 0)
-            if applied is not None:
-                raise fake._faults.partial_error("commit", applied, len(staged))
-
-        fake._run(body, idempotent=False, retry=_NO_RETRY, description="commit")
-
-    def _apply(
-        self, parts: tuple[str, ...], data: bytes | None, missing_ok: bool, some_done: bool
-    ) -> None:
-        fake = self._fake
-        path = join(parts)
-        directory = fake._parent(parts, "commit")
-        node = directory.entries.get(parts[-1])
-        if data is None:
-            if node is None:
-                if missing_ok:
-                    return
-                _fail("commit", path, errno.ENOENT, write=True, maybe_applied=some_done)
-            if isinstance(node, _Dir):
-                _fail("commit", path, errno.EISDIR, write=True, maybe_applied=some_done)
-            del directory.entries[parts[-1]]
-            return
-        if isinstance(node, _Dir):
-            _fail("commit", path, errno.EISDIR, write=True, maybe_applied=some_done)
-        directory.entries[parts[-1]] = _File(data)
-
-    def rollback(self) -> None:
-        """Discard every staged change; nothing becomes visible. Idempotent."""
-        self._done = True
-        self._staged = []
-
-    def __enter__(self) -> FakeFileTransaction:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._done:
-            return
-        if exc_type is None:
-            self.commit()
-        else:
-            self.rollback()
-
-    def __repr__(self) -> str:
-        state = "finished" if self._done else f"{len(self._staged)} pending"
-        return f"<FakeFileTransaction {state}>"

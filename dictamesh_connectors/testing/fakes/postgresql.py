@@ -34,14 +34,10 @@ use the names of its methods (``"query"``, ``"execute"``...).
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import logging
 import re
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
-
-import attrs
 
 from dictamesh_connectors import _fork
 from dictamesh_connectors._compat import require
@@ -64,10 +60,22 @@ from dictamesh_connectors.postgresql.statements import (
     copy_in_statement,
     copy_out_statement,
     savepoint_statements,
-    timeout_ms,
 )
 from dictamesh_connectors.retry import RetryPolicy, retry_call, retry_once
 from dictamesh_connectors.testing.fakes._faults import FaultInjection, FaultPlan
+from dictamesh_connectors.testing.fakes._pg_program import (
+    Program,
+    Rows,
+    RowsFactory,
+    Statement,
+    check_timeout,
+    matcher,
+    normalise,
+    optional_int,
+    render_copy,
+    sql_text,
+    words,
+)
 
 psycopg = require("psycopg", extra="postgresql", connector="postgresql")
 
@@ -78,99 +86,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R", bound=QueryResult)
 
-WRITE_OPERATIONS = frozenset({"execute", "executemany", "copy_in"})
-"""The operations whose statements count as writes (``applied``)."""
-
 _TX_RETRY_CODES = frozenset({ErrorCode.SERIALIZATION_FAILURE, ErrorCode.DEADLOCK})
 _IN_FAILED = "25P02"
 _IN_FAILED_MESSAGE = (
     "current transaction is aborted, commands ignored until end of transaction block"
 )
-
-Rows = Sequence[Mapping[str, Any] | Sequence[Any]]
-RowsFactory = Callable[[Any], Rows]
-"""A callable computing the rows from the statement's parameters."""
-
-
-@attrs.define(kw_only=True)
-class Statement:
-    """One statement the fake received.
-
-    Attributes:
-        sql: The statement text (``psycopg.sql`` objects rendered).
-        params: Its parameters as given (a ``COPY``: the list of rows).
-        operation: The method that sent it (``"query"``, ``"execute"``,
-            ``"executemany"``, ``"copy_in"``, ``"copy_out"``, ``"stream"``)
-            or the transaction control it is (``"begin"``, ``"commit"``,
-            ``"rollback"``, ``"savepoint"``).
-        transaction: The number of the transaction it ran in (``None``:
-            its own, autocommit).
-        rolled_back: A rollback (or a failure) undid it.
-    """
-
-    sql: str
-    params: Any = None
-    operation: str
-    transaction: int | None = None
-    rolled_back: bool = False
-
-    @property
-    def is_write(self) -> bool:
-        """Whether it was sent by a writing method (``execute``, ``executemany``, ``copy_in``)."""
-        return self.operation in WRITE_OPERATIONS
-
-
-class Program:
-    """A programmed answer: which statements it matches, and the result or error.
-
-    Attributes:
-        calls: How many statements it answered.
-    """
-
-    def __init__(
-        self,
-        matcher: str | re.Pattern[str],
-        *,
-        rows: Rows | RowsFactory | None,
-        columns: Sequence[str] | None,
-        rowcount: int | None,
-        error: tuple[str, str, dict[str, Any]] | None,
-        times: int | None,
-    ) -> None:
-        self._matcher = matcher if isinstance(matcher, re.Pattern) else _normalise(matcher)
-        self._rows = rows
-        self._columns = list(columns) if columns is not None else None
-        self._rowcount = rowcount
-        self._error = error
-        self._left = times  # guarded by the fake's lock
-        self.calls = 0  # guarded by the fake's lock
-
-    def _matches(self, text: str) -> bool:
-        if isinstance(self._matcher, re.Pattern):
-            return self._matcher.search(text) is not None
-        return self._matcher == text
-
-    def _result(self, cls: type[R], params: Any) -> R:
-        """The result for one statement (a callable ``rows`` runs here, with no lock held)."""
-        rows = self._rows(params) if callable(self._rows) else self._rows
-        rows = list(rows or [])
-        columns = self._columns
-        if columns is None:
-            first = rows[0] if rows else None
-            columns = list(first.keys()) if isinstance(first, Mapping) else []
-            if first is not None and not isinstance(first, Mapping):
-                columns = [f"column{i + 1}" for i in range(len(first))]
-        tuples = [
-            tuple(row.get(name) for name in columns) if isinstance(row, Mapping) else tuple(row)
-            for row in rows
-        ]
-        rowcount = self._rowcount if self._rowcount is not None else len(tuples)
-        return cls(list(columns), tuples, rowcount)
-
-    def __repr__(self) -> str:
-        matcher = self._matcher.pattern if isinstance(self._matcher, re.Pattern) else self._matcher
-        kind = "error" if self._error is not None else "result"
-        return f"<Program {kind} {matcher!r} calls={self.calls}>"
 
 
 class _Server:
@@ -265,12 +185,12 @@ class FakePostgreSQL(FaultInjection, Connector[PostgreSQLConfig, _Server]):
             TypeError: Arguments of the wrong type.
         """
         program = Program(
-            _matcher(sql),
+            matcher(sql),
             rows=rows,
             columns=columns,
-            rowcount=_optional_int("rowcount", rowcount, minimum=-1),
+            rowcount=optional_int("rowcount", rowcount, minimum=-1),
             error=None,
-            times=_optional_int("times", times, minimum=1),
+            times=optional_int("times", times, minimum=1),
         )
         with self._data_lock:  # programs
             self._programs.append(program)
@@ -309,14 +229,14 @@ class FakePostgreSQL(FaultInjection, Connector[PostgreSQLConfig, _Server]):
             cls = psycopg.errors.lookup(sqlstate)
         except KeyError:
             raise InvalidConfigError(f"unknown SQLSTATE {sqlstate!r:.10}") from None
-        text = message if message is not None else _words(cls.__name__)
+        text = message if message is not None else words(cls.__name__)
         program = Program(
-            _matcher(sql),
+            matcher(sql),
             rows=None,
             columns=None,
             rowcount=None,
             error=(sqlstate, text, dict(details or {})),
-            times=_optional_int("times", times, minimum=1),
+            times=optional_int("times", times, minimum=1),
         )
         with self._data_lock:  # programs
             self._programs.append(program)
@@ -393,8 +313,8 @@ class FakePostgreSQL(FaultInjection, Connector[PostgreSQLConfig, _Server]):
             psycopg.Error: A programmed error (the caller's ``translate`` maps it).
             ConnectorError: ``strict`` and nothing programmed.
         """
-        text = _sql_text(sql)
-        key = _normalise(text)
+        text = sql_text(sql)
+        key = normalise(text)
         statement = Statement(sql=text, params=params, operation=operation, transaction=transaction)
         with self._data_lock:  # statement log, programs and their counters
             self._log.append(statement)
@@ -498,7 +418,7 @@ class FakePostgreSQL(FaultInjection, Connector[PostgreSQLConfig, _Server]):
             ConnectorError: A programmed error or fault.
             InvalidConfigError: A bad ``timeout``.
         """
-        _check_timeout(timeout)
+        check_timeout(timeout)
         return self._op(
             "query", lambda _: self._answer(QueryResult, "query", sql, params), write=False
         )
@@ -515,7 +435,7 @@ class FakePostgreSQL(FaultInjection, Connector[PostgreSQLConfig, _Server]):
             ConnectorError: A programmed error or fault.
             InvalidConfigError: A bad ``timeout``.
         """
-        _check_timeout(timeout)
+        check_timeout(timeout)
         return self._op(
             "execute", lambda _: self._answer(ExecResult, "execute", sql, params), write=True
         )
@@ -637,7 +557,7 @@ class FakePostgreSQL(FaultInjection, Connector[PostgreSQLConfig, _Server]):
 
         def body(_: int | None) -> tuple[bytes, int]:
             result = self._answer(QueryResult, "copy_out", sql, params)
-            return _render_copy(result, format, header), len(result)
+            return render_copy(result, format, header), len(result)
 
         data, count = self._op("copy_out", body, write=False)
         if out is None:
@@ -860,7 +780,7 @@ class FakeTransaction:
             ConnectorError: A programmed error or fault (the transaction is
                 then aborted), TRANSACTION_FAILED after a failure or the block.
         """
-        _check_timeout(timeout)
+        check_timeout(timeout)
         with self._statement("query", write=False):
             return self._fake._answer(QueryResult, "query", sql, params, transaction=self._number)
 
@@ -872,7 +792,7 @@ class FakeTransaction:
         Raises:
             ConnectorError: A programmed error or fault; the transaction is aborted.
         """
-        _check_timeout(timeout)
+        check_timeout(timeout)
         with self._statement("execute", write=True):
             return self._fake._answer(ExecResult, "execute", sql, params, transaction=self._number)
 
@@ -921,9 +841,7 @@ class FakeTransaction:
         with translate("savepoint", self._target, in_transaction=True):
             self._check()
         self._savepoints += 1
-        create, rollback_to, release = (
-            _sql_text(s) for s in savepoint_statements(self._savepoints)
-        )
+        create, rollback_to, release = (sql_text(s) for s in savepoint_statements(self._savepoints))
         fake = self._fake
         fake._record(Statement(sql=create, operation="savepoint", transaction=self._number))
         start = fake._log_length()
@@ -940,75 +858,3 @@ class FakeTransaction:
     def __repr__(self) -> str:
         state = "active" if self._active else "finished"
         return f"<FakeTransaction {state} on {self._target}>"
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _sql_text(sql: object) -> str:
-    """The text of a statement: ``str``, ``bytes`` or a ``psycopg.sql`` object."""
-    if isinstance(sql, str):
-        return sql
-    if isinstance(sql, bytes):
-        return sql.decode("utf-8", "replace")
-    if isinstance(sql, psycopg.sql.Composable):
-        return str(sql.as_string(None))
-    raise TypeError(f"sql must be str, bytes or a psycopg.sql object, got {type(sql).__name__}")
-
-
-def _normalise(text: str) -> str:
-    return " ".join(text.split()).rstrip(";").rstrip()
-
-
-def _matcher(sql: object) -> str | re.Pattern[str]:
-    if isinstance(sql, re.Pattern):
-        return sql
-    if isinstance(sql, str):
-        return sql
-    raise TypeError(f"sql must be a str or a compiled regex, got {type(sql).__name__}")
-
-
-def _optional_int(name: str, value: object, *, minimum: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
-    if value < minimum:
-        raise InvalidConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None:
-        timeout_ms(timeout)  # the real checks: InvalidConfigError / TypeError
-
-
-def _words(name: str) -> str:
-    """``UniqueViolation`` -> ``unique violation`` (a default server message)."""
-    return re.sub(r"(?<!^)(?=[A-Z])", " ", name).lower()
-
-
-def _render_copy(result: QueryResult, fmt: str, header: bool) -> bytes:
-    """The rows as ``COPY ... TO STDOUT`` writes them in ``csv`` or ``text`` format."""
-    buffer = io.StringIO()
-    if fmt == "csv":
-        writer = csv.writer(buffer, lineterminator="\n")
-        if header:
-            writer.writerow(result.columns)
-        for row in result.tuples:
-            writer.writerow(["" if value is None else _copy_value(value) for value in row])
-    else:
-        for row in result.tuples:
-            fields = ["\\N" if value is None else _escape_text(_copy_value(value)) for value in row]
-            buffer.write("\t".join(fields) + "\n")
-    return buffer.getvalue().encode("utf-8")
-
-
-def _copy_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    return str(value)
-
-
-def _escape_text(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")

@@ -15,6 +15,9 @@ from dictamesh_connectors.testing.fakes import (
     FakeHTTP,
     FakePostgreSQL,
     _faults,
+    _file_handles,
+    _file_tree,
+    _pg_program,
     file,
     http,
     postgresql,
@@ -23,7 +26,16 @@ from tests.forking import held_by_another_thread, run_in_child
 from tests.secretscan import SecretScan
 
 MARKER = "MARKER-SECRET-4c3b2a"
-MODULES = [_faults, http, postgresql, file, pytest_plugin]
+MODULES = [
+    _faults,
+    http,
+    postgresql,
+    _pg_program,
+    file,
+    _file_handles,
+    _file_tree,
+    pytest_plugin,
+]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
