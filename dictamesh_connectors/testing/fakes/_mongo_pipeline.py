@@ -284,13 +284,8 @@ def _accumulate(operator: str, argument: Any, members: list[Document]) -> Any:
         return len(members)
     values = [evaluate(argument, doc) for doc in members]
     if operator == "$sum":
-        total: Any = 0
-        for value in values:
-            if isinstance(value, list):
-                total += sum(_numbers(value))
-            elif value is not MISSING:
-                total += sum(_numbers([value]))
-        return total
+        # As an accumulator $sum skips what is not a number, arrays included.
+        return sum(_numbers(values))
     if operator == "$avg":
         numbers = _numbers(values)
         return sum(numbers) / len(numbers) if numbers else None

@@ -79,12 +79,24 @@ class _Missing:
 
 MISSING: Any = _Missing()
 
+
+class _EmptyArray:
+    """The sort key of an empty array: below ``null`` in both directions, as on a server."""
+
+    def __repr__(self) -> str:
+        return "EMPTY_ARRAY"
+
+
+_EMPTY_ARRAY: Any = _EmptyArray()
+
 # --------------------------------------------------------------- comparison
 
 
 def _rank(value: Any) -> int:
     """The value's place in BSON comparison order (MinKey ... MaxKey)."""
     if isinstance(value, MinKey):
+        return 0
+    if value is _EMPTY_ARRAY:
         return 1
     if value is None or value is MISSING:
         return 2
@@ -165,7 +177,7 @@ def compare(a: Any, b: Any) -> int:
         return _cmp((a.time, a.inc), (b.time, b.inc))
     if ra == 12:
         return _cmp(_pattern(a), _pattern(b))
-    if ra in (1, 2, 13):
+    if ra in (0, 1, 2, 13):
         return 0
     return _cmp(repr(a), repr(b))
 
@@ -197,7 +209,7 @@ def key_of(value: Any) -> Any:
         return (11, value.time, value.inc)
     if rank == 12:
         return (12, _pattern(value))
-    if rank in (1, 2, 13):
+    if rank in (0, 1, 2, 13):
         return (rank,)
     if rank == 14:
         return (14, repr(value))
@@ -552,17 +564,23 @@ def _exclude(value: Any, tree: dict[str, Any]) -> Any:
 
 
 def _sort_value(doc: Mapping[str, Any], path: str, descending: bool) -> Any:
-    """The value a document sorts by: an array sorts by its least (or greatest) element."""
+    """The value a document sorts by, as the server keys it.
+
+    An array sorts by its least (or, descending, greatest) element, an empty
+    one below ``null``; array elements without the field are left out
+    (the document sorts as ``null`` only when none has it).
+    """
     values: list[Any] = []
     for value in resolve(doc, path):
         if isinstance(value, list):
-            values.extend(value if value else [MISSING])
-        else:
+            values.extend(value if value else [_EMPTY_ARRAY])
+        elif value is not MISSING:
             values.append(value)
-    values = [None if v is MISSING else v for v in values]
     if not values:
         return None
     key = functools.cmp_to_key(compare)
+    if _EMPTY_ARRAY in values:
+        return _EMPTY_ARRAY
     return max(values, key=key) if descending else min(values, key=key)
 
 

@@ -20,6 +20,7 @@ from dictamesh_connectors.testing.fakes._mongo_query import (
     equal,
     get_path,
     matches,
+    resolve,
     unsupported,
 )
 
@@ -184,6 +185,11 @@ def _apply(doc: Document, operator: str, path: str, operand: Any, inserting: boo
     if operator == "$rename":
         if not isinstance(operand, str):
             raise bad_value("The 'to' field for $rename must be a string")
+        if operand == path:
+            raise bad_value("The source and target field for $rename must differ")
+        if operand.startswith(path + ".") or path.startswith(operand + "."):
+            raise bad_value("The source and target field for $rename must not be on the same path")
+        _no_array_on(doc, path)
         container, last = _parent(doc, path, create=False)
         if container is None or _get(container, last) is MISSING:
             return
@@ -192,8 +198,10 @@ def _apply(doc: Document, operator: str, path: str, operand: Any, inserting: boo
         target, target_last = _parent(doc, operand, create=True)
         _put(target, target_last, value)
         return
-    container, last = _parent(doc, path, create=True)
-    current = _get(container, last)
+    if operator == "$pop" and (operand not in (1, -1) or isinstance(operand, bool)):
+        raise MongoError(9, "$pop expects 1 or -1", "FailedToParse")
+    container, last = _parent(doc, path, create=operator not in ("$pull", "$pop"))
+    current = MISSING if container is None else _get(container, last)
     if operator == "$set":
         _put(container, last, copy.deepcopy(operand))
     elif operator in ("$inc", "$mul"):
@@ -210,7 +218,11 @@ def _apply(doc: Document, operator: str, path: str, operand: Any, inserting: boo
                 "TypeMismatch",
             )
         else:
-            _put(container, last, current + operand if operator == "$inc" else current * operand)
+            result = current + operand if operator == "$inc" else current * operand
+            # Same type and value (0.0 * -1 is -0.0): a no-op, as the server's
+            # arithmetic counts it, so the document is not "modified".
+            if type(result) is not type(current) or result != current:
+                _put(container, last, result)
     elif operator in ("$min", "$max"):
         if current is MISSING:
             _put(container, last, copy.deepcopy(operand))
@@ -233,13 +245,29 @@ def _apply(doc: Document, operator: str, path: str, operand: Any, inserting: boo
             raise MongoError(
                 TYPE_MISMATCH, "Path contains an element of non-array type", "TypeMismatch"
             )
-        if operand not in (1, -1) or isinstance(operand, bool):
-            raise MongoError(9, "$pop expects 1 or -1", "FailedToParse")
         if current:
             current.pop(-1 if operand == 1 else 0)
     elif operator == "$currentDate":
         now = datetime.datetime.now(datetime.timezone.utc)
         _put(container, last, now.replace(microsecond=now.microsecond // 1000 * 1000))
+
+
+def _no_array_on(doc: Document, path: str) -> None:
+    """``$rename`` refuses a source that exists inside an array (2), or through one (28)."""
+    if not resolve_exists(doc, path):
+        return
+    node: Any = doc
+    for part in path.split("."):
+        if isinstance(node, list):
+            if part.isdigit():
+                raise bad_value("The source field cannot be an array element")
+            raise MongoError(
+                PATH_NOT_VIABLE, f"cannot use the part ({part}) to traverse the element",
+                "PathNotViable",
+            )  # fmt: skip
+        if not isinstance(node, dict) or part not in node:
+            return
+        node = node[part]
 
 
 def _push(container: Any, last: str, current: Any, operator: str, operand: Any) -> None:
@@ -305,6 +333,11 @@ def _equalities(filter: Mapping[str, Any]) -> list[tuple[str, Any]]:
         else:
             found.append((field, condition))
     return found
+
+
+def resolve_exists(doc: Document, path: str) -> bool:
+    """Whether ``path`` reaches a value (through arrays too)."""
+    return any(value is not MISSING for value in resolve(doc, path))
 
 
 def value_at(doc: Document, path: str) -> Any:

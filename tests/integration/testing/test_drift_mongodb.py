@@ -14,6 +14,7 @@ and the gap is removed.
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -394,3 +395,100 @@ def test_transactions_commit_abort_and_isolation(tx_mongo: MongoDBConnector) -> 
         tx.find_one("accounts", {})
     assert info.value.code is ErrorCode.TRANSACTION_FAILED
     assert db.run_in_transaction(lambda t: t.count("accounts")) == 2
+
+
+# ------------------------------------------- randomized: fake vs SecantusDB
+
+VALUES: list[Any] = [0, 1, 2, 2.5, -1, 10, "a", "b", "ab", "", None, True, False, [], [1, 2]]
+
+
+def _random_doc(rng: random.Random, n: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {"_id": n}
+    if rng.random() < 0.8:
+        doc["a"] = rng.choice([*VALUES, [rng.randint(0, 3) for _ in range(rng.randint(0, 3))]])
+    if rng.random() < 0.7:
+        sub = {"c": rng.randint(0, 4), "d": rng.choice(["x", "y", "xy"])}
+        doc["b"] = sub if rng.random() < 0.6 else [sub, {"c": rng.randint(0, 4)}]
+    if rng.random() < 0.7:
+        doc["s"] = rng.choice(["apple", "Apple", "banana", "cherry", "apricot"])
+    if rng.random() < 0.6:
+        doc["t"] = rng.sample(["red", "green", "blue", "red2"], rng.randint(0, 3))
+    return doc
+
+
+FIELDS = ["a", "b.c", "b.d", "s", "t", "b", "a.0", "missing"]
+
+
+def _random_condition(rng: random.Random, field: str) -> Any:
+    value = rng.choice([*VALUES, 3, "x", "red", "apple"])
+    op = rng.choice(["eq", "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin",
+                     "$exists", "$size", "$all", "$regex", "$not", "$elemMatch"])  # fmt: skip
+    if op == "eq":
+        return value
+    if op in ("$in", "$nin"):
+        return {op: rng.sample([*VALUES, "red", "x", 3], rng.randint(1, 3))}
+    if op == "$all":
+        # Not null: MongoDB documents $all as an $and of equalities (so [null]
+        # matches a missing field, as the fake does); SecantusDB matches nothing.
+        return {op: rng.sample([*VALUES[:10], "red", "x", 3], rng.randint(1, 3))}
+    if op == "$exists":
+        return {op: rng.random() < 0.5}
+    if op == "$size":
+        return {op: rng.randint(0, 3)}
+    if op == "$regex":
+        return {op: rng.choice(["^a", "an", "^A", "y$", "e"]), "$options": rng.choice(["", "i"])}
+    if op == "$not":
+        return {op: {rng.choice(["$gt", "$lt", "$eq", "$in"]): rng.choice([1, 2, "b", [1, 2]])}}
+    if op == "$elemMatch":
+        return {op: rng.choice([{"$gt": 1}, {"$lt": 2, "$gte": 0}, {"c": {"$gte": 2}}])}
+    return {op: value}
+
+
+def _random_filter(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    if depth < 2 and rng.random() < 0.25:
+        op = rng.choice(["$and", "$or", "$nor"])
+        return {op: [_random_filter(rng, depth + 1) for _ in range(rng.randint(1, 3))]}
+    filt: dict[str, Any] = {}
+    for field in rng.sample(FIELDS, rng.randint(1, 2)):
+        filt[field] = _random_condition(rng, field)
+    return filt
+
+
+def _outcome(call: Any) -> Any:
+    try:
+        return ("ok", call())
+    except ConnectorError as err:
+        return ("error", err.code)
+
+
+def test_random_filters_sorts_and_updates_agree_with_a_real_server(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Seeded random data, filters, sorts and updates: the fake answers as SecantusDB does."""
+    rng = random.Random(20261202)
+    docs = [_random_doc(rng, n) for n in range(60)]
+    filters = [_random_filter(rng) for _ in range(300)]
+    with FakeMongoDB() as fake, connected(_server(request, "secantusdb")) as real:
+        for db in (fake, real):
+            db.insert_many("r", copy.deepcopy(docs))
+        for filt in filters:
+            expected = _outcome(lambda f=filt: ids(real.query("r", f, sort="_id")))
+            assert _outcome(lambda f=filt: ids(fake.query("r", f, sort="_id"))) == expected, filt
+        for field in FIELDS:
+            for direction in (1, -1):
+                spec = [(field, direction), ("_id", 1)]
+                assert ids(fake.query("r", sort=spec)) == ids(real.query("r", sort=spec)), spec
+        for _ in range(100):
+            filt = _random_filter(rng)
+            path = rng.choice(["a", "n", "b.c", "t", "s", "z.y", "b.0.c", "t.1"])
+            op = rng.choice(
+                ["$set", "$inc", "$unset", "$push", "$addToSet", "$min", "$max", "$mul", "$pull"]
+            )
+            value = rng.choice([1, 2.5, "v", [1], None, {"k": 1}])
+            if op in ("$inc", "$mul"):
+                value = rng.choice([2, -1, 0.5])
+            update = {op: {path: value}}
+            expected = _outcome(lambda f=filt, u=update: real.update_many("r", f, u))
+            got = _outcome(lambda f=filt, u=update: fake.update_many("r", f, u))
+            assert got == expected, (filt, update)
+            assert fake.query("r", sort="_id") == real.query("r", sort="_id"), update

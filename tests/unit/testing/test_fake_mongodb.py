@@ -675,3 +675,53 @@ def test_fork_child_has_its_own_copy(db):
 
     assert run_in_child(child) == 0
     assert db.count("people") == 5
+
+
+def test_sort_keys_of_arrays_as_a_server(db):
+    db.insert_many(
+        "s",
+        [
+            {"_id": 1, "a": []},
+            {"_id": 2},
+            {"_id": 3, "a": [5, 1]},
+            {"_id": 4, "a": 3, "b": [{"d": "x"}, {"c": 1}]},
+            {"_id": 5, "b": {"d": "w"}},
+        ],
+    )
+    # An empty array sorts below null (a missing field) in both directions.
+    assert ids(db.query("s", sort=[("a", 1), ("_id", 1)])) == [1, 2, 5, 3, 4]
+    assert ids(db.query("s", sort=[("a", -1), ("_id", 1)])) == [3, 4, 2, 5, 1]
+    # Array elements without the field are left out of the key.
+    assert ids(db.query("s", sort=[("b.d", 1), ("_id", 1)])) == [1, 2, 3, 5, 4]
+
+
+def test_group_sum_skips_arrays_and_field_paths_through_arrays(db):
+    got = db.aggregate("people", [{"$group": {"_id": None, "s": {"$sum": "$tags"}}}])
+    assert got == [{"_id": None, "s": 0}]
+    kids = db.aggregate("people", [{"$match": {"_id": 5}}, {"$project": {"k": "$kids.n"}}])
+    assert kids == [{"_id": 5, "k": ["x", "y"]}]
+
+
+@pytest.mark.parametrize(
+    ("update", "code"),
+    [
+        ({"$pop": {"nothing": 2}}, ErrorCode.INVALID_REQUEST),
+        ({"$rename": {"tags.0": "t"}}, ErrorCode.INVALID_REQUEST),
+        ({"$rename": {"name": "name"}}, ErrorCode.INVALID_REQUEST),
+        ({"$rename": {"name": "name.x"}}, ErrorCode.INVALID_REQUEST),
+    ],
+)
+def test_more_update_errors(db, update, code):
+    with pytest.raises(ConnectorError) as info:
+        db.update_one("people", {"_id": 1}, update)
+    assert info.value.code is code
+
+
+def test_pull_and_pop_on_a_missing_field_change_nothing(db):
+    result = db.update_one("people", {"_id": 4}, {"$pull": {"x.y": 1}, "$pop": {"z": 1}})
+    assert result == UpdateResult(1, 0, None)
+    assert db.find_one("people", {"_id": 4}) == PEOPLE[3]
+    db.update_one("people", {"_id": 1}, {"$rename": {"address.city": "town"}, "$pop": {"tags": -1}})
+    assert db.find_one("people", {"_id": 1}, projection=["town", "tags", "address"]) == {
+        "_id": 1, "tags": ["code"], "address": {}, "town": "London",
+    }  # fmt: skip
