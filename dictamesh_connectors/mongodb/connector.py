@@ -506,23 +506,33 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
         options = _transaction_options(
             read_concern, write_concern, read_preference, max_commit_time
         )
+        with self._started("transaction", options) as (tx, session):
+            try:
+                yield tx
+            except BaseException:
+                tx._active = False
+                _abort_quietly(session)
+                raise
+            tx._active = False
+            with translate("commit", self._target, write=True, commit=True):
+                session.commit_transaction()
+
+    @contextlib.contextmanager
+    def _started(
+        self, operation: str, options: dict[str, Any]
+    ) -> Iterator[tuple[Transaction, ClientSession]]:
+        """A started transaction on a checked-out client; its session ends with the block.
+
+        Committing or aborting is the block's work.
+        """
         target = self._target
-        with self._use("transaction") as handle:
+        with self._use(operation) as handle:
             with translate("transaction", target):
                 session = handle.client.start_session()
             try:
                 with translate("transaction", target):
                     session.start_transaction(**options)
-                tx = Transaction(handle, session, target)
-                try:
-                    yield tx
-                except BaseException:
-                    tx._active = False
-                    _abort_quietly(session)
-                    raise
-                tx._active = False
-                with translate("commit", target, write=True, commit=True):
-                    session.commit_transaction()
+                yield Transaction(handle, session, target), session
             finally:
                 session.end_session()
 
@@ -600,53 +610,41 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
         """
         target = self._target
         clock = self._clock
-        with self._use("run_in_transaction") as handle:
-            with translate("transaction", target):
-                session = handle.client.start_session()
+        with self._started("run_in_transaction", options) as (tx, session):
             try:
-                with translate("transaction", target):
-                    session.start_transaction(**options)
-                tx = Transaction(handle, session, target)
+                result = fn(tx)
+            except BaseException as exc:
+                tx._active = False
+                _abort_quietly(session)
+                if isinstance(exc, ConnectorError) and _has_label(exc, _TRANSIENT_TX):
+                    return False, exc
+                raise
+            tx._active = False
+            commits = 0
+            while True:
+                commits += 1
                 try:
-                    result = fn(tx)
+                    with translate("commit", target, write=True, commit=True):
+                        session.commit_transaction()
+                    return True, result
                 except ConnectorError as err:
-                    tx._active = False
-                    _abort_quietly(session)
                     if _has_label(err, _TRANSIENT_TX):
                         return False, err
+                    if (
+                        _has_label(err, _UNKNOWN_COMMIT)
+                        and err.details.get("code") != 50
+                        and clock() - start < limit
+                    ):
+                        logger.warning(
+                            "mongodb: commit on %s has an unknown result (attempt %d, "
+                            "commit %d, %s); retrying the commit",
+                            target,
+                            attempt,
+                            commits,
+                            err.code.value,
+                        )
+                        continue
                     raise
-                except BaseException:
-                    tx._active = False
-                    _abort_quietly(session)
-                    raise
-                tx._active = False
-                commits = 0
-                while True:
-                    commits += 1
-                    try:
-                        with translate("commit", target, write=True, commit=True):
-                            session.commit_transaction()
-                        return True, result
-                    except ConnectorError as err:
-                        if _has_label(err, _TRANSIENT_TX):
-                            return False, err
-                        if (
-                            _has_label(err, _UNKNOWN_COMMIT)
-                            and err.details.get("code") != 50
-                            and clock() - start < limit
-                        ):
-                            logger.warning(
-                                "mongodb: commit on %s has an unknown result (attempt %d, "
-                                "commit %d, %s); retrying the commit",
-                                target,
-                                attempt,
-                                commits,
-                                err.code.value,
-                            )
-                            continue
-                        raise
-            finally:
-                session.end_session()
 
 
 def _stream(
