@@ -451,13 +451,10 @@ class ConnectorConformance:
 
         def hammering(outcome: _Outcome) -> Callable[[], object]:
             def run() -> None:
-                first = True
+                started.release()
                 while True:  # until disconnect() refuses us
                     self.operation(connector)
                     outcome.ok += 1
-                    if first:
-                        started.release()
-                        first = False
 
             return run
 
@@ -465,9 +462,7 @@ class ConnectorConformance:
         deadline = time.monotonic() + self.join_timeout
         for _ in hammer:
             ready = started.acquire(timeout=max(0.0, deadline - time.monotonic()))
-            errors = [o.error for o in hammer if o.error is not None]
-            assert not errors, f"operation() failed under {self.threads} threads: {errors[0]!r}"
-            assert ready, "hammering threads did not all complete an operation"
+            assert ready, "the hammering threads did not all start"
         still_running = sum(not o.done.is_set() for o in slow)
         assert still_running, "the slow operations ended before disconnect(); raise slow_seconds"
 
@@ -479,6 +474,8 @@ class ConnectorConformance:
         self._join(workers, "operations after disconnect()")
         failed = [o.error for o in slow + hammer if o.error is not None]
         assert not failed, f"an operation in flight at disconnect() failed: {failed[0]!r}"
+        errors = [o.error for o in hammer if o.error is not None]
+        assert not errors, f"operation() failed under {self.threads} threads: {errors[0]!r}"
         killed = [o.refused for o in slow if o.refused is not None]
         assert not killed, f"a slow operation in flight was refused, not drained: {killed[0]!r}"
         assert all(o.ok == 1 for o in slow), "a slow operation did not finish"
@@ -621,17 +618,27 @@ class ConnectorConformance:
     # ------------------------------------------------------------------ errors
 
     def _error_classes(self) -> list[type[ConnectorError]]:
-        module = __import__(self.connector_class.__module__, fromlist=["*"])
-        package = module.__name__.rpartition(".")[0] or module.__name__
+        """The ConnectorError classes of the connector's module, or of its package.
+
+        The package when it exports the connector (``mypkg/__init__.py``
+        re-exports ``MyConnector``), else the connector's module alone.
+        """
+        cls = self.connector_class
+        module_name = cls.__module__
+        scope = module_name
+        package_name = module_name.rpartition(".")[0]
+        package = sys.modules.get(package_name) if package_name else None
+        if package is not None and getattr(package, cls.__name__, None) is cls:
+            scope = package_name
         found: dict[str, type[ConnectorError]] = {}
         for name, mod in list(sys.modules.items()):
-            if mod is None or not (name == package or name.startswith(package + ".")):
+            if mod is None or not (name == scope or name.startswith(scope + ".")):
                 continue
             for value in vars(mod).values():
                 if (
                     isinstance(value, type)
                     and issubclass(value, ConnectorError)
-                    and value.__module__.startswith(package)
+                    and (value.__module__ == scope or value.__module__.startswith(scope + "."))
                 ):
                     found[f"{value.__module__}.{value.__qualname__}"] = value
         return [found[k] for k in sorted(found)]

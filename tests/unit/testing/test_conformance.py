@@ -1,0 +1,97 @@
+"""The conformance suite itself: it passes a connector that keeps the contract and fails,
+by the check's name, each connector that breaks one rule.
+
+The broken connectors run in a pytest subprocess (their failures are the
+expected outcome there); the good one runs here, as any author's would.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dictamesh_connectors.testing.conformance import ConnectorConformance
+
+from .memory_connector import MemoryConfig, MemoryConnector
+
+REPO = Path(__file__).resolve().parents[3]
+MARKER = "s3cret-MARKER-memory"
+
+
+class TestMemoryConformance(ConnectorConformance):
+    connector_class = MemoryConnector
+    url = f"memory://:{MARKER}@store:1/"
+    secret_marker = MARKER
+    slow_seconds = 1.0
+
+    def operation(self, connector: Any) -> object:
+        connector.put("k", "v")
+        return connector.get("k")
+
+    def slow_operation(self, connector: Any, seconds: float) -> object:
+        connector.wait(seconds)
+        return None
+
+    def failing_operation(self, connector: Any) -> object:
+        return connector.get("missing")
+
+
+BROKEN = {
+    # connector class -> the one check that must fail on it
+    "BrokenLockConnector": "test_no_lock_held_across_io",
+    "BrokenReprConnector": "test_secrets_redacted",
+    "BrokenForkConnector": "test_fork_with_locks_held",
+    "BrokenDrainConnector": "test_disconnect_drains_under_threads",
+    "BrokenPickleConnector": "test_errors_pickle",
+    "BrokenConfigConnector": "test_config_fields_reject_garbage",
+}
+
+MODULE = """
+from tests.unit.testing import broken_connectors as m
+from tests.unit.testing.test_conformance import TestMemoryConformance as Good
+
+def make(cls):
+    return type("Test" + cls.__name__, (Good,), {"connector_class": cls, "fork_timeout": 5.0})
+
+"""
+
+
+def test_each_broken_connector_fails_its_check(tmp_path: Path) -> None:
+    module = MODULE + "".join(f"Test{name} = make(m.{name})\n" for name in BROKEN)
+    (tmp_path / "test_broken.py").write_text(module)
+    selection = " or ".join(f"(Test{name} and {check})" for name, check in BROKEN.items())
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider",
+         "-p", "no:randomly", "--rootdir", str(tmp_path), "-k", selection,
+         str(tmp_path / "test_broken.py")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    failed = {
+        line.split("::")[1] + "::" + line.split("::")[2].split(" ")[0]
+        for line in run.stdout.splitlines()
+        if line.startswith("FAILED ") and "::" in line
+    }
+    expected = {f"Test{name}::{check}" for name, check in BROKEN.items()}
+    assert failed == expected, run.stdout[-6000:]
+    assert f"{len(BROKEN)} failed" in run.stdout, run.stdout[-3000:]
+
+
+def test_the_good_connector_holds_its_marker() -> None:
+    """The secret check has something to find (else it would prove nothing)."""
+    config = MemoryConfig.from_url(TestMemoryConformance.url)
+    assert MARKER in config.connection_string(redact=False)
+    assert MARKER not in repr(MemoryConnector(config))
+
+
+def test_without_secret_marker_the_secret_check_fails() -> None:
+    class NoMarker(TestMemoryConformance):
+        secret_marker = ""
+
+    with pytest.raises(AssertionError, match="set secret_marker"):
+        NoMarker().test_secrets_redacted()
