@@ -10,12 +10,14 @@
      baseline: durable but NOT atomic, a reader or a crash can see a torn file);
    * raw atomic: the same steps as the connector with bare ``os`` calls
      (the honest equal-guarantee baseline).
-   Target: >= 0.9x write+fsync. The directory fsync is a second journal
-   commit that write+fsync does not pay; the raw-atomic column shows what
-   the guarantee itself costs, the connector/raw-atomic ratio what the
-   connector adds.
-3. Client CPU per operation at 1 thread (``time.thread_time``), connector vs
-   plain: the connector's own overhead, steadier than wall-clock rates.
+   The issue's target is >= 0.9x write+fsync. The directory fsync is a
+   second journal commit that write+fsync does not pay (and that the
+   issue's own definition of an atomic write requires); the raw-atomic
+   column shows what the guarantee itself costs, the connector/raw-atomic
+   ratio what the connector adds. Both verdicts are printed.
+3. Client CPU per operation at 1 thread (``time.thread_time``, which counts
+   the kernel's work for the thread too), connector vs plain: the
+   connector's own overhead, steadier than wall-clock rates on a busy box.
 
 Rates are ops/s at 1, 8 and 32 threads (64 MiB: 1 and 8 threads for reads,
 1 thread for writes, to stay within memory and disk bandwidth), medians of
@@ -60,17 +62,21 @@ def plain_write_fsync(path: str, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def raw_atomic_write(directory: str, name: str, data: bytes, n: int) -> None:
+def raw_atomic_write(directory: str, name: str, data: bytes, n: int, fsync: bool = True) -> None:
+    """The connector's steps by hand: temporary file, write, fsync, rename, directory fsync."""
     temp = os.path.join(directory, f".raw-{os.getpid()}-{n}-{time.monotonic_ns()}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if fsync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(temp, os.path.join(directory, name))
+    if not fsync:
+        return
     dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dfd)
@@ -84,14 +90,13 @@ def compare(
     threads_list: tuple[int, ...],
     seconds: float,
     rounds: int,
-    reference: str,
-) -> dict[int, float]:
+) -> dict[int, dict[str, float]]:
     """Interleaved rounds; print medians and per-round ratios to the first contender."""
     print(f"== {title}")
     header = " ".join(f"{name:>16}" for name, _ in contenders)
     others = [name for name, _ in contenders[1:]]
     print(f"{'threads':>7} {header} " + " ".join(f"{'conn/' + o:>18}" for o in others))
-    result: dict[int, float] = {}
+    result: dict[int, dict[str, float]] = {}
     for threads in threads_list:
         rates: dict[str, list[float]] = {name: [] for name, _ in contenders}
         for _ in range(rounds):
@@ -104,7 +109,7 @@ def compare(
             for o in others
         }
         print(f"{threads:>7} {cells} " + " ".join(f"{ratios[o]:>17.3f}x" for o in others))
-        result[threads] = ratios[reference]
+        result[threads] = ratios
     return result
 
 
@@ -149,7 +154,7 @@ def run(base: str, seconds: float, rounds: int) -> None:
     plain_write_fsync(plain_big, big)
     print(f"files in {base} (one directory below the root, as an application would)")
 
-    targets: dict[str, float] = {}
+    targets: dict[str, tuple[float, float]] = {}
     for label, name, path, threads in (
         ("4 KiB", "conn/small", plain_small, (1, 8, 32)),
         ("64 MiB", "conn/big", plain_big, (1, 8)),
@@ -163,12 +168,14 @@ def run(base: str, seconds: float, rounds: int) -> None:
             threads,
             seconds,
             rounds,
-            "open()",
         )
-        targets[f"read {label}"] = min(ratios.values())
+        targets[f"read {label} vs open()"] = (min(r["open()"] for r in ratios.values()), 0.95)
+    files.mkdir("conn/a/b", parents=True)
+    files.write_bytes("conn/a/b/small", small)
     cpu_per_op(
         {
             "connector": lambda i: files.read_bytes("conn/small"),
+            "connector 3 dirs deep": lambda i: files.read_bytes("conn/a/b/small"),
             "open()": lambda i: plain_read(plain_small),
         },
         calls=5000,
@@ -191,25 +198,36 @@ def run(base: str, seconds: float, rounds: int) -> None:
             threads,
             seconds,
             rounds,
-            "write+fsync",
         )
-        targets[f"write {label}"] = min(ratios.values())
+        worst = {o: min(r[o] for r in ratios.values()) for o in ("write+fsync", "raw atomic")}
+        targets[f"write {label} vs write+fsync (issue)"] = (worst["write+fsync"], 0.9)
+        targets[f"write {label} vs raw atomic (same steps)"] = (worst["raw atomic"], 0.9)
+    cpu_per_op(
+        {
+            "connector": lambda i: files.write_bytes(f"conn/w{i % 8}", small),
+            "write+fsync": lambda i: plain_write_fsync(f"{plain_dir}/w{i % 8}", small),
+            "raw atomic": lambda i: raw_atomic_write(raw_dir, f"w{i % 8}", small, i),
+        },
+        calls=200,
+    )
     nosync = FileConnector(FileConfig(root=base, fsync=False))
     nosync.connect()
     cpu_per_op(
         {
             "connector fsync=False": lambda i: nosync.write_bytes(f"conn/c{i % 8}", small),
             "open()+write": lambda i: plain_write(f"{plain_dir}/c{i % 8}", small),
+            "raw atomic, no fsync": lambda i: raw_atomic_write(
+                raw_dir, f"c{i % 8}", small, i, fsync=False
+            ),
         },
         calls=2000,
     )
     nosync.disconnect()
     files.disconnect()
     print("== against the targets (the worst thread count)")
-    for what, ratio in targets.items():
-        goal = 0.95 if what.startswith("read") else 0.9
+    for what, (ratio, goal) in targets.items():
         verdict = "meets" if ratio >= goal else "BELOW"
-        print(f"   {what:<16} {ratio:.3f}x  (target >= {goal}x: {verdict})")
+        print(f"   {what:<44} {ratio:.3f}x  (target >= {goal}x: {verdict})")
 
 
 if __name__ == "__main__":

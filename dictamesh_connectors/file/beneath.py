@@ -68,19 +68,15 @@ def _build() -> OpenBeneath | None:
     except (OSError, AttributeError):
         return None
     syscall.restype = ctypes.c_long
-    syscall.argtypes = [
-        ctypes.c_long,
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_void_p,
-        ctypes.c_size_t,
-    ]
+    # No argtypes: the arguments are ready-made C values (or an int and a
+    # bytes, which ctypes passes as int and char *), the cheapest call ctypes has.
     file_how = _OpenHow(_FILE_FLAGS, 0, RESOLVE)
     dir_how = _OpenHow(_DIR_FLAGS, 0, RESOLVE)
     _HOWS.extend((file_how, dir_how))  # kept for good: the closure holds their addresses
-    file_addr, dir_addr = ctypes.addressof(file_how), ctypes.addressof(dir_how)
-    size = ctypes.sizeof(_OpenHow)
-    number = SYS_OPENAT2
+    file_addr = ctypes.c_void_p(ctypes.addressof(file_how))
+    dir_addr = ctypes.c_void_p(ctypes.addressof(dir_how))
+    size = ctypes.c_size_t(ctypes.sizeof(_OpenHow))
+    number = ctypes.c_long(SYS_OPENAT2)
 
     def open_beneath(dir_fd: int, path: bytes, directory: bool) -> int:
         fd: int = syscall(number, dir_fd, path, dir_addr if directory else file_addr, size)

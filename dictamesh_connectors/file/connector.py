@@ -460,7 +460,8 @@ class FileConnector(Connector[FileConfig, _Root]):
         try:
             if not parent.name:
                 raise error(where(operation, "") + "the root is a directory", INVALID)
-            self._check_name(parent.name, parent.parts, operation)
+            if parent.parts is not parts:  # a symlink was followed: check where it led
+                self._check_name(parent.name, parent.parts, operation)
             self._maybe_clean(root, parent)
         except BaseException:
             parent.close()
@@ -863,6 +864,7 @@ class FileConnector(Connector[FileConfig, _Root]):
         steps = range(1, len(parts) + 1) if parents else (len(parts),)
         for end in steps:
             last = end == len(parts)
+            self._check_name(parts[end - 1], parts[:end], "mkdir")  # _writable checked the last
             parent = self._write_parent(root, parts[:end], "mkdir")
             try:
                 path = join(parent.parts)

@@ -173,6 +173,10 @@ def test_list_filters_sorts_and_recurses(files, root):
 def test_reserved_names_are_refused_and_hidden(files):
     for name in ("x.lock", ".dmtmp-0123456789abcdef0123456789abcdef", "d/y.lock"):
         assert code_of(lambda name=name: files.write_text(name, "x")) is ErrorCode.INVALID_REQUEST
+    for name in ("a.lock/b", ".dmtxn-0123456789abcdef0123456789abcdef/c"):
+        refused = code_of(lambda name=name: files.mkdir(name, parents=True))
+        assert refused is ErrorCode.INVALID_REQUEST, name  # a reserved name on the way too
+        assert files.list() == []
     with files.lock("x"):
         assert code_of(lambda: files.stat("x.lock")) is ErrorCode.NOT_FOUND
         assert not files.exists("x.lock")
