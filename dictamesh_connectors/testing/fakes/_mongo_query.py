@@ -317,9 +317,24 @@ def matches(doc: Mapping[str, Any], filter: Mapping[str, Any]) -> bool:
         if field.startswith("$"):
             if not _logical(doc, field, condition):
                 return False
-        elif not _field_matches(resolve(doc, field), condition):
+            continue
+        if "." not in field and _plain_value(condition):
+            # The common case, {"field": value} on a scalar: no path walk.
+            value = doc.get(field, MISSING)
+            if value is MISSING:
+                return False
+            if not isinstance(value, list):
+                if not equal(value, condition):
+                    return False
+                continue
+        if not _field_matches(resolve(doc, field), condition):
             return False
     return True
+
+
+def _plain_value(condition: Any) -> bool:
+    """A condition that is a plain value to compare for equality (not null, no regex)."""
+    return condition is not None and not isinstance(condition, (Mapping, list, Regex, re.Pattern))
 
 
 def _logical(doc: Mapping[str, Any], operator: str, clauses: Any) -> bool:

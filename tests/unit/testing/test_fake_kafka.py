@@ -507,3 +507,52 @@ def test_fork_child_builds_its_own_producer(kafka):
 
     assert run_in_child(child) == 0
     assert [m.value for m in kafka.records("orders")] == [b"parent"]
+
+
+def test_a_group_of_four_consumer_threads_reads_everything_and_commits(kafka):
+    """Producers and 4 members of one group at once: every record read, offsets committed."""
+    kafka.create_topic("load", partitions=6)
+    total = 600
+    seen = []
+    seen_lock = threading.Lock()
+    done = threading.Event()
+    errors = []
+
+    def member():
+        try:
+            with kafka.consumer("workers", "load") as consumer:
+                while not done.is_set():
+                    batch = consumer.consume(50, 0.05)
+                    if batch:
+                        with seen_lock:
+                            seen.extend((m.partition, m.offset) for m in batch)
+                        consumer.commit()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def producer(n):
+        for i in range(total // 3):
+            kafka.produce("load", f"{n}-{i}".encode(), key=f"{n}-{i}".encode())
+
+    members = [threading.Thread(target=member) for _ in range(4)]
+    producers = [threading.Thread(target=producer, args=(n,)) for n in range(3)]
+    for t in members + producers:
+        t.start()
+    for t in producers:
+        t.join()
+    assert kafka.flush(5) == 0
+    for _ in range(400):
+        with seen_lock:
+            if len(set(seen)) >= total:
+                break
+        threading.Event().wait(0.05)
+    done.set()
+    for t in members:
+        t.join(30)
+    assert not errors
+    assert len(set(seen)) == total  # at least once: every record
+    group = kafka.cluster.groups["workers"]
+    highs = {
+        (t, p): len(log) for t in ["load"] for p, log in enumerate(kafka.cluster.topics[t].logs)
+    }
+    assert group.committed == highs
