@@ -6,7 +6,9 @@ sockets, real HTTP/1.1); the proxy sits between it and the connector.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -172,3 +174,28 @@ def test_latency_bandwidth_and_slow_close_still_succeed(
     assert api.get("/big").content == b"b" * 300_000
     stats = proxy.stats
     assert stats.faults["latency"] > 0 and stats.faults["bandwidth"] > 0
+
+
+def test_32_threads_through_latency_and_a_reset(
+    connect: Callable[..., HTTPConnector], proxy: FaultProxy, app: ScriptedApp
+) -> None:
+    """One connector, 32 threads, through jitter and a reset of every connection."""
+    api = connect(retry=RETRY, timeout=10.0, max_idle_conns_per_host=32)
+    proxy.set_latency(0.01, jitter=0.01)
+    barrier = threading.Barrier(32)
+
+    def work(number: int) -> list[str]:
+        barrier.wait()
+        paths = []
+        for request in range(10):
+            path = f"/t{number}/r{request}"
+            assert api.get(path).json()["path"] == path  # GETs: a reset is retried
+            paths.append(path)
+            if number == 0 and request == 5:
+                proxy.reset_connections()
+        return paths
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(work, range(32)))
+    assert sum(len(paths) for paths in results) == 320
+    assert proxy.stats.accepted >= 32 and proxy.stats.faults["reset"] >= 1

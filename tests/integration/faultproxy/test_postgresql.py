@@ -8,7 +8,9 @@ refused connections, latency and a bandwidth limit. Every call is bounded
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -284,8 +286,6 @@ def test_slow_close_does_not_hold_disconnect(
 
 def bounded_in_background(fn):  # type: ignore[no-untyped-def]
     """Start ``fn`` in a thread now; the returned function waits (bounded) for it."""
-    import threading
-
     box: dict[str, object] = {}
 
     def run() -> None:
@@ -304,3 +304,35 @@ def bounded_in_background(fn):  # type: ignore[no-untyped-def]
 
 
 assert POSTGRES.port == 55432
+
+
+def test_32_threads_through_latency_and_a_reset(
+    postgres_dsn: str, proxy: FaultProxy, table: str
+) -> None:
+    """One connector, 32 threads: reads ride over a reset (retried once on a
+    fresh connection), writes fail only as CONNECTION_LOST with maybe_applied."""
+    config = proxied_config(postgres_dsn, proxy, max_open_conns=8, pool_timeout=30.0)
+    proxy.set_latency(0.005, jitter=0.005)
+    barrier = threading.Barrier(32)
+    lost: list[ConnectorError] = []
+    lock = threading.Lock()
+
+    def work(number: int) -> int:
+        barrier.wait()
+        for step in range(10):
+            assert connector.query("SELECT %s::int AS n", [number]).scalar() == number
+            try:
+                connector.execute(f"INSERT INTO {table} VALUES (%s)", [number * 100 + step])
+            except ConnectorError as err:
+                assert err.code is ErrorCode.CONNECTION_LOST and err.maybe_applied, err
+                with lock:
+                    lost.append(err)
+            if number == 0 and step == 3:
+                proxy.reset_connections()
+        return number
+
+    with PostgreSQLConnector(config) as connector, ThreadPoolExecutor(32) as pool:
+        assert sorted(pool.map(work, range(32))) == list(range(32))
+        rows = connector.query(f"SELECT count(*) FROM {table}").scalar()
+    assert 320 - len(lost) <= rows <= 320  # a lost write may or may not have happened
+    assert proxy.stats.faults["reset"] >= 1
