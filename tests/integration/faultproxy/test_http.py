@@ -47,8 +47,8 @@ def connect(proxy: FaultProxy) -> Iterator[Callable[..., HTTPConnector]]:
 
     def build(**fields: Any) -> HTTPConnector:
         fields.setdefault("retry", ONCE)
-        fields.setdefault("timeout", 1.0)
-        fields.setdefault("connect_timeout", 1.0)
+        fields.setdefault("timeout", 2.0)
+        fields.setdefault("connect_timeout", 2.0)
         connector = HTTPConnector(
             HTTPConfig(base_url=f"http://{proxy.host}:{proxy.port}", **fields)
         )

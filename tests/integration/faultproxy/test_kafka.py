@@ -76,8 +76,8 @@ def connect(proxy: FaultProxy) -> Iterator[Callable[..., KafkaConnector]]:
             "bootstrap_servers": f"{proxy.host}:{proxy.port}",
             "client_id": unique("fp"),
             "connect_timeout": 3.0,
-            "request_timeout": 2.0,
-            "delivery_timeout": 4.0,
+            "request_timeout": 3.0,
+            "delivery_timeout": 6.0,
             "transaction_timeout": 10.0,
             "linger_ms": 0.0,
         }

@@ -54,9 +54,10 @@ def connect(
         fields: dict[str, Any] = {
             "database": unique("fp"),
             "app_name": unique("fp"),
-            "socket_timeout": 1.0,
-            "connect_timeout": 2.0,
-            "server_selection_timeout": 3.0,
+            # short enough for a quick test, long enough for a busy machine
+            "socket_timeout": 2.0,
+            "connect_timeout": 4.0,
+            "server_selection_timeout": 8.0,
             "heartbeat_frequency": 0.5,
             "retry_reads": False,
             "retry_writes": False,

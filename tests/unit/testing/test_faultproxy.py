@@ -152,8 +152,8 @@ def test_forwards_both_ways_and_counts(proxy: FaultProxy) -> None:
 
 
 def test_listens_on_loopback_only(proxy: FaultProxy) -> None:
-    assert proxy._listener is not None
-    assert proxy._listener.getsockname()[0] == "127.0.0.1"
+    assert proxy._loop._listener is not None
+    assert proxy._loop._listener.getsockname()[0] == "127.0.0.1"
 
 
 def test_latency_delays_each_direction(proxy: FaultProxy) -> None:
@@ -432,7 +432,7 @@ def test_close_joins_and_leaks_nothing(echo: EchoServer) -> None:
     for sock in sockets:
         assert sock.recv(1) == b""  # closed by the proxy
         sock.close()
-    assert not proxy._thread.is_alive()
+    assert not proxy._loop._thread.is_alive()
     assert not [t for t in threading.enumerate() if t.name.startswith("faultproxy")]
     assert echo.wait(lambda records: all(r["end"] for r in records))
     echo.close()  # its connections' sockets are in the count too
@@ -462,7 +462,7 @@ def test_a_loop_failure_is_reported(echo: EchoServer, monkeypatch: pytest.Monkey
     def broken(*args: object) -> None:
         raise RuntimeError("bug in the loop")
 
-    monkeypatch.setattr(proxy, "_pump_link", broken)
+    monkeypatch.setattr(proxy._loop, "_pump_link", broken)
     with client(proxy, timeout=1.0) as sock:
         sock.sendall(b"x")
         assert wait_until(lambda: proxy.closed)
