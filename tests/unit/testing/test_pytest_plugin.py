@@ -64,18 +64,23 @@ def test_fixtures_yield_connected_fakes_and_disconnect_them(pytester: pytest.Pyt
             fake_file.write_text("a", "x")
             SEEN.append(fake_file)
 
+        def test_mongodb_and_kafka(fake_mongodb, fake_kafka):
+            assert type(fake_mongodb).__name__ == "FakeMongoDB" and fake_mongodb.is_connected
+            assert type(fake_kafka).__name__ == "FakeKafka" and fake_kafka.is_connected
+            SEEN.extend([fake_mongodb, fake_kafka])
+
         def test_each_test_gets_a_fresh_fake(fake_file):
             assert fake_file.contents == {}
 
         def test_all_were_disconnected_after_their_test():
-            assert len(SEEN) == 3
+            assert len(SEEN) == 5
             assert not any(fake.is_connected for fake in SEEN)
             with pytest.raises(NotConnectedError):
                 SEEN[0].get("/x")
         """
     )
     result = pytester.runpytest_subprocess(*plugin_args(), "-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
 
 
 def test_fixtures_of_fakes_that_are_missing_skip_cleanly(pytester: pytest.Pytester):
