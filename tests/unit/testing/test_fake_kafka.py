@@ -126,6 +126,7 @@ def test_topics_survive_reconnect_and_clusters_are_shared(kafka):
 def test_produce_futures_metadata_and_keys(kafka):
     future = kafka.produce("orders", b"v", key=b"order-1", timestamp=1234)
     assert isinstance(future, concurrent.futures.Future)
+    assert future.done()  # served in the producing thread
     meta = future.result(1)
     assert meta == RecordMetadata("orders", zlib.crc32(b"order-1") % 3, 0, 1234)
     assert kafka.produce_sync("orders", b"w", key=b"order-1").partition == meta.partition

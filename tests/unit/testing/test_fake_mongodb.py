@@ -752,3 +752,10 @@ def test_concurrent_transactions_lose_no_update(db):
         t.join()
     assert not errors
     assert db.find_one("counters", {"_id": "c"}) == {"_id": "c", "n": 160}
+
+
+def test_where_test_servers_differ_the_fake_follows_mongodb(db):
+    # $all is an $and of equalities: [None] matches a missing field.
+    assert ids(db.query("people", {"score": {"$all": [None]}})) == [1, 2, 3, 4, 5]
+    db.insert_many("d", [{"v": True}, {"v": 1}, {"v": 1.0}, {"v": False}, {"v": 0}])
+    assert db.distinct("d", "v") == [0, 1, False, True]  # numbers before booleans
