@@ -408,3 +408,15 @@ def test_writers_and_locks_outlive_a_disconnect(root):
     writer.close()
     held.release()
     assert (root / "w").read_bytes() == b"still fine"
+
+
+@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 300_000])
+def test_read_bytes_at_every_size_around_the_first_read(files, root, size):
+    data = os.urandom(size)
+    (root / "f").write_bytes(data)
+    assert files.read_bytes("f") == data
+    with FileConnector(FileConfig(root=str(root), max_file_size=size)) as exact:
+        assert exact.read_bytes("f") == data  # exactly at the limit: fine
+    if size:
+        with FileConnector(FileConfig(root=str(root), max_file_size=size - 1)) as short:
+            assert code_of(lambda: short.read_bytes("f")) is ErrorCode.PAYLOAD_TOO_LARGE
