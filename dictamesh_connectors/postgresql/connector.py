@@ -37,6 +37,7 @@ from dictamesh_connectors.postgresql.session import (
     Writable,
     copy_rows,
     copy_to,
+    deadline,
     execute,
     rollback_quietly,
 )
@@ -187,7 +188,9 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         with translate("ping", self._target):
             conn = self._checkout.getconn(handle, timeout)
             try:
-                conn.execute("SELECT 1")
+                limit = self.config.statement_timeout if timeout is None else timeout
+                with deadline(conn, limit):
+                    conn.execute("SELECT 1")
             finally:
                 self._checkout.putconn(handle, conn)
 
@@ -307,7 +310,12 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         """
         return self._op(
             "query",
-            lambda conn: result_of(QueryResult, execute(conn, sql, params, timeout, local=False)),
+            lambda conn: result_of(
+                QueryResult,
+                execute(
+                    conn, sql, params, timeout, local=False, default=self.config.statement_timeout
+                ),
+            ),
             write=False,
         )
 
@@ -335,7 +343,12 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         """
         result = self._op(
             "execute",
-            lambda conn: result_of(ExecResult, execute(conn, sql, params, timeout, local=False)),
+            lambda conn: result_of(
+                ExecResult,
+                execute(
+                    conn, sql, params, timeout, local=False, default=self.config.statement_timeout
+                ),
+            ),
             write=True,
         )
         return result
@@ -577,7 +590,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         target = self._target
         with self._use() as pool:
             conn = self._begin(pool, begin)
-            tx = Transaction(conn, target)
+            tx = Transaction(conn, target, self.config.statement_timeout)
             try:
                 try:
                     yield tx
@@ -596,7 +609,8 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                         code=ErrorCode.TRANSACTION_FAILED,
                         connector=self.name,
                     )
-                with translate("commit", target, write=True):
+                limit = self.config.statement_timeout
+                with translate("commit", target, write=True), deadline(conn, limit):
                     conn.execute("COMMIT")
             finally:
                 if not conn.closed and (conn.pgconn.transaction_status != _IDLE):
@@ -605,12 +619,14 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
 
     def _begin(self, pool: psycopg_pool.ConnectionPool[Any], begin: str) -> psycopg.Connection[Any]:
         target = self._target
+        limit = self.config.statement_timeout
 
         def begin_once() -> psycopg.Connection[Any]:
             with translate("transaction", target):
                 conn = self._checkout.getconn(pool)
                 try:
-                    conn.execute(begin)
+                    with deadline(conn, limit):
+                        conn.execute(begin)
                 except BaseException:
                     self._checkout.putconn(pool, conn)
                     raise

@@ -14,6 +14,9 @@ Exception mapping::
     psycopg_pool.TooManyRequests ......... RESOURCE_EXHAUSTED   transient  RETRY
     psycopg_pool.PoolClosed .............. NOT_CONNECTED        permanent  NONE
     psycopg.errors.ConnectionTimeout ..... TIMEOUT              transient  RETRY
+    StatementDeadlineExceeded ............ TIMEOUT              transient  RETRY
+    |   (no answer within the client-side deadline, statement_timeout plus a
+    |   margin: the socket was shut down; maybe_applied for a write)
     psycopg.Error with a SQLSTATE
     |   40001 serialization_failure ...... SERIALIZATION_FAILURE transient RETRY_TRANSACTION
     |   40P01 deadlock_detected .......... DEADLOCK             transient  RETRY_TRANSACTION
@@ -95,6 +98,7 @@ from dictamesh_connectors.errors import (
     Translator,
     build_error,
 )
+from dictamesh_connectors.postgresql.session import StatementDeadlineExceeded
 
 if TYPE_CHECKING:
     import psycopg
@@ -113,6 +117,7 @@ _POOL_TIMEOUT = ErrorRule(ErrorCode.TIMEOUT, True, RetryHint.RETRY)
 _POOL_QUEUE_FULL = ErrorRule(ErrorCode.RESOURCE_EXHAUSTED, True, RetryHint.RETRY)
 _POOL_CLOSED = ErrorRule(ErrorCode.NOT_CONNECTED, False, RetryHint.NONE)
 _CONNECT_TIMEOUT = ErrorRule(ErrorCode.TIMEOUT, True, RetryHint.RETRY)
+_CLIENT_DEADLINE = ErrorRule(ErrorCode.TIMEOUT, True, RetryHint.RETRY)
 _CONNECT_FAILED = ErrorRule(ErrorCode.CONNECTION_FAILED, True, RetryHint.RETRY)
 _UNENCODABLE = ErrorRule(ErrorCode.SERIALIZATION_ERROR, False, RetryHint.NONE)
 _ENCODING_ERRORS = (UnicodeError, OverflowError, RecursionError)
@@ -361,6 +366,13 @@ def classify(
         )
     if not isinstance(exc, psycopg.Error):
         return None
+    if isinstance(exc, StatementDeadlineExceeded):
+        return build_error(
+            where + str(exc),
+            _CLIENT_DEADLINE,
+            connector=CONNECTOR,
+            maybe_applied=unknown_outcome,
+        )
     if isinstance(exc, psycopg.errors.ConnectionTimeout):
         return build_error(
             where + _connect_message(str(exc)), _CONNECT_TIMEOUT, connector=CONNECTOR

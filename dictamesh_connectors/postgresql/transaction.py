@@ -47,9 +47,11 @@ class Transaction:
                 tx.execute("INSERT INTO audit (note) VALUES (%s)", ["debit"])
     """
 
-    def __init__(self, conn: psycopg.Connection[Any], target: str) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], target: str, limit: float = 0.0) -> None:
+        """A transaction open on ``conn``; ``limit`` is the config's ``statement_timeout``."""
         self._conn = conn
         self._target = target
+        self._limit = limit
         self._active = True
         self._savepoints = 0
 
@@ -88,7 +90,9 @@ class Transaction:
         """
         conn = self._check()
         with translate("query", self._target, in_transaction=True):
-            return result_of(QueryResult, execute(conn, sql, params, timeout, local=True))
+            return result_of(
+                QueryResult, execute(conn, sql, params, timeout, local=True, default=self._limit)
+            )
 
     def execute(
         self, sql: SQL, params: Params = None, *, timeout: float | None = None
@@ -104,7 +108,9 @@ class Transaction:
         """
         conn = self._check()
         with translate("execute", self._target, write=True, in_transaction=True):
-            result = result_of(ExecResult, execute(conn, sql, params, timeout, local=True))
+            result = result_of(
+                ExecResult, execute(conn, sql, params, timeout, local=True, default=self._limit)
+            )
         return result
 
     def executemany(

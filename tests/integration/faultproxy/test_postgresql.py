@@ -120,12 +120,6 @@ def test_connect_through_a_blackhole_times_out(postgres_dsn: str, proxy: FaultPr
     connector.disconnect(10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: a statement on an open connection through a blackhole waits for ever; "
-    "statement_timeout is enforced by the server, which never sees the statement (or whose "
-    "answer never comes back), and psycopg has no client-side deadline",
-)
 @pytest.mark.parametrize("direction", ["both", "downstream"])
 def test_statement_through_a_blackhole_times_out(
     connector: PostgreSQLConnector, proxy: FaultProxy, direction: str
@@ -139,6 +133,51 @@ def test_statement_through_a_blackhole_times_out(
     outcome.thread.join(30)
     assert not outcome.hung, "the statement waited for ever through the blackhole"
     assert isinstance(outcome.error, ConnectorTimeoutError)
+
+
+def test_a_write_through_a_blackhole_times_out_with_an_unknown_outcome(
+    connector: PostgreSQLConnector, proxy: FaultProxy, table: str, admin: psycopg.Connection
+) -> None:
+    """The config's statement_timeout (5 s) is the client's deadline too (plus a margin)."""
+    assert connector.query("SELECT 1").scalar() == 1
+    proxy.blackhole(True, direction="downstream")  # the server runs it; the answer is held
+    outcome = bounded(
+        lambda: connector.execute(f"INSERT INTO {table} VALUES (1)"), wait=20.0, may_hang=True
+    )
+    proxy.clear()
+    assert outcome.thread is not None
+    outcome.thread.join(30)
+    assert not outcome.hung, "the write waited for ever through the blackhole"
+    err = outcome.error
+    assert isinstance(err, ConnectorTimeoutError), err
+    assert err.code is ErrorCode.TIMEOUT and err.transient
+    assert err.maybe_applied  # it did run: the server saw the INSERT
+    assert admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,)
+    # the dead connection was discarded: the next operation gets a fresh one
+    assert bounded(lambda: connector.query("SELECT 3").scalar()).result == 3
+
+
+def test_a_statement_in_a_transaction_through_a_blackhole_applies_nothing(
+    connector: PostgreSQLConnector, proxy: FaultProxy, table: str, admin: psycopg.Connection
+) -> None:
+    def body() -> None:
+        with connector.transaction() as tx:
+            tx.execute(f"INSERT INTO {table} VALUES (2)")
+            proxy.blackhole(True)
+            tx.execute(f"INSERT INTO {table} VALUES (3)", timeout=1.0)
+
+    outcome = bounded(body, wait=20.0, may_hang=True)
+    proxy.clear()
+    assert outcome.thread is not None
+    outcome.thread.join(30)
+    assert not outcome.hung, "the transaction waited for ever through the blackhole"
+    err = outcome.error
+    assert isinstance(err, ConnectorTimeoutError), err
+    assert not err.maybe_applied  # the server rolls back a transaction whose client is gone
+    assert wait_for(
+        lambda: admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), timeout=30
+    )
+    assert bounded(lambda: connector.query("SELECT 4").scalar()).result == 4
 
 
 def test_reset_during_a_read_is_transient_then_recovers(

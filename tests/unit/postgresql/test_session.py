@@ -65,6 +65,7 @@ class FakeCursor:
 
 class PGconn:
     transaction_status = IDLE
+    socket = -1  # no socket: the client-side deadline has nothing to shut down
 
 
 class FakeConn:
