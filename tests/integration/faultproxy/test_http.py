@@ -199,3 +199,18 @@ def test_32_threads_through_latency_and_a_reset(
         results = list(pool.map(work, range(32)))
     assert sum(len(paths) for paths in results) == 320
     assert proxy.stats.accepted >= 32 and proxy.stats.faults["reset"] >= 1
+
+
+def test_disconnect_through_a_blackhole_with_a_request_in_flight(
+    connect: Callable[..., HTTPConnector], proxy: FaultProxy
+) -> None:
+    api = connect(timeout=30.0)
+    assert api.get("/warm").status_code == 200
+    proxy.blackhole(True)
+    in_flight = threading.Thread(target=lambda: bounded(lambda: api.get("/stuck")), daemon=True)
+    in_flight.start()
+    assert wait_for(lambda: proxy.stats.active >= 1)
+    assert bounded(lambda: api.disconnect(1)).error is None  # stops waiting after 1 s
+    assert not api.is_connected
+    proxy.clear()
+    in_flight.join(60)

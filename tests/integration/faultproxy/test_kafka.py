@@ -240,3 +240,19 @@ def test_latency_still_delivers(
     assert proxy.stats.faults["latency"] > 0
     values = [int(m.value) for m in read_all(kafka, topic, 10, timeout=120)]
     assert values == list(range(10))
+
+
+def test_disconnect_through_a_blackhole_fails_pending_records(
+    connect: Callable[..., KafkaConnector], proxy: FaultProxy, topic: str
+) -> None:
+    kafka = connect(start=False, delivery_timeout=60.0, transaction_timeout=60.0)
+    kafka.connect()
+    kafka.produce_sync(topic, b"warm")
+    proxy.blackhole(True)
+    future = kafka.produce(topic, b"pending")
+    outcome = bounded(lambda: kafka.disconnect(2))
+    assert outcome.error is None, outcome.error
+    assert outcome.result == 1  # one record could not be delivered: counted, not dropped
+    err = future.exception(timeout=30)
+    assert isinstance(err, ConnectorError), err  # failed, never silently lost
+    assert err.transient and err.maybe_applied

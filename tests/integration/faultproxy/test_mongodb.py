@@ -225,3 +225,15 @@ def test_latency_and_bandwidth_still_succeed(
     assert db.count("c") == 5
     assert db.find_one("c", {"_id": 4})["blob"] == "x" * 20_000
     assert proxy.stats.faults["latency"] > 0 and proxy.stats.faults["bandwidth"] > 0
+
+
+def test_disconnect_through_a_blackhole_returns(
+    connect: Callable[..., MongoDBConnector], proxy: FaultProxy
+) -> None:
+    db = connect(socket_timeout=None)
+    db.insert_one("c", {"_id": 0})
+    proxy.blackhole(True)
+    # pymongo's close() sends endSessions, which waits for server selection
+    # (twice): bounded, but not by disconnect's timeout (see the report).
+    assert bounded(lambda: db.disconnect(2)).error is None
+    assert not db.is_connected

@@ -375,3 +375,12 @@ def test_32_threads_through_latency_and_a_reset(
         rows = connector.query(f"SELECT count(*) FROM {table}").scalar()
     assert 320 - len(lost) <= rows <= 320  # a lost write may or may not have happened
     assert proxy.stats.faults["reset"] >= 1
+
+
+def test_disconnect_through_a_blackhole_returns(
+    connector: PostgreSQLConnector, proxy: FaultProxy
+) -> None:
+    assert connector.query("SELECT 1").scalar() == 1
+    proxy.blackhole(True)
+    assert bounded(lambda: connector.disconnect(2)).error is None
+    assert not connector.is_connected
