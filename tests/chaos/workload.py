@@ -62,7 +62,6 @@ class Ledger:
         self.pending = 0  # guarded by _lock: Kafka futures not resolved yet
         self.acked_at: dict[str, float] = {}  # guarded by _lock: id -> time.monotonic()
         self.failure_of: dict[str, str] = {}  # guarded by _lock: id -> what the error said
-        self.spans: dict[str, tuple[float, float]] = {}  # guarded by _lock: id -> (start, end)
 
     def operation(self, backend: str, op: str) -> None:
         with self._lock:
@@ -92,12 +91,6 @@ class Ledger:
             self.unclassified.append(f"{backend}: {text}")
             if store is not None:
                 self.maybe_applied[store].update(ids)
-
-    def span(self, write_id: str, start: float) -> None:
-        """Record when the operation writing ``write_id`` started and (now) ended."""
-        end = time.monotonic()
-        with self._lock:
-            self.spans[write_id] = (start, end)
 
     def failed_read(self, backend: str, err: BaseException) -> None:
         self.failed((backend, "read"), [], err)
@@ -227,14 +220,11 @@ class Workload:
 
     def _mongodb_insert(self, base: str, rng: random.Random) -> None:
         store = ("mongodb", MONGO_INSERTS)
-        start = time.monotonic()
         try:
             self.mongo.insert_one(MONGO_INSERTS, {"_id": base})
         except Exception as err:
-            self.ledger.span(base, start)
             self.ledger.failed(store, [base], err)
         else:
-            self.ledger.span(base, start)
             self.ledger.ack(store, [base])
             self._acked_mongo.append(base)
 
@@ -242,7 +232,6 @@ class Workload:
         # Not keyed on _id, so a retried upsert that inserted twice would
         # leave two documents; "applied" counts how often it took effect.
         store = ("mongodb", MONGO_UPSERTS)
-        start = time.monotonic()
         try:
             self.mongo.update_one(
                 MONGO_UPSERTS,
@@ -251,10 +240,8 @@ class Workload:
                 upsert=True,
             )
         except Exception as err:
-            self.ledger.span(base, start)
             self.ledger.failed(store, [base], err)
         else:
-            self.ledger.span(base, start)
             self.ledger.ack(store, [base])
 
     def _mongodb_read(self, base: str, rng: random.Random) -> None:
