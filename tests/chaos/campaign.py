@@ -52,7 +52,7 @@ from tests.chaos.servers import (
     free_port,
     remove_tree,
 )
-from tests.chaos.workload import PG_TABLE, Ledger, Workload
+from tests.chaos.workload import MONGO_UPSERTS, PG_TABLE, Ledger, Workload
 
 logger = logging.getLogger("tests.chaos")
 
@@ -354,6 +354,16 @@ class Campaign:
             conn.execute(
                 f"CREATE TABLE {PG_TABLE} (id text NOT NULL, at timestamptz DEFAULT now())"
             )
+        import pymongo
+
+        assert self.mongo is not None
+        client: pymongo.MongoClient[Any] = pymongo.MongoClient(self.mongo.uri())
+        try:
+            # Not unique, so an upsert inserted twice still shows as two documents;
+            # without it every upsert scans the collection.
+            client[MONGO_DB][MONGO_UPSERTS].create_index("uid")
+        finally:
+            client.close()
         admin = AdminClient({"bootstrap.servers": self.broker.bootstrap, "log_level": 0})
         for future in admin.create_topics([NewTopic(TOPIC, 3, 1)]).values():
             future.result(60)
