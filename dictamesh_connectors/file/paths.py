@@ -61,12 +61,32 @@ def split(path: Any, operation: str) -> tuple[str, ...]:
         ConnectorError: PERMISSION_DENIED (absolute, NUL, ``..``) or
             INVALID_REQUEST (not encodable, too long).
     """
+    if type(path) is str:
+        known = _SPLIT.get(path)
+        if known is not None:
+            return known
+        parts = _split(path, operation)
+        if len(_SPLIT) >= _SPLIT_MAX:
+            _SPLIT.clear()  # a crude bound: the hot paths come back at once
+        _SPLIT[path] = parts
+        return parts
     if not isinstance(path, str):
         if not isinstance(path, os.PathLike):
             raise TypeError(f"a path must be a str or os.PathLike, not {type(path).__name__}")
         path = os.fspath(path)
         if not isinstance(path, str):
             raise TypeError(f"a path must be a str, not {type(path).__name__}")
+    return _split(path, operation)
+
+
+# Paths split before (only accepted ones: a refusal is never cached). The
+# same few paths are used over and over; splitting and checking one again
+# costs more than the lookup. Reads and writes of the dict are atomic.
+_SPLIT: dict[str, tuple[str, ...]] = {}
+_SPLIT_MAX = 4096
+
+
+def _split(path: str, operation: str) -> tuple[str, ...]:
     if "\x00" in path:
         raise error(where(operation, "<path with NUL>") + "NUL in a path is refused", DENIED)
     if path.startswith("/"):

@@ -34,6 +34,19 @@ def test_split_rules():
         split(None, "read")
 
 
+def test_split_remembers_accepted_paths_only_and_within_a_bound():
+    from dictamesh_connectors.file import paths
+
+    assert split("cache/me", "read") is split("cache/me", "read")  # the remembered tuple
+    for _ in range(2):  # a refusal is never remembered: refused again
+        with pytest.raises(ConnectorError):
+            split("cache/../me", "read")
+    assert "cache/../me" not in paths._SPLIT
+    for n in range(paths._SPLIT_MAX + 10):
+        assert split(f"many/{n}", "read") == ("many", str(n))
+    assert len(paths._SPLIT) <= paths._SPLIT_MAX
+
+
 def test_absolute_paths_are_never_echoed():
     with pytest.raises(ConnectorError) as info:
         split("/home/someone/secret", "read")
