@@ -67,11 +67,6 @@ _PROXY = {
     "proxy_refuse": 1,
     "proxy_half_open": 1,
 }
-# Proxy faults a backend does not get. PostgreSQL: a half-open connection
-# hangs a psycopg operation for good (no client-side read timeout, no TCP
-# keepalive or tcp_user_timeout in the connector's libpq parameters): a
-# finding of this campaign, reported rather than played over and over.
-_PROXY_EXCLUDED = {"postgresql": {"proxy_half_open"}}
 
 # Heavy faults: one per this many faults of the backend (at least one).
 _HEAVY = {
@@ -179,8 +174,7 @@ def plan(seed: int, total: int, *, proxies: Sequence[str] = (), gap: float = 0.4
         heavy = max(1, n // every)
         cheap = dict(_CHEAP[backend])
         if backend in proxies:
-            excluded = _PROXY_EXCLUDED.get(backend, set())
-            cheap.update({k: w for k, w in _PROXY.items() if k not in excluded})
+            cheap.update(_PROXY)
         if not cheap:  # nothing cheap to inject (Kafka without a proxy): heavy ones only,
             spare, n = n - heavy, heavy  # and the rest goes to the next backends
             for other in BACKENDS[BACKENDS.index(backend) + 1 :] or ("postgresql",):
