@@ -303,14 +303,23 @@ class Harness:
         return [found[k] for k in sorted(found)]
 
     def _holds_marker(self, config: BaseConfig) -> bool:
+        """Whether ``config`` (its connection string, any field, nested configs) holds it."""
         marker = self.secret_marker
         with contextlib.suppress(NotImplementedError):
             if marker in config.connection_string(redact=False):
                 return True
-        for field in attrs.fields(type(config)):
-            value = getattr(config, field.name)
-            if isinstance(value, Secret) and marker in value.get_secret_value():
-                return True
-            if isinstance(value, str) and marker in value:
-                return True
-        return bool(self.url and marker in self.url)
+
+        def holds(value: Any, depth: int) -> bool:
+            if isinstance(value, Secret):
+                return marker in value.get_secret_value()
+            if isinstance(value, str):
+                return marker in value
+            if depth < 4 and attrs.has(type(value)):
+                fields = attrs.fields(type(value))
+                return any(holds(getattr(value, f.name), depth + 1) for f in fields)
+            if depth < 4 and isinstance(value, (list, tuple, dict)):
+                items = value.values() if isinstance(value, dict) else value
+                return any(holds(item, depth + 1) for item in items)
+            return False
+
+        return holds(config, 0)
