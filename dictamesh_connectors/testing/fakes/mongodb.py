@@ -220,7 +220,17 @@ class _View:
         batch_size: int | None = None,
     ) -> Iterator[Document]:
         self._check()
-        return iter(self._find(filter, projection, sort, limit, skip, hint))
+        return self._batches(self._find(filter, projection, sort, limit, skip, hint), batch_size)
+
+    def _batches(self, docs: list[Document], batch_size: int | None) -> Iterator[Document]:
+        """The documents of a cursor; each batch after the first is a ``getMore``.
+
+        ``fail_next("getMore", ...)`` makes a stream fail between two
+        batches, as a server cursor can (a lost connection, a killed cursor).
+        """
+        if not batch_size:
+            return iter(docs)
+        return _cursor(self._fake, docs, batch_size)
 
     def _find(
         self,
@@ -315,7 +325,7 @@ class _View:
         try:
             with self._read() as coll:
                 docs = copy.deepcopy(list(coll.docs.values())) if coll is not None else []
-                return iter(run_pipeline(docs, pipeline, self._lookup))
+                return self._batches(run_pipeline(docs, pipeline, self._lookup), batchSize)
         except MongoError as exc:
             raise _server_error(exc, write=False) from None
 
@@ -866,8 +876,8 @@ class FakeTransaction(Transaction):
         call_timeout(timeout)
         check_collection(name)
         with translate(operation, self._target, in_transaction=True):
-            docs = list(open_cursor(_View(self._fake, name, operation, self), None))
-        return DocumentStream(_yield(docs))
+            cursor = open_cursor(_View(self._fake, name, operation, self), None)
+        return DocumentStream(_in_transaction(cursor, translate(operation, self._target)))
 
     def __repr__(self) -> str:
         state = "active" if self._active else "finished"
@@ -886,8 +896,15 @@ def _write_conflict() -> Exception:
     )
 
 
-def _yield(docs: list[Document]) -> Generator[Document, None, None]:
-    yield from docs
+def _in_transaction(
+    cursor: Iterator[Document], translator: translate
+) -> Generator[Document, None, None]:
+    while True:
+        with translator:
+            doc = next(cursor, None)
+        if doc is None:
+            return
+        yield doc
 
 
 # -------------------------------------------------------------- the fake
@@ -907,7 +924,8 @@ class FakeMongoDB(FaultInjection, _Verbs, Connector[MongoDBConfig, _Handle]):
     Faults: ``fake.fail_next("insert_one", code=ErrorCode.TIMEOUT)``,
     ``fake.set_latency("query", 0.05)``; a ``partial=`` fault on
     ``insert_many`` or ``bulk_write`` applies that many documents, then
-    raises with ``maybe_applied=True``. A programmed fault is what the real
+    raises with ``maybe_applied=True``; ``fail_next("getMore")`` fails a
+    ``stream`` between two batches. A programmed fault is what the real
     connector would finally raise (after pymongo's own retry), so it is not
     retried again.
 
@@ -1192,7 +1210,20 @@ def _stream(
 ) -> Generator[Document, None, None]:
     # As the real stream: the operation opens (and counts as in flight) on
     # the first next() and ends when the stream is exhausted or closed.
+    translator = translate(operation, fake._target)
     with fake._use(operation):
-        with translate(operation, fake._target):
-            docs = list(open_cursor(_View(fake, name, operation, None), None))
-        yield from docs
+        with translator:
+            cursor = open_cursor(_View(fake, name, operation, None), None)
+        while True:
+            with translator:  # a getMore fault is translated as the real one is
+                doc = next(cursor, None)
+            if doc is None:
+                return
+            yield doc
+
+
+def _cursor(fake: FakeMongoDB, docs: list[Document], batch_size: int) -> Iterator[Document]:
+    for index, doc in enumerate(docs):
+        if index and index % batch_size == 0:
+            fake._faults.check("getMore")
+        yield doc

@@ -759,3 +759,15 @@ def test_where_test_servers_differ_the_fake_follows_mongodb(db):
     assert ids(db.query("people", {"score": {"$all": [None]}})) == [1, 2, 3, 4, 5]
     db.insert_many("d", [{"v": True}, {"v": 1}, {"v": 1.0}, {"v": False}, {"v": 0}])
     assert db.distinct("d", "v") == [0, 1, False, True]  # numbers before booleans
+
+
+def test_a_stream_can_fail_between_batches(db):
+    db.fail_next("getMore", code=ErrorCode.CONNECTION_LOST)
+    got = []
+    with pytest.raises(ConnectorError) as info:
+        for doc in db.stream("people", sort="_id", batch_size=2):
+            got.append(doc["_id"])
+    assert got == [1, 2] and info.value.code is ErrorCode.CONNECTION_LOST
+    assert db.stats().in_flight == 0
+    assert ids(list(db.stream("people", sort="_id", batch_size=2))) == [1, 2, 3, 4, 5]
+    assert len(db.query("people")) == 5  # a list read has no getMore
