@@ -40,7 +40,8 @@ class FaultProxyStats:
         accepted: connections accepted from clients.
         active: connections open now.
         bytes_upstream: bytes delivered to the server.
-        bytes_downstream: bytes delivered to clients.
+        bytes_downstream: bytes delivered to clients (each send is counted
+            just after it returns: the receiver may be a moment ahead).
         upstream_failures: connections whose server end could not be opened
             (the client end was then reset).
         faults: how often each fault was applied: ``reset`` (connections

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -143,6 +144,8 @@ def open_fds() -> set[int]:
 def test_forwards_both_ways_and_counts(proxy: FaultProxy) -> None:
     payload = os.urandom(300_000)
     assert round_trip(proxy, payload) == payload
+    # bytes are counted just after each send: the client may be a moment ahead
+    assert wait_until(lambda: proxy.stats.bytes_downstream == len(payload))
     stats = proxy.stats
     assert isinstance(stats, FaultProxyStats)
     assert stats.accepted == 1
@@ -389,7 +392,7 @@ def test_32_threads_with_faults_switching(proxy: FaultProxy) -> None:
     toggler.join(WAIT)
     assert not errors, errors[:3]
     assert proxy.stats.accepted == 32
-    assert proxy.stats.bytes_upstream == proxy.stats.bytes_downstream
+    assert wait_until(lambda: proxy.stats.bytes_upstream == proxy.stats.bytes_downstream)
 
 
 def test_resets_under_load_leave_the_proxy_serving(proxy: FaultProxy) -> None:
@@ -521,3 +524,108 @@ def test_unusable_in_a_forked_child(proxy: FaultProxy) -> None:
 
 def test_repr(proxy: FaultProxy, echo: EchoServer) -> None:
     assert repr(proxy) == f"<FaultProxy 127.0.0.1:{proxy.port} -> 127.0.0.1:{echo.port} open>"
+
+
+class OwnedLock:
+    """A lock that knows which thread holds it (for the I/O-under-lock check)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.owner: int | None = None
+
+    def __enter__(self) -> OwnedLock:
+        self._lock.acquire()
+        self.owner = threading.get_ident()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.owner = None
+        self._lock.release()
+
+
+# The C-level socket and selector calls the proxy makes.
+SOCKET_CALLS = frozenset(
+    {"accept", "close", "connect_ex", "getsockopt", "poll", "recv", "send", "sendall", "setsockopt",
+     "shutdown", "select", "_accept"}
+)  # fmt: skip
+
+
+def test_no_lock_is_held_across_socket_io(
+    echo: EchoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dictamesh_connectors.testing.faultproxy import _state
+
+    locks: list[OwnedLock] = []
+
+    def make_lock() -> OwnedLock:
+        locks.append(OwnedLock())
+        return locks[-1]
+
+    monkeypatch.setattr(_state, "create_lock", make_lock)
+    seen: list[str] = []
+    violations: list[str] = []
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        if event == "c_call" and getattr(arg, "__name__", "") in SOCKET_CALLS:
+            seen.append(arg.__name__)  # type: ignore[attr-defined]
+            if any(lock.owner == threading.get_ident() for lock in locks):
+                violations.append(arg.__name__)  # type: ignore[attr-defined]
+
+    threading.setprofile(profile)  # the proxy's loop thread starts with it
+    try:
+        proxy = FaultProxy(upstream=echo.address)
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]
+    try:
+        sys.setprofile(profile)  # and this thread, which calls the API
+        try:
+            assert round_trip(proxy, b"plain") == b"plain"
+            proxy.set_latency(0.01, jitter=0.01)
+            proxy.set_bandwidth(100_000)
+            proxy.slow_close(0.05)
+            assert round_trip(proxy, b"shaped" * 100) == b"shaped" * 100
+            with client(proxy) as sock:
+                sock.sendall(b"x")
+                recv_exactly(sock, 1)
+                proxy.reset_connections()
+            proxy.reset_next(after_bytes=1)
+            with contextlib.suppress(OSError, EOFError):
+                round_trip(proxy, b"cut")
+            proxy.half_open(True)
+            with client(proxy, timeout=0.2) as sock, contextlib.suppress(OSError):
+                sock.sendall(b"void")
+                sock.recv(1)
+            proxy.refuse(True)
+            proxy.clear()
+            assert round_trip(proxy, b"again") == b"again"
+            _ = proxy.stats
+        finally:
+            sys.setprofile(None)
+    finally:
+        proxy.close()
+    assert locks and len(seen) > 50  # the check saw the proxy's I/O
+    assert violations == []
+    assert proxy.stats.faults["reset"] >= 2 and proxy.stats.faults["half_open"] >= 1
+
+
+def test_close_raises_when_the_loop_does_not_stop_in_time(
+    echo: EchoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = FaultProxy(upstream=echo.address)
+    release = threading.Event()
+    stuck = threading.Event()
+    real_turn = proxy._loop._turn
+
+    def slow_turn() -> bool:
+        stuck.set()
+        release.wait(WAIT)
+        return real_turn()
+
+    monkeypatch.setattr(proxy._loop, "_turn", slow_turn)
+    proxy._loop.wake()
+    assert stuck.wait(WAIT)
+    with pytest.raises(FaultProxyError, match="did not stop"):
+        proxy.close(timeout=0.2)
+    release.set()
+    assert proxy._loop.join(WAIT)  # it does stop once unblocked, and closes everything
+    proxy.close()  # then close() is a no-op
