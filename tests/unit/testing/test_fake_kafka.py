@@ -6,9 +6,11 @@ import concurrent.futures
 import inspect
 import threading
 import zlib
+from typing import Any
 
 import pytest
 
+from dictamesh_connectors.config import BaseConfig
 from dictamesh_connectors.errors import (
     ConnectorError,
     ErrorCode,
@@ -30,6 +32,7 @@ from dictamesh_connectors.testing.fakes._kafka_cluster import murmur2, pick_part
 from dictamesh_connectors.testing.fakes.kafka import FakeCluster, FakeKafkaConsumer
 from tests.forking import run_in_child
 from tests.unit.testing.test_api_parity import public_names, shape
+from tests.unit.testing.test_fakes_conformance import MARKER, _FakeConformance
 
 FAKE_EXTRAS = {"faults", "fail_next", "set_latency", "records"}
 TXN = {"transactional_id": "txn-1", "delivery_timeout": 30}
@@ -557,3 +560,35 @@ def test_a_group_of_four_consumer_threads_reads_everything_and_commits(kafka):
         (t, p): len(log) for t in ["load"] for p, log in enumerate(kafka.cluster.topics[t].logs)
     }
     assert group.committed == highs
+
+
+class TestFakeKafkaConformance(_FakeConformance):
+    """The fake keeps the connector contract (lifecycle, drain, fork, secrets...)."""
+
+    connector_class = FakeKafka
+    config = KafkaConfig(
+        bootstrap_servers="broker.test:9092",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        username="u",
+        password=MARKER,
+    )
+    secret_marker = MARKER
+    slow_verb = "produce"
+
+    def slow(self, connector: Any) -> object:
+        # The latency is inside produce(); the record's topic does not matter.
+        connector.produce("slow", b"x")
+        return None
+
+    def is_unreachable(self, config: Any) -> bool:
+        return bool(config.bootstrap_servers == "unreachable.test:1")
+
+    def unreachable_config(self, config: BaseConfig) -> BaseConfig | None:
+        return config.evolve(bootstrap_servers="unreachable.test:1")
+
+    def operation(self, connector: Any) -> object:
+        return connector.list_topics()
+
+    def failing_operation(self, connector: Any) -> object:
+        return connector.describe_topic("missing")

@@ -7,10 +7,12 @@ import datetime
 import pickle
 import re
 import threading
+from typing import Any
 
 import bson
 import pytest
 
+from dictamesh_connectors.config import BaseConfig
 from dictamesh_connectors.errors import (
     ConnectorError,
     ConnectorTimeoutError,
@@ -32,6 +34,7 @@ from dictamesh_connectors.testing.fakes import FakeMongoDB
 from dictamesh_connectors.testing.fakes.mongodb import FakeTransaction
 from tests.forking import run_in_child
 from tests.unit.testing.test_api_parity import public_names, shape
+from tests.unit.testing.test_fakes_conformance import MARKER, _FakeConformance
 
 FAKE_EXTRAS = {"faults", "fail_next", "set_latency", "reset"}
 
@@ -771,3 +774,29 @@ def test_a_stream_can_fail_between_batches(db):
     assert db.stats().in_flight == 0
     assert ids(list(db.stream("people", sort="_id", batch_size=2))) == [1, 2, 3, 4, 5]
     assert len(db.query("people")) == 5  # a list read has no getMore
+
+
+class TestFakeMongoDBConformance(_FakeConformance):
+    """The fake keeps the connector contract (lifecycle, drain, fork, secrets...)."""
+
+    connector_class = FakeMongoDB
+    config = MongoDBConfig(hosts=("db.test:27017",), username="u", password=MARKER)
+    secret_marker = MARKER
+    slow_verb = "query"
+
+    def slow(self, connector: Any) -> object:
+        return connector.query("slow")
+
+    def is_unreachable(self, config: Any) -> bool:
+        return bool(config.hosts == ("unreachable.test:1",))
+
+    def unreachable_config(self, config: BaseConfig) -> BaseConfig | None:
+        return config.evolve(hosts=("unreachable.test:1",))
+
+    def operation(self, connector: Any) -> object:
+        return connector.count("ok")
+
+    def failing_operation(self, connector: Any) -> object:
+        if connector.find_one("dup", {"_id": 1}) is None:
+            connector.insert_one("dup", {"_id": 1})
+        return connector.insert_one("dup", {"_id": 1})
