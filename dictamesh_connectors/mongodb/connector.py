@@ -240,6 +240,11 @@ class Transaction(_Verbs):
 # ----------------------------------------------------------------- connector
 
 
+# Seconds close() gets for endSessions/killCursors even when disconnect's
+# time is already spent (0 would be "no limit" to pymongo.timeout).
+_MIN_CLOSE_TIMEOUT = 0.05
+
+
 class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
     """A thread-safe MongoDB client on one pymongo ``MongoClient``.
 
@@ -346,7 +351,17 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
         return _Handle(client, c.database, pool)
 
     def _close(self, handle: _Handle, timeout: float | None) -> None:
-        handle.client.close()
+        if timeout is None:
+            handle.client.close()
+            return
+        # close() sends endSessions and killCursors, each after a server
+        # selection: through a dead network that is twice
+        # server_selection_timeout. Under pymongo's timeout() both give up
+        # when disconnect's time is spent (close() ignores their errors, as
+        # the driver spec says; the server expires the sessions itself), and
+        # the sockets and monitors are closed all the same.
+        with pymongo.timeout(max(timeout, _MIN_CLOSE_TIMEOUT)):
+            handle.client.close()
 
     def _pool_stats(self, handle: _Handle) -> dict[str, Any]:
         return {} if handle.pool is None else handle.pool.snapshot(self.config.max_pool_size)
