@@ -14,9 +14,14 @@ on pymongo's ``lock.py``:
   refresh in flight) call ``register_child_reset(obj)``; in the child, after
   the locks, ``obj._after_fork_in_child()`` runs for each of them.
 
-No other module calls ``os.register_at_fork``. Code on an operation path
-should still compare ``os.getpid()`` with the pid it recorded (the second
-net: a fork made by ``os.fork`` bypassing the hooks, or by a C extension).
+No other module calls ``os.register_at_fork``. ``generation`` counts the
+forks this process descends from (0 in the original process, bumped in each
+child before any reset runs): a hot path compares it with the value it
+recorded, one attribute read, where ``os.getpid()`` is a system call.
+Paths that are not hot (connecting, reconnecting) should still compare
+``os.getpid()`` with the pid they recorded: the second net for a fork made
+by a C extension that bypassed these hooks (where ``generation`` does not
+move).
 
 Example::
 
@@ -43,6 +48,7 @@ __all__ = [
     "create_condition",
     "create_lock",
     "create_rlock",
+    "generation",
     "register_child_reset",
 ]
 
@@ -60,6 +66,9 @@ class ChildReset(Protocol):
 # safe against concurrent collection; the child runs single-threaded anyway.
 _locks: weakref.WeakSet[Any] = weakref.WeakSet()
 _resets: weakref.WeakSet[Any] = weakref.WeakSet()
+
+generation = 0
+"""How many forks separate this process from the original one (read, never assign)."""
 
 
 def create_lock() -> threading.Lock:
@@ -92,7 +101,9 @@ def register_child_reset(obj: ChildReset) -> None:
 
 
 def _after_fork_in_child() -> None:
-    # Locks first: the resets below take them.
+    global generation
+    generation += 1  # first: a reset, or a hot path, compares against it
+    # Locks next: the resets below take them.
     for lock in list(_locks):
         lock._at_fork_reinit()
     for obj in list(_resets):

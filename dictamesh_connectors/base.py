@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
 import logging
 import os
 import random
@@ -106,24 +107,25 @@ class Connector(Generic[ConfigT, HandleT]):
         # accounting; never held across I/O, sleep, logging or callbacks.
         # Forkable: a child gets it back unlocked (see _fork).
         self._lock = _fork.create_rlock()
-        # Signalled (under _lock) whenever _state or _inflight changes.
+        # Signalled (under _lock) whenever _state changes, and when an operation
+        # ends while a disconnect() drains.
         self._changed = _fork.create_condition(self._lock)
         self._state = State.DISCONNECTED
         self._handle: HandleT | None = None
         self._epoch = 0  # bumped by disconnect(); a connect() from an older epoch lost the race
-        self._inflight = 0
-        # In-flight operations per thread ident, so that a disconnect() made by
-        # a thread that itself holds an operation open (a stream, a
-        # transaction) does not wait for itself forever.
-        self._owners: dict[int, int] = {}
-        # Bumped when the in-flight count restarts at zero (a fork, or a
-        # disconnect() that gave up waiting): operations registered under an
-        # older generation no longer count, and their end is ignored.
-        self._generation = 0
+        # The operations in flight (their _InFlight objects). set.add and
+        # set.discard are single atomic calls under the GIL, so the hot path
+        # registers without the lock (see _InFlight for the ordering that
+        # makes that safe). Replaced by a new set when the count restarts at
+        # zero (a fork, or a disconnect() that gave up waiting): operations
+        # registered in an older set no longer count, and their end is ignored.
+        self._ops: set[_InFlight[HandleT]] = set()
         self._pid = os.getpid()
-        # Counters for stats(), guarded by _lock (updated where _release
-        # already holds it, so they cost no extra lock round trip).
-        self._operations = 0
+        self._forks = _fork.generation  # the hot path's fork check (os.getpid() is a syscall)
+        # Counters for stats(). Finished operations: one atomic next() per
+        # operation, read (under _lock) by stats(); errors and retries,
+        # rarer, under _lock.
+        self._finished = _Counter()
         self._errors: dict[str, int] = {}
         self._retries = 0
         # Event listeners of this connector (observability); copy-on-write,
@@ -260,14 +262,20 @@ class Connector(Generic[ConfigT, HandleT]):
             self._changed.notify_all()
             # This thread's own open operations can only end after we return:
             # waiting for them would never end.
-            own = self._owners.get(threading.get_ident(), 0)
+            me = threading.get_ident()
+            ops = self._ops
+            own = sum(1 for op in ops.copy() if op._owner == me)
             try:
-                while self._inflight > own:
+                while True:
+                    # A copy: other threads add and discard without the lock.
+                    others = sum(1 for op in ops.copy() if op._owner != me)
+                    if not others:
+                        break
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         # Give up on them: they fail on the closed handle, and
                         # a later connect()/disconnect() does not wait for them.
-                        abandoned = self._inflight - own
+                        abandoned = others
                         break
                     self._changed.wait(remaining)
             except BaseException as exc:
@@ -276,12 +284,10 @@ class Connector(Generic[ConfigT, HandleT]):
                 # DISCONNECTING behind, where connect() and disconnect() would
                 # wait forever.
                 interrupt = exc
-            if self._inflight:
+            if ops:
                 # What still runs fails on the closed handle, and its end is
                 # not counted: a later connect()/disconnect() does not wait for it.
-                self._inflight = 0
-                self._owners.clear()
-                self._generation += 1
+                self._ops = set()
             handle, self._handle = self._handle, None
         if abandoned:
             logger.warning(
@@ -383,31 +389,12 @@ class Connector(Generic[ConfigT, HandleT]):
         """
         return _InFlight(self, operation)
 
-    def _release(self, generation: int, owner: int, error: BaseException | None = None) -> None:
-        """End an in-flight operation ``_acquire`` registered in ``generation`` for ``owner``."""
-        with self._lock:  # in-flight count, owners, counters
-            self._operations += 1
-            if isinstance(error, ConnectorError):
-                code = error.code.value
-                self._errors[code] = self._errors.get(code, 0) + 1
-            if generation != self._generation:
-                # Registered before a fork() made by the very thread running
-                # it, or abandoned by a disconnect() that timed out: the
-                # count restarted at zero without it.
-                return
-            self._inflight -= 1
-            left = self._owners[owner] - 1
-            if left:
-                self._owners[owner] = left
-            else:
-                del self._owners[owner]
-            # Only a draining disconnect() waits on the count (down to the
-            # operations its own thread holds, which may be more than zero).
-            if self._state is State.DISCONNECTING:
-                self._changed.notify_all()
+    def _acquire(self, op: _InFlight[HandleT]) -> HandleT:
+        """Register ``op`` the slow way, under the lock; return the handle.
 
-    def _acquire(self, owner: int) -> tuple[HandleT, int]:
-        """Register an in-flight operation of thread ``owner``; return the handle and generation.
+        ``_InFlight`` comes here when its lock-free registration found no
+        handle or a state other than CONNECTED: it waits for a connect() in
+        progress, reopens a lost or forked handle, or refuses.
 
         Raises:
             NotConnectedError: Not connected, or ``disconnect()`` has started.
@@ -417,13 +404,14 @@ class Connector(Generic[ConfigT, HandleT]):
             # os.register_at_fork (a C extension's) must not reuse our handle.
             self._after_fork_in_child()
         while True:
-            with self._lock:  # state, handle, in-flight count
+            with self._lock:  # state, handle, in-flight set
                 while self._state is State.CONNECTING and self._handle is None:
                     self._changed.wait()
-                if self._state is State.CONNECTED and self._handle is not None:
-                    self._inflight += 1
-                    self._owners[owner] = self._owners.get(owner, 0) + 1
-                    return self._handle, self._generation
+                handle = self._handle
+                if self._state is State.CONNECTED and handle is not None:
+                    op._ops = ops = self._ops
+                    ops.add(op)
+                    return handle
                 if self._state is not State.CONNECTED:
                     raise NotConnectedError(
                         f"{self.name}: not connected ({self._state.value}); call connect() first",
@@ -432,6 +420,16 @@ class Connector(Generic[ConfigT, HandleT]):
                 # CONNECTED without a handle: lost or forked; reopen it outside the lock.
                 self._state, epoch = State.CONNECTING, self._epoch
             self._open_outside_lock(epoch, restore=State.CONNECTED)
+
+    def _count_error(self, error: ConnectorError) -> None:
+        code = error.code.value
+        with self._lock:  # counters
+            self._errors[code] = self._errors.get(code, 0) + 1
+
+    def _wake_drain(self) -> None:
+        """Tell a draining disconnect() that an operation ended."""
+        with self._lock:  # the condition's lock
+            self._changed.notify_all()
 
     def _run(
         self,
@@ -442,6 +440,10 @@ class Connector(Generic[ConfigT, HandleT]):
         description: str = "operation",
     ) -> T:
         """Run ``fn(handle)`` as one in-flight operation, with translation and retries.
+
+        The first attempt runs straight away; the retry loop (``retry_call``)
+        is entered only once it failed, so an operation that succeeds pays
+        for no retry machinery.
 
         Args:
             fn: The operation; it receives the handle.
@@ -454,16 +456,26 @@ class Connector(Generic[ConfigT, HandleT]):
             ConnectorError: Translated from the driver; the last one when
                 retries ran out.
         """
+        clock = self._clock
+        started = clock()
+        try:
+            return self._run_attempt(fn, description)
+        except ConnectorError as err:
+            first: ConnectorError | None = err
+        # The loop takes over from the failed first attempt: it is told that
+        # failure (instead of running the attempt again) and the time the
+        # attempt started (so the deadline counts it).
+        starts = [started]
 
         def attempt() -> T:
-            with self._use(description) as handle:
-                try:
-                    with self._translate_errors():
-                        return fn(handle)
-                except ConnectorError as err:
-                    if err.retry_hint is RetryHint.RECONNECT:
-                        self._on_connection_lost(handle, err)
-                    raise
+            nonlocal first
+            if first is not None:
+                error, first = first, None
+                raise error
+            return self._run_attempt(fn, description)
+
+        def clock_from_first_attempt() -> float:
+            return starts.pop() if starts else clock()
 
         policy = retry or self.config.retry
         return retry_call(
@@ -473,9 +485,20 @@ class Connector(Generic[ConfigT, HandleT]):
             description=f"{self.name}: {description}",
             on_retry=lambda n, wait, err: self._note_retry(description, n, wait, err),
             sleep=self._sleep,
-            clock=self._clock,
+            clock=clock_from_first_attempt,
             rand=self._rand,
         )
+
+    def _run_attempt(self, fn: Callable[[HandleT], T], description: str) -> T:
+        """One attempt of ``_run``: in flight, translated, a lost handle invalidated."""
+        with _InFlight(self, description) as handle:
+            try:
+                with self._translate_errors():
+                    return fn(handle)
+            except ConnectorError as err:
+                if err.retry_hint is RetryHint.RECONNECT:
+                    self._on_connection_lost(handle, err)
+                raise
 
     def _note_retry(self, operation: str, attempt: int, wait: float, error: ConnectorError) -> None:
         """Count a retry and tell the listeners (pass it as ``retry_call(on_retry=...)``)."""
@@ -508,8 +531,8 @@ class Connector(Generic[ConfigT, HandleT]):
         driver's own bookkeeping (``_pool_stats``).
         """
         with self._lock:  # counters, handle
-            operations, errors, retries = self._operations, dict(self._errors), self._retries
-            in_flight, handle = self._inflight, self._handle
+            operations, errors, retries = self._finished.read(), dict(self._errors), self._retries
+            in_flight, handle = len(self._ops), self._handle
         pool: dict[str, Any] = {}
         if handle is not None:
             try:
@@ -519,6 +542,11 @@ class Connector(Generic[ConfigT, HandleT]):
         return observability.Stats(
             operations=operations, errors=errors, retries=retries, in_flight=in_flight, pool=pool
         )
+
+    @property
+    def _inflight(self) -> int:
+        """How many operations are in flight (of the current in-flight set)."""
+        return len(self._ops)
 
     def _pool_stats(self, handle: HandleT) -> dict[str, Any]:
         """The driver pool's own numbers (``in_use``, ``idle``, ``waiting``, ``size``...).
@@ -552,10 +580,13 @@ class Connector(Generic[ConfigT, HandleT]):
     def _after_fork_in_child(self) -> None:
         """In a forked child: forget the parent's handle, keep the lifecycle state.
 
-        Called by the fork hook (``_fork``) and, as a second net, by the
-        first operation that sees a new pid. Subclasses with more
-        per-process state extend it (calling ``super()``).
+        Called by the fork hook (``_fork``) and, as nets, by the first
+        operation that sees a new fork generation (a reset the hook missed)
+        and by the slow path that sees a new pid (a fork that bypassed the
+        hook). Subclasses with more per-process state extend it (calling
+        ``super()``).
         """
+        self._forks = _fork.generation
         if self._pid == os.getpid():
             return
         # The hook re-initialised both already; a fork that bypassed it did not.
@@ -563,10 +594,10 @@ class Connector(Generic[ConfigT, HandleT]):
         self._changed._at_fork_reinit()  # type: ignore[attr-defined]
         self._pid = os.getpid()
         handle, self._handle = self._handle, None
-        self._inflight = 0
-        self._owners = {}
-        self._operations, self._errors, self._retries = 0, {}, 0
-        self._generation += 1
+        # The parent's operations do not run here; one the forking thread
+        # itself holds ends in its old set, uncounted.
+        self._ops = set()
+        self._finished, self._errors, self._retries = _Counter(), {}, 0
         if self._state is State.CONNECTING:
             # The connecting thread does not exist here: open lazily on first use.
             self._state = State.CONNECTED
@@ -579,29 +610,75 @@ class Connector(Generic[ConfigT, HandleT]):
                 logger.debug("%s: error discarding the parent's handle", self.name, exc_info=True)
 
 
-class _InFlight(Generic[HandleT]):
-    """Context manager for one in-flight operation (a class: it is on every hot path)."""
+class _Counter:
+    """An exact event counter whose increment is one atomic call, without a lock.
 
-    __slots__ = ("_connector", "_generation", "_operation", "_owner", "_started")
+    ``next()`` on an ``itertools.count`` is a single C call, atomic under the
+    GIL, so ``increment`` (that bound ``__next__``) loses no count when many
+    threads call it at once, where ``n += 1`` could. Reading advances the
+    count too, so ``read()`` subtracts its own earlier reads; callers
+    serialise ``read()`` (``stats()`` holds the connector lock).
+    """
+
+    __slots__ = ("_reads", "increment")
+
+    def __init__(self) -> None:
+        self.increment = itertools.count().__next__
+        self._reads = 0
+
+    def read(self) -> int:
+        value = self.increment() - self._reads
+        self._reads += 1
+        return value
+
+
+class _InFlight(Generic[HandleT]):
+    """Context manager for one in-flight operation (a class: it is on every hot path).
+
+    Registration is lock-free: ``__enter__`` adds the operation to the
+    connector's in-flight set *first* and reads the state and handle
+    *second*; ``disconnect()`` sets DISCONNECTING (under the lock) *first*
+    and reads the set *second*. Under the GIL each of those steps is atomic
+    and they happen in some single order, so either the operation sees
+    DISCONNECTING (and withdraws, going the slow way, which refuses), or
+    ``disconnect()`` sees it in the set (and waits for it). An operation that
+    ends while a disconnect() drains takes the lock only to wake it. Every
+    other case (connecting, reconnecting, not connected) goes through
+    ``Connector._acquire``, under the lock.
+    """
+
+    __slots__ = ("_connector", "_operation", "_ops", "_owner", "_started")
 
     def __init__(self, connector: Connector[Any, HandleT], operation: str) -> None:
         self._connector = connector
         self._operation = operation
-        self._generation = 0
-        self._owner = 0
         self._started = 0.0
 
     def __enter__(self) -> HandleT:
         connector = self._connector
-        self._owner = owner = threading.get_ident()
-        handle, self._generation = connector._acquire(owner)
+        if connector._forks != _fork.generation:  # a fork whose reset missed us
+            connector._after_fork_in_child()
+        self._owner = threading.get_ident()
+        self._ops = ops = connector._ops
+        ops.add(self)  # first: see the class docstring
+        handle = connector._handle
+        if connector._state is not State.CONNECTED or handle is None:
+            ops.discard(self)
+            if connector._state is State.DISCONNECTING:
+                connector._wake_drain()  # it may have counted us meanwhile
+            handle = connector._acquire(self)
         if connector._listeners or observability._global:
             self._started = time.perf_counter()
         return handle
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         connector = self._connector
-        connector._release(self._generation, self._owner, exc)
+        connector._finished.increment()  # counted before a draining disconnect() returns
+        if exc is not None and isinstance(exc, ConnectorError):
+            connector._count_error(exc)
+        self._ops.discard(self)  # an abandoned operation's old set: no effect
+        if connector._state is State.DISCONNECTING:
+            connector._wake_drain()
         if self._started:  # listeners were subscribed when it began
             error = exc if isinstance(exc, ConnectorError) else None
             duration = time.perf_counter() - self._started

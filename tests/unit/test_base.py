@@ -474,7 +474,7 @@ def test_disconnect_from_a_thread_holding_its_own_operation_does_not_deadlock(ca
     assert "1 of its own operation(s) open" in caplog.text and "not waited for" in caplog.text
     # The abandoned operation's end was not counted against the next life.
     c.connect()
-    assert c.work() == 2 and c._inflight == 0 and c._owners == {}
+    assert c.work() == 2 and c._inflight == 0 and not c._ops
     c.disconnect(timeout=1)
 
 

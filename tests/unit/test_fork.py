@@ -149,12 +149,30 @@ def test_a_reset_that_raises_does_not_break_the_child():
     del broken
 
 
-def test_fork_that_bypasses_the_hook_is_caught_by_the_pid_check():
+def test_a_reset_the_hook_missed_is_caught_by_the_fork_generation_check():
     c = FakeConnector(FakeConfig())
     c.connect()
-    c._pid = -1  # as if the hook had not run in this (pretend) child
+    c._pid, c._forks = -1, -1  # as if this (pretend) child's reset had not run
     assert c.work() == 2  # the "inherited" handle was dropped, a new one opened
     assert c.opened[0].discarded and not c.opened[0].closed
+    assert c._forks == _fork.generation
+    c.disconnect()
+
+
+def test_a_fork_that_bypassed_the_hook_is_caught_by_the_pid_check_of_the_slow_path():
+    """A C extension's fork moves the pid but not the fork generation.
+
+    The hot path reads only the generation (os.getpid() is a system call);
+    any path through the lock (connecting, reconnecting) compares the pid.
+    """
+    c = FakeConnector(FakeConfig())
+    c.connect()
+    c._invalidate(c.opened[0])  # lost before the fork: the next use reconnects
+    assert c.work() == 2
+    c._invalidate(c.opened[1])
+    c._pid = -1  # the (pretend) child: the hook did not run, the generation did not move
+    assert c.work() == 3
+    assert c._pid == os.getpid() and c.stats().operations == 1  # counters restarted
     c.disconnect()
 
 
