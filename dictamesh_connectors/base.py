@@ -387,7 +387,9 @@ class Connector(Generic[ConfigT, HandleT]):
         Raises:
             NotConnectedError: Not connected, or ``disconnect()`` has started.
         """
-        return _InFlight(self, operation)
+        op: _InFlight[HandleT] = _new_in_flight(_InFlight)
+        op._connector, op._operation = self, operation
+        return op
 
     def _acquire(self, op: _InFlight[HandleT]) -> HandleT:
         """Register ``op`` the slow way, under the lock; return the handle.
@@ -491,7 +493,7 @@ class Connector(Generic[ConfigT, HandleT]):
 
     def _run_attempt(self, fn: Callable[[HandleT], T], description: str) -> T:
         """One attempt of ``_run``: in flight, translated, a lost handle invalidated."""
-        with _InFlight(self, description) as handle:
+        with self._use(description) as handle:
             try:
                 with self._translate_errors():
                     return fn(handle)
@@ -610,6 +612,13 @@ class Connector(Generic[ConfigT, HandleT]):
                 logger.debug("%s: error discarding the parent's handle", self.name, exc_info=True)
 
 
+# Hot-path names, bound once.
+_CONNECTED = State.CONNECTED
+_DISCONNECTING = State.DISCONNECTING
+_get_ident = threading.get_ident
+_new_in_flight = object.__new__
+
+
 class _Counter:
     """An exact event counter whose increment is one atomic call, without a lock.
 
@@ -650,25 +659,26 @@ class _InFlight(Generic[HandleT]):
     __slots__ = ("_connector", "_operation", "_ops", "_owner", "_started")
 
     def __init__(self, connector: Connector[Any, HandleT], operation: str) -> None:
+        # Connector._use skips this (object.__new__ and two stores): hot path.
         self._connector = connector
         self._operation = operation
-        self._started = 0.0
 
     def __enter__(self) -> HandleT:
         connector = self._connector
         if connector._forks != _fork.generation:  # a fork whose reset missed us
             connector._after_fork_in_child()
-        self._owner = threading.get_ident()
+        self._owner = _get_ident()
         self._ops = ops = connector._ops
         ops.add(self)  # first: see the class docstring
         handle = connector._handle
-        if connector._state is not State.CONNECTED or handle is None:
+        if connector._state is not _CONNECTED or handle is None:
             ops.discard(self)
-            if connector._state is State.DISCONNECTING:
+            if connector._state is _DISCONNECTING:
                 connector._wake_drain()  # it may have counted us meanwhile
             handle = connector._acquire(self)
-        if connector._listeners or observability._global:
-            self._started = time.perf_counter()
+        self._started = (
+            time.perf_counter() if connector._listeners or observability._global else 0.0
+        )
         return handle
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
@@ -677,7 +687,7 @@ class _InFlight(Generic[HandleT]):
         if exc is not None and isinstance(exc, ConnectorError):
             connector._count_error(exc)
         self._ops.discard(self)  # an abandoned operation's old set: no effect
-        if connector._state is State.DISCONNECTING:
+        if connector._state is _DISCONNECTING:
             connector._wake_drain()
         if self._started:  # listeners were subscribed when it began
             error = exc if isinstance(exc, ConnectorError) else None

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import itertools
 import logging
 import re
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dictamesh_connectors import _fork
@@ -187,63 +188,49 @@ def _weak_callback(method: Any) -> Any:
     return call
 
 
-def deliver(future: concurrent.futures.Future[RecordMetadata], err: Any, msg: Any) -> None:
-    """Delivery report -> resolved future. Runs on the delivery thread, no lock held."""
-    if err is None:
-        future.set_result(
-            _metadata((msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1] or None))
-        )
-    else:
-        topic = msg.topic() if msg is not None else None
-        future.set_exception(
-            from_kafka_error(err, operation=f"produce to {topic}", write=True, topic=topic)
-        )
-
-
 class Batch:
-    """Counts the delivery reports of one ``produce_many()`` and resolves its future."""
+    """Counts the delivery reports of one ``produce_many()`` and resolves its future.
 
-    __slots__ = ("_lock", "delivered", "failed", "future", "remaining", "size")
+    Reports of one batch may be served by several threads at once (the
+    producing threads serve inline, the delivery thread when they are
+    quiet), yet they take no lock: ``list.append`` and ``next()`` on an
+    ``itertools.count`` are each one atomic call under the GIL, and the
+    report that draws the last number resolves the future.
+    """
+
+    __slots__ = ("_last", "_reported", "failed", "future", "size")
 
     def __init__(self, size: int) -> None:
         self.future: concurrent.futures.Future[BatchResult] = concurrent.futures.Future()
         self.future.set_running_or_notify_cancel()
         self.size = size
-        self.remaining = size
-        self.delivered = 0
         self.failed: list[tuple[int, ConnectorError]] = []
-        self._lock = _fork.create_lock()  # remaining, delivered, failed
+        self._reported = itertools.count(1).__next__  # draws 1, 2, ... size
+        self._last = size
         if size == 0:
             self._finish()
 
     def report(self, index: int, err: Any, msg: Any) -> None:
-        """One delivery report (runs on the delivery thread)."""
-        error = None
+        """One delivery report (on whichever thread serves ``poll()``)."""
         if err is not None:
             topic = msg.topic() if msg is not None else None
             error = from_kafka_error(err, operation=f"produce to {topic}", write=True, topic=topic)
-        with self._lock:  # counters only; the future is resolved outside
-            if error is None:
-                self.delivered += 1
-            else:
-                self.failed.append((index, error))
-            self.remaining -= 1
-            done = self.remaining == 0
-        if done:
+            self.failed.append((index, error))
+        if self._reported() == self._last:
             self._finish()
 
     def fail_unqueued(self, indexes: list[int], error: ConnectorError) -> None:
         """The records at ``indexes`` were never queued: count them failed."""
-        with self._lock:  # counters only
-            self.failed.extend((i, error) for i in indexes)
-            self.remaining -= len(indexes)
-            done = self.remaining == 0
-        if done:
+        self.failed.extend([(i, error) for i in indexes])  # one call: atomic
+        last = False
+        for _ in indexes:
+            last = self._reported() == self._last or last
+        if last:
             self._finish()
 
     def _finish(self) -> None:
-        self.failed.sort(key=lambda pair: pair[0])
-        self.future.set_result(BatchResult(self.delivered, self.failed))
+        failed = sorted(self.failed, key=lambda pair: pair[0])
+        self.future.set_result(BatchResult(self.size - len(failed), failed))
 
 
 class ProducerHandle:
@@ -475,8 +462,8 @@ def produce_one(
         handle.serve(0)
 
 
-# Hands a DeliveryFuture's condition over between a first waiter and the
-# delivery thread (memory only, held for a few instructions).
+# Makes a DeliveryFuture's Condition once, for whichever waiter comes first
+# (memory only, held for a few instructions; the delivery thread never takes it).
 _condition_lock = _fork.create_lock()
 _FINISHED = concurrent.futures._base.FINISHED
 _RUNNING = concurrent.futures._base.RUNNING
@@ -486,20 +473,27 @@ class DeliveryFuture(concurrent.futures.Future[RecordMetadata]):
     """A ``concurrent.futures.Future`` for one record, cheap to make and to resolve.
 
     It starts RUNNING (the record is on its way: it cannot be cancelled) and
-    makes its ``threading.Condition`` only when someone first waits on it or
-    adds a callback: most futures of a busy producer are never waited on one
-    by one, and the Condition is most of what a plain Future costs. It is a
-    real ``Future``: ``result()``, ``exception()``, ``add_done_callback()``,
-    ``concurrent.futures.wait()`` and ``as_completed()`` work as usual.
+    makes its ``threading.Condition`` (and the waiter and callback lists that
+    only matter once someone waits) only when someone first waits on it or
+    adds a callback: most futures of a busy producer are never waited on
+    one by one, and those are most of what a plain Future costs. Until then
+    its state lives in class defaults, so making one is a bare allocation.
+    It is its own delivery callback (``on_delivery=future``): librdkafka
+    calls it with ``(err, msg)``. It is a real ``Future``: ``result()``,
+    ``exception()``, ``add_done_callback()``, ``concurrent.futures.wait()``
+    and ``as_completed()`` work as usual.
     """
 
-    def __init__(self) -> None:  # Future.__init__, minus the Condition
-        self._cond: threading.Condition | None = None
-        self._state = _RUNNING
-        self._result = None
-        self._exception = None
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Any] = []
+    # Future.__init__'s instance state, as defaults until first assigned.
+    # _waiters and _done_callbacks are made with the Condition: every use of
+    # them in concurrent.futures goes through _condition first.
+    _cond: threading.Condition | None = None
+    _state = _RUNNING
+    _result: Any = None
+    _exception: BaseException | None = None
+
+    def __init__(self) -> None:  # Future.__init__ would make the Condition now
+        pass
 
     @property
     def _condition(self) -> threading.Condition:  # type: ignore[override]
@@ -507,29 +501,85 @@ class DeliveryFuture(concurrent.futures.Future[RecordMetadata]):
         if cond is None:
             with _condition_lock:  # _cond: made once, by whoever comes first
                 if self._cond is None:
+                    self._waiters: list[Any] = []
+                    self._done_callbacks: list[Any] = []
                     self._cond = threading.Condition()
                 cond = self._cond
         return cond
 
+    def __call__(self, err: Any, msg: Any) -> None:
+        """The record's delivery report (on whichever thread serves ``poll()``, no lock held)."""
+        if err is not None:
+            topic = msg.topic() if msg is not None else None
+            self.set_exception(
+                from_kafka_error(err, operation=f"produce to {topic}", write=True, topic=topic)
+            )
+            return
+        self._result = _metadata(
+            (msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1] or None)
+        )
+        # Finished first, the Condition read second (see _finish): under the
+        # GIL a waiter either made its Condition before that read (and is
+        # woken below) or checks the state after it (and sees FINISHED).
+        self._state = _FINISHED
+        if self._cond is not None:
+            self._wake()
+
     def set_result(self, result: RecordMetadata) -> None:
-        with _condition_lock:  # nobody waits yet: finish without the Condition
-            fast = self._cond is None and self._state == _RUNNING
-            if fast:
-                self._result = result
-                self._state = _FINISHED
-        if fast:
-            return  # no waiter and no callback can exist without the Condition
-        super().set_result(result)
+        self._finish()
+        self._result = result
+        self._state = _FINISHED
+        if self._cond is not None:
+            self._wake()
 
     def set_exception(self, exception: BaseException | None) -> None:
-        with _condition_lock:
-            fast = self._cond is None and self._state == _RUNNING
-            if fast:
-                self._exception = exception
-                self._state = _FINISHED
-        if fast:
-            return
-        super().set_exception(exception)
+        self._finish()
+        self._exception = exception
+        self._state = _FINISHED
+        if self._cond is not None:
+            self._wake()
+
+    def _finish(self) -> None:
+        """Refuse a second resolution, as ``Future`` does.
+
+        A delivery future is resolved by exactly one delivery report, on
+        the thread serving ``poll()``; no lock orders it against waiters.
+        Resolving sets the result and FINISHED *first* and reads ``_cond``
+        *second*; a waiter makes ``_cond`` *first* and checks the state
+        (under it) *second*. So either the waiter sees FINISHED, or the
+        resolver sees the Condition and wakes everyone through it.
+        """
+        if self._state == _FINISHED:
+            raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+
+    def _wake(self) -> None:
+        """Someone waits or added a callback: wake them as ``Future.set_result`` does."""
+        with self._condition:
+            for waiter in self._waiters:
+                if self._exception is None:
+                    waiter.add_result(self)
+                else:
+                    waiter.add_exception(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()  # type: ignore[attr-defined]
+
+    def result(self, timeout: float | None = None) -> RecordMetadata:
+        if self._state == _FINISHED and self._exception is None:
+            return self._result  # type: ignore[no-any-return]  # final: read without a lock
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self._state == _FINISHED:
+            return self._exception
+        return super().exception(timeout)
+
+    def done(self) -> bool:
+        return self._state == _FINISHED
+
+
+# DeliveryFuture() without running an __init__: once per record.
+new_future: Callable[[], DeliveryFuture] = functools.partial(object.__new__, DeliveryFuture)
+"""A future that a caller cannot cancel (the record is already on its way)."""
 
 
 def produce_batch(
@@ -626,12 +676,3 @@ class translate_produce:
             )
             if error is not None:
                 raise error from exc if isinstance(exc, confluent_kafka.KafkaException) else None
-
-
-def new_future() -> DeliveryFuture:
-    """A future that a caller cannot cancel (the record is already on its way)."""
-    return DeliveryFuture()
-
-
-def delivery_callback(future: concurrent.futures.Future[RecordMetadata]) -> Any:
-    return functools.partial(deliver, future)
