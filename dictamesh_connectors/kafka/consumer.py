@@ -611,9 +611,32 @@ class KafkaConsumer:
         return RunResult(processed, dead, commits)
 
     def _commit_done(self, consumer: Any) -> int:
+        """Commit what the handler finished; 1 when committed, 0 when a rebalance refused it.
+
+        A commit refused with a transient error (the group's generation
+        moved on, a rebalance is in progress) loses nothing: the offsets
+        stay pending, and the next commit, the revoke callback or the final
+        commit makes them. Records are redelivered only when their partition
+        moved to another member before any of those succeeded (at-least-once).
+
+        Raises:
+            ConnectorError: A permanent refusal.
+        """
         offsets, self._done = self._done, {}
-        with translate("commit", self._target, write=True):
-            consumer.commit(offsets=_partitions(offsets), asynchronous=False)
+        try:
+            with translate("commit", self._target, write=True):
+                consumer.commit(offsets=_partitions(offsets), asynchronous=False)
+        except ConnectorError as err:
+            if not err.transient:
+                raise
+            for key, offset in offsets.items():
+                self._done[key] = max(offset, self._done.get(key, 0))
+            logger.warning(
+                "kafka: %s: commit refused while the group rebalances (%s); it is retried",
+                self.group_id,
+                err.code.value,
+            )
+            return 0
         return 1
 
     def _handle(

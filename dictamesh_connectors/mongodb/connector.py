@@ -285,6 +285,9 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
         # The config is frozen: compute once what every operation needs.
         self._target = config.target
         self._retry_writes = config.retry_writes
+        # (operation, write, retried) -> its translator (a dict store or
+        # lookup is atomic: racing threads at worst make one twice).
+        self._translators: dict[tuple[str, bool, bool], translate] = {}
 
     # -------------------------------------------------------------- hooks
 
@@ -419,10 +422,14 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
                 timeout=timeout,
                 session=session,
             )
-        translator = translate(
-            operation, self._target, write=write, retried=retried and self._retry_writes
-        )
-        limit = call_timeout(timeout)
+        # Translators hold no per-call state: one per verb shape, made once.
+        translator = self._translators.get((operation, write, retried))
+        if translator is None:
+            translator = translate(
+                operation, self._target, write=write, retried=retried and self._retry_writes
+            )
+            self._translators[(operation, write, retried)] = translator
+        limit = None if timeout is None else call_timeout(timeout)
         if limit is None:
             with self._use(operation) as handle, translator:
                 return body(handle.collection(name), None)

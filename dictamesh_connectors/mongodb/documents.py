@@ -114,6 +114,8 @@ def check_filter(filter: object, what: str = "filter") -> Mapping[str, Any]:
     Raises:
         TypeError: ``filter`` is not a mapping.
     """
+    if type(filter) is dict:  # the common case, without the ABC check
+        return filter
     if filter is None:
         return {}
     if not isinstance(filter, Mapping):
