@@ -260,7 +260,9 @@ class ProducerHandle:
         self.fatal: ConnectorError | None = None  # set once the producer failed fatally
         self.in_transaction = False
         self.closed = False
-        self.served_at = 0.0  # when produce() last served reports inline
+        # Bumped whenever produce() serves reports inline (a racy += is fine:
+        # any change means "producers are active", and it never goes back).
+        self.activity = 0
         self._stop = threading.Event()
         self._admin: AdminClient | None = None  # guarded by _admin_lock
         self._admin_lock = _fork.create_lock()
@@ -282,8 +284,11 @@ class ProducerHandle:
         # produce() serves them inline (poll(0), no thread switch per
         # record); this thread takes over once they are quiet for _QUIET.
         stop = self._stop
+        seen = -1
         while not stop.is_set():
-            if time.monotonic() - self.served_at < _QUIET:
+            activity = self.activity
+            if activity != seen:  # produce() served inline meanwhile
+                seen = activity
                 stop.wait(_QUIET)
                 continue
             self.serve(_QUIET)
@@ -444,7 +449,7 @@ def produce_one(
                 ) from None
             # Room comes back as delivery reports are served: serve them
             # while waiting (the delivery thread is quiet while we produce).
-            handle.served_at = now
+            handle.activity += 1
             handle.serve(min(pause, deadline - now))
             pause = min(pause * 2, 0.02)
         except confluent_kafka.KafkaException as exc:
@@ -458,7 +463,7 @@ def produce_one(
                 raise
             raise error from None
     if not handle.closed:
-        handle.served_at = time.monotonic()
+        handle.activity += 1
         handle.serve(0)
 
 
@@ -628,7 +633,7 @@ def produce_batch(
                 else:
                     message.pop("_error")
                     message["callback"](error, None)
-        handle.served_at = time.monotonic()
+        handle.activity += 1
         handle.serve(0)
         if not pending:
             return
@@ -645,7 +650,7 @@ def produce_batch(
                 connector=CONNECTOR,
                 details={"kafka_code": "_QUEUE_FULL", "topic": topic},
             )
-        handle.served_at = now
+        handle.activity += 1
         handle.serve(min(pause, deadline - now))  # serving reports is what makes room
         pause = min(pause * 2, 0.02)
         for message in pending:
