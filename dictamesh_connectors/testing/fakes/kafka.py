@@ -449,7 +449,7 @@ class _Handle:
         self.fatal: ConnectorError | None = None
         self.in_transaction = False
         self.closed = False
-        self.served_at = 0.0
+        self.activity = 0  # bumped by produce() as on the real handle
 
     @property
     def delivery_thread(self) -> threading.Thread | None:
