@@ -494,11 +494,33 @@ class DeliveryFuture(concurrent.futures.Future[RecordMetadata]):
     # them in concurrent.futures goes through _condition first.
     _cond: threading.Condition | None = None
     _state = _RUNNING
-    _result: Any = None
     _exception: BaseException | None = None
+    # The delivery report's numbers, kept as plain attributes: the
+    # RecordMetadata is built when first read (most futures of a bulk load
+    # are dropped unread), and a held future is one object for the garbage
+    # collector to track, not two.
+    _made: RecordMetadata | None = None
+    _topic: str | None = None
+    _partition = 0
+    _offset = 0
+    _timestamp: int | None = None
 
     def __init__(self) -> None:  # Future.__init__ would make the Condition now
         pass
+
+    @property
+    def _result(self) -> RecordMetadata | None:  # what Future's methods read
+        made = self._made
+        if made is None and self._topic is not None:
+            # Racing first readers each build an equal one: harmless.
+            made = self._made = _metadata(
+                (self._topic, self._partition, self._offset, self._timestamp)
+            )
+        return made
+
+    @_result.setter
+    def _result(self, value: RecordMetadata | None) -> None:
+        self._made = value
 
     @property
     def _condition(self) -> threading.Condition:  # type: ignore[override]
@@ -520,9 +542,10 @@ class DeliveryFuture(concurrent.futures.Future[RecordMetadata]):
                 from_kafka_error(err, operation=f"produce to {topic}", write=True, topic=topic)
             )
             return
-        self._result = _metadata(
-            (msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1] or None)
-        )
+        self._topic = msg.topic()
+        self._partition = msg.partition()
+        self._offset = msg.offset()
+        self._timestamp = msg.timestamp()[1] or None
         # Finished first, the Condition read second (see _finish): under the
         # GIL a waiter either made its Condition before that read (and is
         # woken below) or checks the state after it (and sees FINISHED).
@@ -570,7 +593,7 @@ class DeliveryFuture(concurrent.futures.Future[RecordMetadata]):
 
     def result(self, timeout: float | None = None) -> RecordMetadata:
         if self._state == _FINISHED and self._exception is None:
-            return self._result  # type: ignore[no-any-return]  # final: read without a lock
+            return self._result  # type: ignore[return-value]  # final: read without a lock
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
