@@ -81,12 +81,6 @@ class MemoryConnector(Connector[MemoryConfig, dict[str, Any]]):
         self._check_open(handle)
 
     def _check_open(self, handle: dict[str, Any]) -> None:
-        # A real operation waits on its socket, releasing the GIL; so does
-        # this one. Pure Python that never blocks would hold the GIL for
-        # whole switch intervals in each of 32 hammering threads (the base
-        # class's hot path contends no lock), and starting them would take
-        # longer than any slow operation lasts.
-        time.sleep(0)
         if not handle["open"]:
             raise build_error("memory: the connection was closed", _LOST, connector=self.name)
 
