@@ -31,7 +31,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -45,7 +45,7 @@ from dictamesh_connectors.errors import (
     build_error,
 )
 
-__all__ = ["ANY", "FaultInjection", "FaultPlan"]
+__all__ = ["ANY", "FaultInjection", "FaultPlan", "fault_operations"]
 
 ANY = "*"
 """The operation name that matches every operation."""
@@ -93,12 +93,32 @@ def _seconds(name: str, value: object) -> float:
     return seconds
 
 
-def _operation_name(operation: object) -> str:
+def _operation_name(operation: object, known: frozenset[str] | None = None) -> str:
     if not isinstance(operation, str):
         raise TypeError(f"operation must be a str, got {type(operation).__name__}")
     if not operation:
         raise InvalidConfigError("operation must be a method name or '*'")
+    if known is not None and operation != ANY and operation not in known:
+        # A misspelt name would never fire: the test meant to see a fault
+        # would pass without one.
+        raise InvalidConfigError(
+            f"no operation {operation!r} can fail here; the operations are: "
+            + ", ".join(sorted(known))
+        )
     return operation
+
+
+def fault_operations(cls: type, *extra: str) -> frozenset[str]:
+    """The operation names a fake of class ``cls`` checks: its public methods, plus ``extra``.
+
+    ``extra`` names the checks that are not methods of the fake itself
+    (``"commit"`` of a transaction, ``"getMore"`` of a stream, a consumer's
+    ``"poll"``...).
+    """
+    public = {
+        name for name in dir(cls) if not name.startswith("_") and callable(getattr(cls, name))
+    }
+    return frozenset(public | set(extra))
 
 
 class FaultPlan:
@@ -120,6 +140,10 @@ class FaultPlan:
         connector: The name the injected errors carry (``"postgresql"``...).
         classes: The connector's own code -> error class overrides (as its
             translation table passes to ``build_error``).
+        operations: The operation names the fake checks (see
+            ``fault_operations``); ``fail_next``/``set_latency`` refuse any
+            other name with InvalidConfigError, so a misspelt one cannot
+            silently never fire. ``None`` accepts any name.
         sleep: How latency is waited for (tests may pass a fake).
         rand: Uniform [0, 1) numbers for the latency jitter.
     """
@@ -129,11 +153,13 @@ class FaultPlan:
         connector: str,
         *,
         classes: Mapping[ErrorCode, type[ConnectorError]] | None = None,
+        operations: Iterable[str] | None = None,
         sleep: Callable[[float], object] = time.sleep,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._connector = connector
         self._classes = dict(classes) if classes is not None else None
+        self._operations = None if operations is None else frozenset(operations)
         self._sleep = sleep
         self._rand = rand
         # Guards _faults, _latency and _calls; never held across a sleep.
@@ -185,10 +211,11 @@ class FaultPlan:
 
         Raises:
             InvalidConfigError: ``times`` below 1, ``after`` or ``partial``
-                negative, ``operation`` empty, an unknown ``code``.
+                negative, ``operation`` empty or not an operation of the
+                fake, an unknown ``code``.
             TypeError: An argument of the wrong type.
         """
-        operation = _operation_name(operation)
+        operation = _operation_name(operation, self._operations)
         try:
             error_code = ErrorCode(code)
         except ValueError:
@@ -220,10 +247,11 @@ class FaultPlan:
         ``disconnect()`` drains it), with no lock held.
 
         Raises:
-            InvalidConfigError: A negative, NaN or over-an-hour value.
+            InvalidConfigError: A negative, NaN or over-an-hour value, or
+                ``operation`` not an operation of the fake.
             TypeError: An argument of the wrong type.
         """
-        operation = _operation_name(operation)
+        operation = _operation_name(operation, self._operations)
         delay = (_seconds("seconds", seconds), _seconds("jitter", jitter))
         with self._lock:  # latencies
             if delay == (0.0, 0.0):

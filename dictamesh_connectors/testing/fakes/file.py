@@ -59,7 +59,7 @@ from dictamesh_connectors.file.errors import (
 )
 from dictamesh_connectors.file.paths import is_hidden, join, split
 from dictamesh_connectors.retry import RetryPolicy
-from dictamesh_connectors.testing.fakes._faults import FaultInjection, FaultPlan
+from dictamesh_connectors.testing.fakes._faults import FaultInjection, FaultPlan, fault_operations
 from dictamesh_connectors.testing.fakes._file_handles import (
     FakeFileLock,
     FakeFileReader,
@@ -113,7 +113,7 @@ class FakeFile(FaultInjection, Connector[FileConfig, Mount]):
         elif isinstance(config, str):
             config = FileConfig(root=config)
         super().__init__(config)
-        self._faults = FaultPlan(self.name)
+        self._faults = FaultPlan(self.name, operations=fault_operations(type(self), "commit"))
         # Guards the tree (every Dir and File in it); held only for memory
         # updates, never across a sleep, a latency or a user callback.
         self._tree_lock = _fork.create_lock()

@@ -44,9 +44,14 @@ from dictamesh_connectors.http.config import HTTPConfig, is_sensitive_header
 from dictamesh_connectors.http.connector import HTTPConnector
 from dictamesh_connectors.http.errors import InvalidRequestError, invalid_request
 from dictamesh_connectors.http.transport import Transport
-from dictamesh_connectors.testing.fakes._faults import FaultInjection, FaultPlan
+from dictamesh_connectors.testing.fakes._faults import FaultInjection, FaultPlan, fault_operations
 
 __all__ = ["DEFAULT_BASE_URL", "FakeHTTP", "RecordedRequest", "Reply", "Route"]
+
+# The method names a fault may name besides the fake's own methods: a
+# request's fault is checked under its method in lower case (another
+# method, say PROPFIND, is reached with "*").
+_HTTP_METHODS = ("get", "head", "post", "put", "patch", "delete", "options", "trace")
 
 DEFAULT_BASE_URL = "http://fake.test"
 """The base URL of a ``FakeHTTP()`` built without a config (a reserved name: never resolvable)."""
@@ -271,7 +276,10 @@ class FakeHTTP(FaultInjection, HTTPConnector):
             config = HTTPConfig(base_url=config)
         super().__init__(config, sleep=sleep, clock=clock, rand=rand)
         self._faults = FaultPlan(
-            self.name, classes={ErrorCode.INVALID_REQUEST: InvalidRequestError}
+            self.name,
+            classes={ErrorCode.INVALID_REQUEST: InvalidRequestError},
+            # request(method, ...) checks the method's name, in lower case.
+            operations=fault_operations(type(self), *_HTTP_METHODS),
         )
         # Guards _routes and _requests (and each Route's counters); never
         # held while a responder runs.

@@ -37,7 +37,7 @@ from dictamesh_connectors.kafka.consumer import (
 from dictamesh_connectors.kafka.errors import CODE_RULES, translate
 from dictamesh_connectors.kafka.serde import Deserializer, Serializer
 from dictamesh_connectors.observability_pools import librdkafka_pool_stats
-from dictamesh_connectors.testing.fakes._faults import FaultInjection, FaultPlan
+from dictamesh_connectors.testing.fakes._faults import FaultInjection, FaultPlan, fault_operations
 from dictamesh_connectors.testing.fakes._kafka_cluster import (
     BROKER_ID,
     FakeCluster,
@@ -897,7 +897,12 @@ class FakeKafka(FaultInjection, KafkaConnector):
         )
         self.cluster = cluster if cluster is not None else FakeCluster()
         """The in-memory cluster this fake produces to and consumes from."""
-        self._faults = FaultPlan(self.name)
+        self._faults = FaultPlan(
+            self.name,
+            operations=fault_operations(
+                type(self), "commit", "commit_transaction", "consume", "poll", "seek"
+            ),
+        )
 
     # --------------------------------------------------------------- hooks
 

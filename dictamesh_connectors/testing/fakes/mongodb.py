@@ -36,7 +36,7 @@ from dictamesh_connectors.mongodb.connector import (
 from dictamesh_connectors.mongodb.documents import call_timeout, check_collection, seconds
 from dictamesh_connectors.mongodb.errors import translate
 from dictamesh_connectors.mongodb.verbs import Body, Document, DocumentStream, _Verbs
-from dictamesh_connectors.testing.fakes._faults import FaultInjection, FaultPlan
+from dictamesh_connectors.testing.fakes._faults import FaultInjection, FaultPlan, fault_operations
 from dictamesh_connectors.testing.fakes._mongo_pipeline import run_pipeline
 from dictamesh_connectors.testing.fakes._mongo_query import (
     MISSING,
@@ -961,7 +961,9 @@ class FakeMongoDB(FaultInjection, _Verbs, Connector[MongoDBConfig, _Handle]):
         super().__init__(config)
         self._target = config.target
         self._store = Store()
-        self._faults = FaultPlan(self.name)
+        self._faults = FaultPlan(
+            self.name, operations=fault_operations(type(self), "commit", "getMore")
+        )
         self._codec: bson.codec_options.CodecOptions[Document] = bson.codec_options.CodecOptions(
             tz_aware=config.tz_aware, uuid_representation=_UUID[config.uuid_representation]
         )

@@ -62,7 +62,7 @@ from dictamesh_connectors.postgresql.statements import (
     savepoint_statements,
 )
 from dictamesh_connectors.retry import RetryPolicy, retry_call, retry_once
-from dictamesh_connectors.testing.fakes._faults import FaultInjection, FaultPlan
+from dictamesh_connectors.testing.fakes._faults import FaultInjection, FaultPlan, fault_operations
 from dictamesh_connectors.testing.fakes._pg_program import (
     Program,
     Rows,
@@ -142,7 +142,7 @@ class FakePostgreSQL(FaultInjection, Connector[PostgreSQLConfig, _Server]):
         super().__init__(config)
         self._target = config.target
         self._strict = bool(strict)
-        self._faults = FaultPlan(self.name)
+        self._faults = FaultPlan(self.name, operations=fault_operations(type(self), "commit"))
         # Guards _programs, _log, _transactions and each Program's counters;
         # never held while a rows callable or a latency runs.
         self._data_lock = _fork.create_lock()

@@ -347,3 +347,39 @@ def test_fakes_package_exports():
         assert (getattr(fakes, name).__doc__ or "").strip(), name
     with pytest.raises(AttributeError):
         fakes.NoSuchFake  # noqa: B018
+
+
+FAKES_AND_CHECKED_NAMES = [
+    ("FakeHTTP", ["get", "post", "options", "ping", "connect"]),
+    ("FakePostgreSQL", ["query", "execute", "executemany", "stream", "transaction", "commit"]),
+    ("FakeMongoDB", ["insert_one", "find_one", "aggregate", "getMore", "commit", "execute"]),
+    ("FakeKafka", ["produce", "produce_many", "poll", "consume", "seek", "commit_transaction"]),
+    ("FakeFile", ["read_bytes", "write_bytes", "open", "lock", "commit"]),
+]
+
+
+@pytest.mark.parametrize(("fake_name", "names"), FAKES_AND_CHECKED_NAMES)
+def test_each_fake_accepts_the_operations_it_checks(fake_name: str, names: list[str]):
+    fake = getattr(fakes, fake_name)()
+    for name in [*names, ANY]:
+        fake.fail_next(name)
+        fake.set_latency(name, 0.0)
+    assert fake.faults.pending == len(names) + 1
+
+
+@pytest.mark.parametrize("fake_name", [name for name, _ in FAKES_AND_CHECKED_NAMES])
+def test_a_misspelt_operation_is_refused_not_silently_never_fired(fake_name: str):
+    fake = getattr(fakes, fake_name)()
+    with pytest.raises(InvalidConfigError, match="no_such_operation"):
+        fake.fail_next("no_such_operation", code=ErrorCode.TIMEOUT)
+    with pytest.raises(InvalidConfigError, match="insertone"):
+        fake.faults.fail_next("insertone")  # the plan itself checks, not only the shortcut
+    with pytest.raises(InvalidConfigError):
+        fake.set_latency("Query", 0.1)
+    assert fake.faults.pending == 0
+
+
+def test_a_plan_without_a_list_of_operations_takes_any_name():
+    plan = FaultPlan("x")
+    plan.fail_next("anything_at_all")
+    assert plan.pending == 1
