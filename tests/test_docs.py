@@ -104,3 +104,12 @@ def test_every_page_is_in_the_site_navigation():
     for page in sorted((ROOT / "docs").rglob("*.md")):
         relative = page.relative_to(ROOT / "docs").as_posix()
         assert f": {relative}" in nav, f"mkdocs.yml does not list docs/{relative}"
+
+
+def test_testing_guide_keeps_its_sections():
+    """docs/testing.md keeps its four sections (one was once lost with the suite green)."""
+    text = (ROOT / "docs" / "testing.md").read_text()
+    headings = set(re.findall(r"^## (.+?)\s*$", text, re.M))
+    for section in ("Fakes", "Conformance suite", "Fault-injection proxy", "Fault campaign"):
+        assert section in headings, f"docs/testing.md lost its '## {section}' section"
+    assert "ConnectorConformance" in text
