@@ -11,8 +11,13 @@ the bottleneck and the two do not share a GIL.
 Fairness: the connector, raw urllib3 and the raw Session all get a pool of
 exactly ``threads`` connections (``maxsize``) and are shared by every thread,
 as people do. Raw urllib3 (one ``HTTPConnectionPool``, ``request("GET")``,
-body read) sends the connector's default headers, so the difference is
-what the connector's layer costs: the ceiling it sits on. ``requests.get``
+body read) sends the connector's default headers and has the connector's
+connect and read timeouts, so the difference is what the connector's layer
+costs: the ceiling it sits on. Every client has those timeouts (the
+Sessions too, per request), as any production client must: a socket with a
+timeout costs CPython one ``poll()`` before each ``send``/``recv``, a
+system call that also hands the GIL to another thread, so a pool without a
+timeout is a faster ceiling that nobody should run. ``requests.get``
 opens a new connection per call (no keep-alive): that is the baseline the
 pool saves you from.
 
@@ -77,6 +82,11 @@ asyncio.run(main())
 """
 
 THREADS = (1, 8, 32)
+# The connector's default timeouts, given to every client alike.
+_DEFAULTS = HTTPConfig(base_url="http://127.0.0.1")
+READ_TIMEOUT = _DEFAULTS.timeout
+CONNECT_TIMEOUT = _DEFAULTS.connect_timeout
+TIMEOUTS = (CONNECT_TIMEOUT, READ_TIMEOUT)
 
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
@@ -168,6 +178,8 @@ def main() -> None:
                     base_url=url,
                     max_idle_conns_per_host=threads,
                     retry=RetryPolicy.no_retry(),
+                    timeout=READ_TIMEOUT,
+                    connect_timeout=CONNECT_TIMEOUT,
                 )
             )
             connector.connect()
@@ -177,6 +189,7 @@ def main() -> None:
                 maxsize=threads,
                 headers=dict(connector._default_headers),  # the same headers on the wire
                 retries=False,
+                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
             )
             session = requests.Session()
             session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=threads))
@@ -195,17 +208,17 @@ def main() -> None:
                 r.data  # noqa: B018
 
             def via_session(s: requests.Session = session) -> None:
-                r = s.get(url + "/bench")
+                r = s.get(url + "/bench", timeout=TIMEOUTS)
                 r.raise_for_status()
                 r.content  # noqa: B018
 
             def via_lean(s: requests.Session = lean) -> None:
-                r = s.get(url + "/bench")
+                r = s.get(url + "/bench", timeout=TIMEOUTS)
                 r.raise_for_status()
                 r.content  # noqa: B018
 
             def via_get() -> None:
-                r = requests.get(url + "/bench", headers={"Connection": "close"})
+                r = requests.get(url + "/bench", headers={"Connection": "close"}, timeout=TIMEOUTS)
                 r.raise_for_status()
                 r.content  # noqa: B018
 
