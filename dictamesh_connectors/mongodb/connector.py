@@ -38,7 +38,7 @@ from dictamesh_connectors.mongodb.documents import (
     seconds,
 )
 from dictamesh_connectors.mongodb.errors import translate
-from dictamesh_connectors.mongodb.poolstats import PoolCounter
+from dictamesh_connectors.mongodb.poolstats import pool_snapshot
 from dictamesh_connectors.mongodb.verbs import (
     Body,
     Document,
@@ -81,13 +81,10 @@ class _Handle:
     and a lost race only builds one Collection twice.
     """
 
-    __slots__ = ("client", "collections", "database", "pool")
+    __slots__ = ("client", "collections", "database")
 
-    def __init__(
-        self, client: pymongo.MongoClient[Document], database: str, pool: PoolCounter | None = None
-    ) -> None:
+    def __init__(self, client: pymongo.MongoClient[Document], database: str) -> None:
         self.client = client
-        self.pool = pool  # pymongo's pool events, counted (stats())
         self.database = client.get_database(database)
         self.collections: dict[str, Collection[Document]] = {}
 
@@ -336,11 +333,8 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
 
     def _open(self) -> _Handle:
         c = self.config
-        pool = PoolCounter()
         with translate("connect", self._target):
-            client: pymongo.MongoClient[Document] = pymongo.MongoClient(
-                **self._client_kwargs(), event_listeners=[pool]
-            )
+            client: pymongo.MongoClient[Document] = pymongo.MongoClient(**self._client_kwargs())
         try:
             # Prove the server (and the credentials) within server_selection_timeout.
             with (
@@ -351,7 +345,7 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
         except BaseException:
             client.close()
             raise
-        return _Handle(client, c.database, pool)
+        return _Handle(client, c.database)
 
     def _close(self, handle: _Handle, timeout: float | None) -> None:
         if timeout is None:
@@ -367,7 +361,7 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
             handle.client.close()
 
     def _pool_stats(self, handle: _Handle) -> dict[str, Any]:
-        return {} if handle.pool is None else handle.pool.snapshot(self.config.max_pool_size)
+        return pool_snapshot(handle.client, self.config.max_pool_size)
 
     def _ping(self, handle: _Handle, timeout: float | None) -> None:
         limit = call_timeout(timeout)
