@@ -10,7 +10,8 @@ first request.
 
 The TOML format, one table per connector; ``url`` plus any field of the
 connector's config as an override, and ``{ env = "NAME" }`` for a value read
-from the environment (secrets never need to be written in the file)::
+from the environment, at any depth (secrets never need to be written in the
+file; an HTTP connector's token is ``credentials = { token = { env = "NAME" } }``)::
 
     [connectors.orders_db]
     url = "postgresql://app@db.internal/orders"
@@ -221,23 +222,40 @@ def _target(config: BaseConfig) -> str:
         return ""
 
 
-def _resolve_env_refs(name: str, table: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
-    """Replace every ``{ env = "VAR" }`` value of a TOML table with ``$VAR``."""
+def _resolve_env_refs(
+    name: str, table: Mapping[str, Any], environ: Mapping[str, str], path: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Replace every ``{ env = "VAR" }`` value of a TOML table with ``$VAR``, at any depth.
+
+    Nested tables count too (an HTTP connector's ``credentials = { token =
+    { env = "CRM_TOKEN" } }``): the secrets of every connector can stay out of
+    the file. An error names the top-level field, and the nested key in its
+    message (``credentials.token: ...``).
+    """
     resolved: dict[str, Any] = {}
     for key, value in table.items():
+        where = (*path, str(key))
+        field = where[0]
+        prefix = f"{'.'.join(where)}: " if len(where) > 1 else ""
         if isinstance(value, Mapping) and "env" in value:
             extra = sorted(set(value) - {"env", "default"})
             variable = value["env"]
             if extra or not isinstance(variable, str) or not variable:
                 raise _config_error(
-                    name, str(key), '{ env = "VARIABLE" } (optionally with default = ...) expected'
+                    name,
+                    field,
+                    f'{prefix}{{ env = "VARIABLE" }} (optionally with default = ...) expected',
                 )
             if variable in environ:
                 resolved[key] = environ[variable]
             elif "default" in value:
                 resolved[key] = value["default"]
             else:
-                raise _config_error(name, str(key), f"environment variable {variable} is not set")
+                raise _config_error(
+                    name, field, f"{prefix}environment variable {variable} is not set"
+                )
+        elif isinstance(value, Mapping):
+            resolved[key] = _resolve_env_refs(name, value, environ, where)
         else:
             resolved[key] = value
     return resolved

@@ -349,3 +349,40 @@ def test_connect_failure_is_retried_on_the_next_get():
     a.fail_open = None
     assert connectors.get("a") is a and a.is_connected
     connectors.close_all(timeout=5)
+
+
+def test_toml_env_references_in_nested_tables(tmp_path):
+    # An HTTP connector's secrets sit in its credentials table: they must come
+    # from the environment too (the reference was once resolved at the top level
+    # only, so the token had to be written in the file).
+    path = _write(
+        tmp_path,
+        """
+        [connectors.crm]
+        url = "https://crm.example.com/api"
+        auth_type = "bearer"
+        credentials = { token = { env = "CRM_TOKEN" } }
+
+        [connectors.billing]
+        url = "https://billing.example.com"
+        auth_type = "oauth2"
+
+        [connectors.billing.credentials]
+        token_url = "https://auth.example.com/token"
+        client_id = "billing"
+        client_secret = { env = "UNSET_BILLING_SECRET", default = "fallback-secret" }
+        """,
+    )
+    environ = {"CRM_TOKEN": "MARKER-NESTED-TOKEN"}
+    connectors = Connectors.from_toml(path, environ)
+    crm = connectors.spec("crm").config
+    assert crm.credentials.token.get_secret_value() == "MARKER-NESTED-TOKEN"
+    billing = connectors.spec("billing").config.credentials
+    assert billing.client_secret.get_secret_value() == "fallback-secret"
+    assert billing.client_id == "billing"
+    assert "MARKER-NESTED-TOKEN" not in repr(connectors.spec("crm")) + repr(crm)
+
+    with pytest.raises(InvalidConfigError) as info:
+        Connectors.from_toml(path, {})
+    assert info.value.details == {"connector": "crm", "field": "credentials"}
+    assert "credentials.token: environment variable CRM_TOKEN is not set" in info.value.message
