@@ -39,7 +39,10 @@ if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
 
     from dictamesh_connectors.base import Connector
+    from dictamesh_connectors.file.connector import FileConnector
     from dictamesh_connectors.http.connector import HTTPConnector
+    from dictamesh_connectors.kafka.connector import KafkaConnector
+    from dictamesh_connectors.mongodb.connector import MongoDBConnector
     from dictamesh_connectors.postgresql.connector import PostgreSQLConnector
 
 __all__ = ["EXTENSION_KEY", "FlaskConnectors", "get_connectors", "health_blueprint"]
@@ -114,6 +117,18 @@ class FlaskConnectors:
     def http(self, name: str) -> HTTPConnector:
         """The current app's ``HTTPConnector`` ``name``."""
         return get_connectors().http(name)
+
+    def mongodb(self, name: str) -> MongoDBConnector:
+        """The current app's ``MongoDBConnector`` ``name``."""
+        return get_connectors().mongodb(name)
+
+    def kafka(self, name: str) -> KafkaConnector:
+        """The current app's ``KafkaConnector`` ``name``."""
+        return get_connectors().kafka(name)
+
+    def file(self, name: str) -> FileConnector:
+        """The current app's ``FileConnector`` ``name``."""
+        return get_connectors().file(name)
 
     def close(self, app: Flask | None = None, timeout: float | None = 30.0) -> None:
         """Drain and close the app's connectors now (see ``Connectors.close_all``)."""

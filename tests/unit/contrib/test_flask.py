@@ -89,3 +89,25 @@ def test_custom_config_key():
     app.config["MY_CONNECTORS"] = {"x": "fake://x"}
     FlaskConnectors(app, config_key="MY_CONNECTORS")
     assert get_connectors(app).names == ["x"]
+
+
+def test_typed_accessors_for_every_connector_kind(tmp_path):
+    from dictamesh_connectors.file import FileConnector
+
+    app, ext = _app({"export": {"url": f"file://{tmp_path}"}, "db": "fake://db"})
+    with app.app_context():
+        files = ext.file("export")
+        assert isinstance(files, FileConnector) and files.is_connected
+        assert ext.file("export") is files is ext.get("export")
+        accessors = {
+            "postgresql": "PostgreSQLConnector",
+            "http": "HTTPConnector",
+            "mongodb": "MongoDBConnector",
+            "kafka": "KafkaConnector",
+            "file": "FileConnector",
+        }
+        for accessor, kind in accessors.items():
+            with pytest.raises(InvalidConfigError, match=f"is a FakeConnector, not a {kind}"):
+                getattr(ext, accessor)("db")
+        assert ext.connectors.built().keys() == {"export"}  # refused before building "db"
+    ext.close(app, timeout=5)
