@@ -54,6 +54,7 @@ __all__ = [
     "global_listeners",
     "propagator",
     "remove_listener",
+    "responded",
 ]
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,14 @@ sends and the Kafka connector ``pairs = propagator(connector, "produce",
 pairs)`` on each message: it returns the headers with W3C ``traceparent``
 added (a new dict, or a new list of ``(str, bytes)`` pairs). With tracing
 off, the send path pays one attribute check.
+"""
+
+responded: Callable[[Any, int], None] | None = None
+"""The HTTP connector's response hook; ``None`` unless tracing is on.
+
+``observability_otel.instrument()`` sets it (with ``propagator``): the HTTP
+connector calls ``responded(connector, status)`` when a request's response
+headers arrive, so the request's span gets ``http.response.status_code``.
 """
 _global_lock = _fork.create_lock()
 

@@ -9,9 +9,11 @@ database        ``db.system.name`` (and the older ``db.system``),
                 ``db.operation.name``, ``db.namespace``, ``server.address``,
                 ``server.port``
 HTTP            ``http.request.method``, ``url.full`` (without its query),
-                ``url.scheme``, ``server.address``, ``server.port``
+                ``url.scheme``, ``server.address``, ``server.port``,
+                ``http.response.status_code`` (when a response came)
 messaging       ``messaging.system``, ``messaging.operation.name``,
-                ``messaging.operation.type``, ``server.address``
+                ``messaging.operation.type``, ``messaging.destination.name``
+                (the topic, on ``produce``/``produce_sync``), ``server.address``
 every span      ``dictamesh.connector``, ``dictamesh.operation``
 failed          status ERROR with our code as its description,
                 ``error.type`` = the code (``"TIMEOUT"``...), and
@@ -167,6 +169,14 @@ class OpenTelemetryListener(Listener):
                     (parts.scheme, netloc, parts.path, "", "")
                 )
             return verb, SpanKind.CLIENT, attrs
+        if name == "kafka" and verb in _KAFKA_SEND and rest:
+            # "produce TOPIC" (the send path's hook names the topic): the
+            # destination, and the span name "send TOPIC" of the conventions.
+            attrs["dictamesh.operation"] = verb
+            attrs["messaging.operation.name"] = "send"
+            attrs["messaging.operation.type"] = "send"
+            attrs["messaging.destination.name"] = rest
+            return f"send {rest}", SpanKind.PRODUCER, attrs
         attrs["dictamesh.operation"] = operation
         if name in _DB:
             attrs["db.operation.name"] = operation
@@ -228,6 +238,13 @@ class OpenTelemetryListener(Listener):
 
     # ----------------------------------------------------------- propagation
 
+    def responded(self, connector: Any, status: int) -> None:
+        """Set ``http.response.status_code`` on the span of the request under way."""
+        spans = getattr(self._sending, "spans", None)
+        span = spans.get(id(connector)) if spans else None
+        if span is not None:
+            span.set_attribute("http.response.status_code", status)
+
     def inject(self, connector: Any, operation: str, headers: Any) -> Any:
         """Headers with the W3C trace context of this send's span added (a new object).
 
@@ -272,6 +289,7 @@ def instrument(tracer_provider: TracerProvider | None = None) -> OpenTelemetryLi
             observability.remove_listener(previous)
         observability.add_listener(listener)
         observability.propagator = listener.inject
+        observability.responded = listener.responded
     return listener
 
 
@@ -281,6 +299,7 @@ def uninstrument() -> None:
     with _install_lock:  # _installed and the hook
         previous, _installed = _installed, None
         observability.propagator = None
+        observability.responded = None
         if previous is not None:
             observability.remove_listener(previous)
 

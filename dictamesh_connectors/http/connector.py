@@ -896,6 +896,8 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
         started = time.perf_counter()
         raw = transport.urlopen(hop.method, url, headers, hop.body, call.timeout)
         elapsed = time.perf_counter() - started
+        if observability.responded is not None:  # tracing on: the span's status code
+            observability.responded(self, raw.status)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s -> %d (%.1f ms)",

@@ -322,7 +322,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
             if handle.fatal is not None:
                 self._lost(handle, handle.fatal)
             if observability.propagator is not None:  # tracing on: W3C traceparent
-                pairs = observability.propagator(self, "produce", pairs)
+                pairs = observability.propagator(self, f"produce {topic}", pairs)
             produce_one(handle, topic, payload, key, pairs, partition, ts, future, wait)
         return future
 

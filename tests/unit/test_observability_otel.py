@@ -27,10 +27,12 @@ def test_instrument_is_idempotent_and_uninstrument_restores_everything():
         assert observability.global_listeners().count(second) == 1
         assert first not in observability.global_listeners()
         assert observability.propagator == second.inject
+        assert observability.responded == second.responded
         assert observability_otel.instrumented()
     finally:
         observability_otel.uninstrument()
     assert observability.propagator is None and not observability_otel.instrumented()
+    assert observability.responded is None
     assert second not in observability.global_listeners()
     observability_otel.uninstrument()  # again: no error
 

@@ -38,7 +38,7 @@ def spans():
     finally:
         observability_otel.uninstrument()
     assert listener not in observability.global_listeners()
-    assert observability.propagator is None
+    assert observability.propagator is None and observability.responded is None
 
 
 def _no_marker(finished):
@@ -114,6 +114,7 @@ def test_http_spans_and_traceparent_in_the_request_headers(spans):
     assert first.attributes["url.full"] == server.url + "/items"  # no query
     assert first.attributes["server.address"] == "127.0.0.1"
     assert first.attributes["server.port"] == int(server.url.rsplit(":", 1)[1])
+    assert first.attributes["http.response.status_code"] == 200
     assert first.parent.span_id == job.get_span_context().span_id
     # The server saw the request's own span as its parent.
     assert _parent_of(app.requests[0].header("traceparent")) == _traceparent(first)
@@ -122,6 +123,8 @@ def test_http_spans_and_traceparent_in_the_request_headers(spans):
     assert len(attempts) == 2
     assert attempts[0].status.status_code is StatusCode.ERROR
     assert attempts[0].attributes["error.type"] == "UNAVAILABLE"
+    assert attempts[0].attributes["http.response.status_code"] == 503
+    assert attempts[1].attributes["http.response.status_code"] == 200
     assert attempts[1].status.status_code is StatusCode.UNSET
     sent = [_parent_of(r.header("traceparent")) for r in app.hits("/flaky")]
     assert sent == [_traceparent(s) for s in attempts]
@@ -156,25 +159,80 @@ def test_kafka_produce_spans_and_traceparent_in_the_message_headers(spans, kafka
                     break
     assert message is not None
     headers = dict(message.headers)
-    send = next(s for s in exporter.get_finished_spans() if s.name == "send")
-    assert send.kind is SpanKind.PRODUCER
+    (send,) = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.PRODUCER]
+    assert send.name == f"send {topic}"  # "{operation} {destination}", as the conventions say
     assert send.attributes["messaging.system"] == "kafka"
+    assert send.attributes["messaging.operation.name"] == "send"
     assert send.attributes["messaging.operation.type"] == "send"
+    assert send.attributes["messaging.destination.name"] == topic
+    assert send.attributes["dictamesh.operation"] == "produce"
+    assert send.attributes["server.port"] == int(kafka_bootstrap.rsplit(":", 1)[1])
     assert send.attributes["server.address"] == kafka_bootstrap.split(":")[0]
     assert headers["kind"] == b"test"
     assert _parent_of(headers["traceparent"]) == _traceparent(send)
     _no_marker(exporter.get_finished_spans())
 
 
-def test_mongodb_spans(spans, mongodb_uri):
+def test_mongodb_spans_follow_the_database_conventions(spans, mongodb_uri):
     from dictamesh_connectors.mongodb import MongoDBConfig, MongoDBConnector
 
-    exporter, _ = spans
+    exporter, tracer = spans
     collection = f"otel_{uuid.uuid4().hex[:8]}"
-    with MongoDBConnector(MongoDBConfig.from_url(mongodb_uri)) as db:
-        db.insert_one(collection, {"secret": MARKER})
+    database = f"otel_db_{uuid.uuid4().hex[:6]}"
+    config = MongoDBConfig.from_url(mongodb_uri, database=database, retry=RetryPolicy.no_retry())
+    with MongoDBConnector(config) as db, tracer.start_as_current_span("job") as job:
+        db.insert_one(collection, {"_id": 1, "secret": MARKER})
+        assert db.find_one(collection, {"secret": MARKER})["_id"] == 1
+        with pytest.raises(ConnectorError) as info:
+            db.insert_one(collection, {"_id": 1, "secret": MARKER})  # a duplicate key
         db.drop_collection(collection)
-    finished = exporter.get_finished_spans()
-    assert finished and all(s.attributes["db.system"] == "mongodb" for s in finished)
-    assert all(s.attributes["server.address"] == "127.0.0.1" for s in finished)
-    _no_marker(finished)
+    finished = [s for s in exporter.get_finished_spans() if s.name != "job"]
+    by_operation = {s.attributes["db.operation.name"]: s for s in finished}
+    assert {"insert_one", "find_one", "drop_collection"} <= set(by_operation)
+    found = by_operation["find_one"]
+    assert found.name == f"find_one {database}" and found.kind is SpanKind.CLIENT
+    assert found.attributes["db.system.name"] == found.attributes["db.system"] == "mongodb"
+    assert found.attributes["db.namespace"] == database
+    host, port = config.hosts[0].rsplit(":", 1)
+    assert found.attributes["server.address"] == host
+    assert found.attributes["server.port"] == int(port)
+    assert found.parent is not None and found.parent.span_id == job.get_span_context().span_id
+    assert found.status.status_code is StatusCode.UNSET
+    inserts = [s for s in finished if s.attributes["db.operation.name"] == "insert_one"]
+    assert len(inserts) == 2
+    failed = inserts[-1]
+    code = info.value.code.value
+    assert failed.status.status_code is StatusCode.ERROR and failed.status.description == code
+    assert failed.attributes["error.type"] == failed.attributes["dictamesh.error.code"] == code
+    assert failed.attributes["dictamesh.error.transient"] is False
+    _no_marker(exporter.get_finished_spans())
+
+
+def test_file_spans_carry_the_operation_and_our_error_code(spans, tmp_path):
+    from dictamesh_connectors.file import FileConfig, FileConnector
+
+    exporter, tracer = spans
+    secret_name = f"{MARKER}.txt"  # a path is data: it never goes into an attribute
+    with (
+        FileConnector(FileConfig(root=str(tmp_path))) as files,
+        tracer.start_as_current_span("job") as job,
+    ):
+        files.write_text(secret_name, MARKER)
+        assert files.read_text(secret_name) == MARKER
+        with pytest.raises(ConnectorError) as info:
+            files.read_text(f"missing-{MARKER}.txt")
+    finished = [s for s in exporter.get_finished_spans() if s.name != "job"]
+    assert [s.name for s in finished] == ["file write", "file read", "file read"]
+    for span in finished:
+        assert span.kind is SpanKind.CLIENT
+        assert span.attributes["dictamesh.connector"] == "file"
+        assert span.parent is not None and span.parent.span_id == job.get_span_context().span_id
+    assert [s.attributes["dictamesh.operation"] for s in finished] == ["write", "read", "read"]
+    assert finished[1].status.status_code is StatusCode.UNSET
+    failed = finished[2]
+    assert info.value.code.value == "NOT_FOUND"
+    assert (
+        failed.status.status_code is StatusCode.ERROR and failed.status.description == "NOT_FOUND"
+    )
+    assert failed.attributes["error.type"] == "NOT_FOUND"
+    _no_marker(exporter.get_finished_spans())
