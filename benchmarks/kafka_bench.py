@@ -29,6 +29,8 @@ Both sides use the connector's producer settings (acks=all, idempotence,
 linger.ms=5, batch.size=1000000, no compression).
 
 Usage: python benchmarks/kafka_bench.py [--messages 1000000] [--rounds 3]
+       [--cpu-messages 200000] [--threads 1,8,32] [--own-path-records 100000]
+The topics it makes (``bench-*``) are deleted at the end, also after a failure.
 Reads the broker from DICTAMESH_TEST_KAFKA_BOOTSTRAP (default: the local test broker).
 """
 
@@ -45,17 +47,31 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
+from dictamesh_connectors.errors import ConnectorError
 from dictamesh_connectors.kafka import KafkaConfig, KafkaConnector
 
 BOOTSTRAP = os.environ.get("DICTAMESH_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:59092")
 VALUE = b"v" * 100
-THREADS = (1, 8, 32)
+
+
+_made: list[str] = []  # every topic fresh_topic() made, deleted at the end
 
 
 def fresh_topic(admin: KafkaConnector, partitions: int = 3) -> str:
     name = f"bench-{uuid.uuid4().hex[:10]}"
     admin.create_topic(name, partitions=partitions)
+    _made.append(name)
     return name
+
+
+def delete_topics(admin: KafkaConnector) -> None:
+    """Delete the topics this run made (also after a failed run): none is left behind."""
+    while _made:
+        name = _made.pop()
+        try:
+            admin.delete_topic(name)
+        except ConnectorError as err:
+            print(f"  could not delete topic {name}: {err}")
 
 
 def thread_cpu(thread: threading.Thread | None) -> float:
@@ -266,12 +282,28 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cpu-messages", type=int, default=200_000)
+    parser.add_argument("--threads", default="1,8,32", help="producing threads, comma-separated")
+    parser.add_argument("--own-path-records", type=int, default=100_000)
     args = parser.parse_args()
     config = KafkaConfig(bootstrap_servers=BOOTSTRAP, client_id="bench")
     producer_conf = config.producer_conf()
     consumer_conf = dict(config.consumer_conf("x"))
     kafka = KafkaConnector(config)
     kafka.connect()
+    try:
+        measure(kafka, args, producer_conf, consumer_conf)
+    finally:
+        delete_topics(kafka)
+        kafka.disconnect(60)
+
+
+def measure(
+    kafka: KafkaConnector,
+    args: argparse.Namespace,
+    producer_conf: dict[str, Any],
+    consumer_conf: dict[str, Any],
+) -> None:
+    """The three parts of the run (see the module docstring), printed as they finish."""
     count = args.messages
 
     print(f"== throughput: {count:,} records of {len(VALUE)} bytes, {args.rounds} rounds, 1 thread")
@@ -311,7 +343,7 @@ def main() -> None:
         f"  {'threads':>7}  {'raw us':>8}  {'connector us':>12}  {'diff us':>8}"
         f"  {'produce_many us':>15}  {'diff us':>8}  {'conn/raw rate':>13}"
     )
-    for threads in THREADS:
+    for threads in [int(t) for t in args.threads.split(",")]:
         runs: dict[str, list[tuple[float, float]]] = {"raw": [], "connector": [], "many": []}
         for _ in range(args.rounds):
             topic = fresh_topic(kafka)
@@ -328,8 +360,7 @@ def main() -> None:
             f"{us('many') - us('raw'):>8.2f}  {wall_ratio:>13.3f}"
         )
     print("  (target: connector - raw <= 3 us per record)")
-    own_path_cost(kafka)
-    kafka.disconnect(60)
+    own_path_cost(kafka, args.own_path_records)
 
 
 if __name__ == "__main__":
