@@ -17,11 +17,13 @@ from __future__ import annotations
 from dictamesh_connectors.file.atomic import AtomicWriter
 from dictamesh_connectors.file.config import FileConfig
 from dictamesh_connectors.file.connector import FileConnector, FileInfo
+from dictamesh_connectors.file.errors import ArgumentTypeError
 from dictamesh_connectors.file.locks import FileLock
 from dictamesh_connectors.file.reader import FileReader
 from dictamesh_connectors.file.txn import Transaction
 
 __all__ = [
+    "ArgumentTypeError",
     "AtomicWriter",
     "FileConfig",
     "FileConnector",

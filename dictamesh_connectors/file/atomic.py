@@ -22,6 +22,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeAlias
 
+from dictamesh_connectors.file.args import check_int
 from dictamesh_connectors.file.errors import (
     CONFLICT,
     INVALID,
@@ -29,6 +30,7 @@ from dictamesh_connectors.file.errors import (
     error,
     translate,
     where,
+    wrong_type,
 )
 from dictamesh_connectors.file.paths import TEMP_PREFIX, is_temp, join, temp_name
 from dictamesh_connectors.file.sandbox import Parent
@@ -214,13 +216,16 @@ class AtomicWriter:
         """Append ``data`` to the pending file; return its length.
 
         Raises:
-            TypeError: ``data`` is not bytes-like.
+            ArgumentTypeError: ``data`` is not bytes-like (also a ``TypeError``).
             ConnectorError: PAYLOAD_TOO_LARGE past ``max_file_size`` (the
                 write is then discarded), or a translated ``OSError``.
         """
         if isinstance(data, str):
-            raise TypeError("write() needs bytes, not str")
-        view = memoryview(data).cast("B")
+            raise wrong_type("write", "data", data, "bytes-like, not str")
+        try:
+            view = memoryview(data).cast("B")
+        except (TypeError, ValueError):  # not a buffer; a non-contiguous view
+            raise wrong_type("write", "data", data, "a contiguous bytes-like object") from None
         self._check()
         size = self._size + len(view)
         if self._max_size is not None and size > self._max_size:
@@ -241,12 +246,27 @@ class AtomicWriter:
         return len(view)
 
     def writelines(self, lines: Any) -> None:
-        """``write()`` each item of ``lines``."""
-        for line in lines:
+        """``write()`` each item of ``lines``.
+
+        Raises:
+            ArgumentTypeError: ``lines`` is not iterable, or an item is not bytes-like.
+        """
+        try:
+            items = iter(lines)
+        except TypeError:
+            raise wrong_type("write", "lines", lines, "an iterable of bytes") from None
+        for line in items:
             self.write(line)
 
     def copy_from(self, src_fd: int, size: int) -> None:
-        """Append ``size`` bytes of ``src_fd`` from its offset 0 (``copy_file_range`` if it can)."""
+        """Append ``size`` bytes of ``src_fd`` from its offset 0 (``copy_file_range`` if it can).
+
+        Raises:
+            ArgumentTypeError: ``src_fd`` or ``size`` is not an ``int``.
+            ConnectorError: INVALID_REQUEST for a negative one; translated ``OSError``.
+        """
+        check_int(src_fd, "src_fd", "copy", minimum=0, maximum=2**31 - 1)
+        check_int(size, "size", "copy", minimum=0)
         self.flush()
         offset = 0
         with translate("copy", self._path, write=True):

@@ -28,6 +28,7 @@ from dictamesh_connectors import _fork
 from dictamesh_connectors.base import Connector
 from dictamesh_connectors.errors import ConnectorError, ErrorCode
 from dictamesh_connectors.file import atomic, journal
+from dictamesh_connectors.file.args import check_codec, check_flag
 from dictamesh_connectors.file.atomic import AtomicWriter, BytesLike
 from dictamesh_connectors.file.config import FileConfig
 from dictamesh_connectors.file.errors import (
@@ -38,6 +39,7 @@ from dictamesh_connectors.file.errors import (
     error,
     translate,
     where,
+    wrong_type,
 )
 from dictamesh_connectors.file.locks import FileLock
 from dictamesh_connectors.file.paths import is_hidden, is_temp, join, split
@@ -247,8 +249,10 @@ class FileConnector(Connector[FileConfig, _Root]):
 
         Raises:
             ConnectorError: As ``read_bytes``; SERIALIZATION_ERROR when the
-                content does not decode; INVALID_REQUEST for an unknown encoding.
+                content does not decode; INVALID_REQUEST for an unknown
+                encoding or error handler (checked before the file is read).
         """
+        check_codec(encoding, errors, "read")
         data = self.read_bytes(path)
         return _decode(data, encoding, errors, join(split(path, "read")))
 
@@ -339,6 +343,9 @@ class FileConnector(Connector[FileConfig, _Root]):
             ConnectorError: INVALID_REQUEST for another mode or a write on a
                 read-only connector; as ``read_bytes`` / ``write_bytes``.
         """
+        if not isinstance(mode, str):
+            raise wrong_type("open", "mode", mode, "'rb' or 'wb'")
+        check_flag(overwrite, "overwrite", "open")
         if mode == "rb":
             parts = split(path, "open")
             reader = self._run(
@@ -406,12 +413,13 @@ class FileConnector(Connector[FileConfig, _Root]):
         existing file (CONFLICT), atomically.
 
         Raises:
-            TypeError: ``data`` is not bytes-like.
+            ArgumentTypeError: ``data`` is not bytes-like (also a ``TypeError``).
             ConnectorError: INVALID_REQUEST (read-only connector, reserved
                 name, a directory), PERMISSION_DENIED (sandbox), NOT_FOUND
                 (missing directory), CONFLICT, PAYLOAD_TOO_LARGE,
                 RESOURCE_EXHAUSTED (disk full; transient), ...
         """
+        check_flag(overwrite, "overwrite", "write")
         parts, view = self._write_request(path, data)
         self._run(
             lambda root: self._write(root, parts, view, overwrite),
@@ -431,12 +439,15 @@ class FileConnector(Connector[FileConfig, _Root]):
         """``write_bytes(path, text.encode(encoding, errors))``.
 
         Raises:
-            TypeError: ``text`` is not a ``str``.
+            ArgumentTypeError: ``text`` is not a ``str`` (also a ``TypeError``).
             ConnectorError: As ``write_bytes``; SERIALIZATION_ERROR when the
-                text does not encode; INVALID_REQUEST for an unknown encoding.
+                text does not encode; INVALID_REQUEST for an unknown
+                encoding or error handler.
         """
         if not isinstance(text, str):
-            raise TypeError(f"write_text() needs a str, not {type(text).__name__}")
+            raise wrong_type("write", "text", text, "a str")
+        check_codec(encoding, errors, "write")
+        check_flag(overwrite, "overwrite", "write")
         parts = self._writable(path, "write")
         self.write_bytes(path, _encode(text, encoding, errors, join(parts)), overwrite=overwrite)
 
@@ -487,15 +498,17 @@ class FileConnector(Connector[FileConfig, _Root]):
         must not interleave hold ``lock(path)`` around their appends.
 
         Raises:
-            TypeError: ``data`` is neither bytes-like nor ``str``.
+            ArgumentTypeError: ``data`` is neither bytes-like nor ``str``
+                (also a ``TypeError``).
             ConnectorError: As ``write_bytes``; PAYLOAD_TOO_LARGE when the
                 file would pass ``max_file_size``.
         """
         parts = self._writable(path, "append")
         if isinstance(data, str):
+            check_codec(encoding, "strict", "append")
             view = memoryview(_encode(data, encoding, "strict", join(parts)))
         else:
-            view = _bytes_view(data)
+            view = _bytes_view(data, "append")
         self._run(
             lambda root: self._append(root, parts, view), idempotent=False, description="append"
         )
@@ -553,7 +566,8 @@ class FileConnector(Connector[FileConfig, _Root]):
                 PERMISSION_DENIED (sandbox), ...
         """
         if not isinstance(pattern, str):
-            raise TypeError(f"pattern must be a str, not {type(pattern).__name__}")
+            raise wrong_type("list", "pattern", pattern, "a str")
+        check_flag(recursive, "recursive", "list")
         parts = split(path, "list")
         return self._run(
             lambda root: self._list(root, parts, pattern, recursive),
@@ -667,6 +681,7 @@ class FileConnector(Connector[FileConfig, _Root]):
             ConnectorError: NOT_FOUND unless ``missing_ok``; INVALID_REQUEST
                 for a directory or on a read-only connector; ...
         """
+        check_flag(missing_ok, "missing_ok", "delete")
         parts = self._writable(path, "delete")
         self._run(
             lambda root: self._delete(root, parts, missing_ok),
@@ -751,6 +766,7 @@ class FileConnector(Connector[FileConfig, _Root]):
             ConnectorError: NOT_FOUND, CONFLICT, UNSUPPORTED (``src`` and
                 ``dst`` on different file systems under the root), ...
         """
+        check_flag(overwrite, "overwrite", "move")
         src_parts = self._writable(src, "move")
         dst_parts = self._writable(dst, "move")
         self._run(
@@ -810,6 +826,7 @@ class FileConnector(Connector[FileConfig, _Root]):
             ConnectorError: As ``read_bytes`` for ``src`` and ``write_bytes``
                 for ``dst``.
         """
+        check_flag(overwrite, "overwrite", "copy")
         src_parts = split(src, "copy")
         dst_parts = self._writable(dst, "copy")
         self._run(
@@ -858,6 +875,8 @@ class FileConnector(Connector[FileConfig, _Root]):
             ConnectorError: CONFLICT when it exists (unless ``exist_ok`` and
                 it is a directory), NOT_FOUND for a missing parent, ...
         """
+        check_flag(parents, "parents", "mkdir")
+        check_flag(exist_ok, "exist_ok", "mkdir")
         parts = self._writable(path, "mkdir")
         if not parts:
             if exist_ok:
@@ -898,6 +917,7 @@ class FileConnector(Connector[FileConfig, _Root]):
                 temporary files, which ``list()`` hides, count), NOT_FOUND
                 unless ``missing_ok``, INVALID_REQUEST for the root or a file.
         """
+        check_flag(missing_ok, "missing_ok", "rmdir")
         parts = self._writable(path, "rmdir")
         if not parts:
             raise error(where("rmdir", "") + "the root cannot be removed", INVALID)
@@ -948,6 +968,7 @@ class FileConnector(Connector[FileConfig, _Root]):
                 connector, NOT_FOUND when the sidecar does not exist yet.
         """
         wait = self.config.lock_timeout if timeout is None else _timeout(timeout)
+        check_flag(shared, "shared", "lock")
         parts = split(path, "lock")
         if not parts:
             raise error(
@@ -1002,6 +1023,7 @@ class FileConnector(Connector[FileConfig, _Root]):
         Raises:
             ConnectorError: INVALID_REQUEST on a read-only connector.
         """
+        check_flag(overwrite, "overwrite", "transaction")
         if self.config.read_only:
             raise error("file: transaction: the connector is read-only", INVALID)
         txn = Transaction(self, overwrite=overwrite, on_done=self._disown)
@@ -1150,13 +1172,13 @@ def _is_dir(parent: Parent) -> bool:
     return stat_module.S_ISDIR(st.st_mode)
 
 
-def _bytes_view(data: Any) -> memoryview:
+def _bytes_view(data: Any, operation: str = "write") -> memoryview:
     if isinstance(data, str):
-        raise TypeError("bytes-like data needed, not str (use write_text)")
+        raise wrong_type(operation, "data", data, "bytes-like (use write_text for a str)")
     try:
         return memoryview(data).cast("B")
-    except TypeError:
-        raise TypeError(f"bytes-like data needed, not {type(data).__name__}") from None
+    except (TypeError, ValueError):  # not a buffer; a non-contiguous view
+        raise wrong_type(operation, "data", data, "a contiguous bytes-like object") from None
 
 
 def _too_large(operation: str, path: str, limit: int) -> ConnectorError:
@@ -1165,7 +1187,7 @@ def _too_large(operation: str, path: str, limit: int) -> ConnectorError:
 
 def _timeout(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds, not {type(value).__name__}")
+        raise wrong_type("lock", "timeout", value, "a number of seconds")
     try:
         number = float(value)
     except OverflowError:  # an int too large for a float: far past any sane wait
@@ -1176,22 +1198,23 @@ def _timeout(value: object) -> float:
 
 
 def _decode(data: bytes, encoding: str, errors: str, path: str) -> str:
+    # Callers check the codec first (check_codec); this is the net for the rest.
     try:
         return data.decode(encoding, errors)
-    except LookupError:
-        raise error(where("read", path) + f"unknown encoding {encoding!r:.40}", INVALID) from None
-    except UnicodeError as exc:
+    except UnicodeError as exc:  # before ValueError: a UnicodeError is one
         with translate("read", path):
             raise exc from None
+    except (LookupError, ValueError, TypeError):
+        raise error(where("read", path) + f"unknown encoding {encoding!r:.40}", INVALID) from None
     raise AssertionError("unreachable")
 
 
 def _encode(text: str, encoding: str, errors: str, path: str) -> bytes:
     try:
         return text.encode(encoding, errors)
-    except LookupError:
-        raise error(where("write", path) + f"unknown encoding {encoding!r:.40}", INVALID) from None
-    except UnicodeError as exc:
+    except UnicodeError as exc:  # before ValueError: a UnicodeError is one
         with translate("write", path):
             raise exc from None
+    except (LookupError, ValueError, TypeError):
+        raise error(where("write", path) + f"unknown encoding {encoding!r:.40}", INVALID) from None
     raise AssertionError("unreachable")

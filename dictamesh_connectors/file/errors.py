@@ -39,6 +39,10 @@ Raised by the connector itself, before any file is touched::
     a path with "..", absolute, with NUL, a symlink leading out of the root,
     any symlink while follow_symlinks is off .. PERMISSION_DENIED  permanent
     a write on a read_only connector ........... INVALID_REQUEST    permanent
+    a bad argument value (unknown encoding or
+    error handler, mode, negative size, ...) ... INVALID_REQUEST    permanent
+    an argument of the wrong type .............. INVALID_REQUEST    permanent
+                                                 (ArgumentTypeError: also a TypeError)
     more than max_file_size bytes .............. PAYLOAD_TOO_LARGE  permanent
     lock() not granted within its timeout ...... LOCK_TIMEOUT       transient
 
@@ -71,11 +75,13 @@ __all__ = [
     "LOCK_TIMEOUT",
     "NOT_FOUND",
     "TOO_LARGE",
+    "ArgumentTypeError",
     "Rule",
     "classify",
     "error",
     "translate",
     "where",
+    "wrong_type",
 ]
 
 CONNECTOR = "file"
@@ -137,6 +143,26 @@ NOT_FOUND = _NOT_FOUND
 """The path does not exist."""
 CONFLICT = _CONFLICT
 """The target exists (``overwrite=False``) or is not empty."""
+
+
+class ArgumentTypeError(ConnectorError, TypeError):
+    """An argument of the wrong type (a path that is not a string, data that is not bytes).
+
+    Both a ``ConnectorError`` (code INVALID_REQUEST, never transient) and a
+    ``TypeError``, the toolkit's documented exception for a wrong argument
+    type: ``except ConnectorError`` and ``except TypeError`` both catch it.
+    Raised before any file is touched.
+    """
+
+    default_code = ErrorCode.INVALID_REQUEST
+
+
+def wrong_type(operation: str, what: str, value: object, expected: str) -> ArgumentTypeError:
+    """``file: <operation>: <what> must be <expected>, not <type>`` (the value is never shown)."""
+    return ArgumentTypeError(
+        f"{CONNECTOR}: {operation}: {what} must be {expected}, not {type(value).__name__:.60}",
+        connector=CONNECTOR,
+    )
 
 
 def error(

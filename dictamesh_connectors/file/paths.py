@@ -19,7 +19,7 @@ import os
 import re
 from typing import Any
 
-from dictamesh_connectors.file.errors import DENIED, INVALID, error, where
+from dictamesh_connectors.file.errors import DENIED, INVALID, error, where, wrong_type
 
 __all__ = [
     "JOURNAL_PREFIX",
@@ -57,7 +57,8 @@ def split(path: Any, operation: str) -> tuple[str, ...]:
         The components, e.g. ``("inbox", "a.csv")``; ``()`` for the root.
 
     Raises:
-        TypeError: ``path`` is not a string or path-like object.
+        ArgumentTypeError: ``path`` is not a string or a path-like object
+            naming a string (INVALID_REQUEST; also a ``TypeError``).
         ConnectorError: PERMISSION_DENIED (absolute, NUL, ``..``) or
             INVALID_REQUEST (not encodable, too long).
     """
@@ -72,10 +73,10 @@ def split(path: Any, operation: str) -> tuple[str, ...]:
         return parts
     if not isinstance(path, str):
         if not isinstance(path, os.PathLike):
-            raise TypeError(f"a path must be a str or os.PathLike, not {type(path).__name__}")
+            raise wrong_type(operation, "a path", path, "a str or os.PathLike")
         path = os.fspath(path)
         if not isinstance(path, str):
-            raise TypeError(f"a path must be a str, not {type(path).__name__}")
+            raise wrong_type(operation, "a path", path, "a str (not bytes)")
     return _split(path, operation)
 
 

@@ -12,7 +12,15 @@ import os
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
-from dictamesh_connectors.file.errors import INVALID, TOO_LARGE, error, translate, where
+from dictamesh_connectors.file.args import MAX_OFFSET, check_int
+from dictamesh_connectors.file.errors import (
+    INVALID,
+    TOO_LARGE,
+    error,
+    translate,
+    where,
+    wrong_type,
+)
 
 __all__ = ["FileReader"]
 
@@ -72,9 +80,12 @@ class FileReader:
         """Read up to ``size`` bytes (all that is left when negative); ``b""`` at the end.
 
         Raises:
+            ArgumentTypeError: ``size`` is not an ``int`` or ``None``.
             ConnectorError: PAYLOAD_TOO_LARGE when reading everything would
                 pass ``max_file_size``; a translated ``OSError``.
         """
+        if size is not None:
+            size = check_int(size, "size", "read", maximum=None)  # any int: huge reads what is left
         fd = self._check()
         with translate("read", self._path):
             if size is None or size < 0:
@@ -99,10 +110,20 @@ class FileReader:
             return data
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
-        """Read into ``buffer``; return the number of bytes (0 at the end)."""
+        """Read into ``buffer``; return the number of bytes (0 at the end).
+
+        Raises:
+            ArgumentTypeError: ``buffer`` is not a writable bytes-like object.
+        """
+        try:
+            view = memoryview(buffer).cast("B")
+        except (TypeError, ValueError):  # not a buffer; a non-contiguous view
+            raise wrong_type("read", "buffer", buffer, "a writable bytes-like object") from None
+        if view.readonly:
+            raise wrong_type("read", "buffer", buffer, "a writable bytes-like object")
         fd = self._check()
         with translate("read", self._path):
-            count = os.preadv(fd, [buffer], self._pos)
+            count = os.preadv(fd, [view], self._pos)
         self._pos += count
         return count
 
@@ -110,8 +131,17 @@ class FileReader:
         return self.chunks()
 
     def chunks(self, size: int | None = None) -> Iterator[bytes]:
-        """Yield the rest of the file in chunks of ``size`` (default ``chunk_size``) bytes."""
-        step = self._chunk_size if size is None else size
+        """Yield the rest of the file in chunks of ``size`` (default ``chunk_size``) bytes.
+
+        Raises:
+            ArgumentTypeError: ``size`` is not an ``int`` or ``None`` (raised here, not
+                at the first chunk).
+            ConnectorError: INVALID_REQUEST for a ``size`` below 1.
+        """
+        step = self._chunk_size if size is None else check_int(size, "size", "read", minimum=1)
+        return self._chunks(step)
+
+    def _chunks(self, step: int) -> Iterator[bytes]:
         while True:
             chunk = self.read(step)
             if not chunk:
@@ -119,7 +149,16 @@ class FileReader:
             yield chunk
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        """Move the position (``SEEK_SET``, ``SEEK_CUR``, ``SEEK_END``); return it."""
+        """Move the position (``SEEK_SET``, ``SEEK_CUR``, ``SEEK_END``); return it.
+
+        Raises:
+            ArgumentTypeError: ``offset`` or ``whence`` is not an ``int``.
+            ConnectorError: INVALID_REQUEST for another ``whence`` or a
+                position below 0 or past ``2**63 - 1``.
+        """
+        offset = check_int(offset, "offset", "seek", maximum=MAX_OFFSET)
+        if not isinstance(whence, int) or isinstance(whence, bool):
+            raise wrong_type("seek", "whence", whence, "an int")
         fd = self._check()
         if whence == os.SEEK_SET:
             base = 0
@@ -129,9 +168,11 @@ class FileReader:
             with translate("read", self._path):
                 base = os.fstat(fd).st_size
         else:
-            raise error(where("read", self._path) + f"invalid whence {whence!r:.20}", INVALID)
+            raise error(where("read", self._path) + "whence must be 0, 1 or 2", INVALID)
         if base + offset < 0:
             raise error(where("read", self._path) + "negative seek position", INVALID)
+        if base + offset > MAX_OFFSET:
+            raise error(where("read", self._path) + "seek position out of range", INVALID)
         self._pos = base + offset
         return self._pos
 

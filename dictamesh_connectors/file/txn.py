@@ -51,7 +51,15 @@ from typing import TYPE_CHECKING, Any
 
 from dictamesh_connectors.errors import ConnectorError
 from dictamesh_connectors.file import atomic, journal
-from dictamesh_connectors.file.errors import INVALID, NOT_FOUND, error, translate, where
+from dictamesh_connectors.file.args import check_codec, check_flag
+from dictamesh_connectors.file.errors import (
+    INVALID,
+    NOT_FOUND,
+    error,
+    translate,
+    where,
+    wrong_type,
+)
 from dictamesh_connectors.file.journal import Journal
 from dictamesh_connectors.file.paths import join
 from dictamesh_connectors.retry import RetryPolicy
@@ -135,7 +143,7 @@ class Transaction:
         """Stage ``data`` for ``path`` (a later write of the same path wins).
 
         Raises:
-            TypeError: ``data`` is not bytes-like.
+            ArgumentTypeError: ``data`` is not bytes-like (also a ``TypeError``).
             ConnectorError: As ``FileConnector.write_bytes``.
         """
         self._check("write")
@@ -157,13 +165,14 @@ class Transaction:
         """Stage ``text`` encoded with ``encoding`` for ``path``.
 
         Raises:
-            TypeError: ``text`` is not a ``str``.
+            ArgumentTypeError: ``text`` is not a ``str`` (also a ``TypeError``).
             ConnectorError: As ``FileConnector.write_text``.
         """
         from dictamesh_connectors.file.connector import _encode
 
         if not isinstance(text, str):
-            raise TypeError(f"write_text() needs a str, not {type(text).__name__}")
+            raise wrong_type("write", "text", text, "a str")
+        check_codec(encoding, errors, "write")
         parts = self._connector._writable(path, "write")
         self.write_bytes(path, _encode(text, encoding, errors, join(parts)))
 
@@ -174,6 +183,7 @@ class Transaction:
             ConnectorError: As ``FileConnector.delete`` (NOT_FOUND at commit).
         """
         self._check("delete")
+        check_flag(missing_ok, "missing_ok", "delete")
         connector = self._connector
         parts = connector._writable(path, "delete")
 
