@@ -125,3 +125,73 @@ def test_check_from_environment_variables(postgres_dsn):
     assert result.returncode == 0, result.stderr
     (db,) = json.loads(result.stdout)["connectors"]
     assert db["name"] == "main_db" and db["healthy"] is True and "***" in db["target"]
+
+
+def _five_kinds(tmp_path: Path, postgres_dsn: str, http_url: str, kafka: str, mongo: str) -> Path:
+    """One connector of each kind: PostgreSQL, HTTP, Kafka, MongoDB and files."""
+    tmp_path.mkdir(exist_ok=True)
+    path = _config(tmp_path, postgres_dsn, http_url, pg_password_var="CHECK_PG_PW")
+    export = tmp_path / "export"
+    with path.open("a") as toml:
+        toml.write(
+            f"""
+[connectors.events]
+url = "kafka://{kafka}"
+client_id = "check-test"
+
+[connectors.store]
+url = "{mongo}"
+server_selection_timeout = 10
+
+[connectors.export]
+url = "file://{export}"
+create_root = true
+"""
+        )
+    return path
+
+
+def test_check_covers_every_connector_kind(
+    tmp_path, postgres_dsn, http_server, kafka_bootstrap, ferretdb_uri
+):
+    pg_password = urllib.parse.unquote(urllib.parse.urlsplit(postgres_dsn).password or "")
+    mongo_password = urllib.parse.unquote(urllib.parse.urlsplit(ferretdb_uri).password or "")
+    assert mongo_password  # FerretDB has SCRAM auth: its password is in the file's URL
+    path = _five_kinds(tmp_path, postgres_dsn, http_server.url, kafka_bootstrap, ferretdb_uri)
+    env = {"CHECK_PG_PW": pg_password}
+    result = _run([str(COMMAND), "check", "--config", str(path), "--json"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["healthy"] is True
+    kinds = {c["name"]: c["kind"] for c in report["connectors"]}
+    assert kinds == {
+        "orders_db": "postgresql",
+        "crm": "http",
+        "events": "kafka",
+        "store": "mongodb",
+        "export": "file",
+    }
+    assert all(c["state"] == "connected" and c["latency_ms"] > 0 for c in report["connectors"])
+    assert (tmp_path / "export").is_dir()  # the file connector really connected
+    store = next(c for c in report["connectors"] if c["name"] == "store")
+    assert "***" in store["target"]
+    text = _run([str(COMMAND), "check", "--config", str(path)], env)
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert [line.split()[:3] for line in text.stdout.splitlines()] == [
+        ["ok", name, kind] for name, kind in kinds.items()
+    ]
+    assert "5 of 5 connectors healthy" in text.stderr
+    for output in (result, text):
+        shown = output.stdout + output.stderr
+        assert pg_password not in shown and mongo_password not in shown
+
+    # A wrong MongoDB password: AUTH_FAILED (permanent), exit 1, the password never shown.
+    wrong = ferretdb_uri.replace(f":{mongo_password}@", ":WRONG-MONGO-SECRET-3@")
+    bad = _five_kinds(tmp_path / "bad", postgres_dsn, http_server.url, kafka_bootstrap, wrong)
+    result = _run([str(COMMAND), "check", "--config", str(bad), "--json"], env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    by_name = {c["name"]: c for c in json.loads(result.stdout)["connectors"]}
+    store = by_name["store"]
+    assert not store["healthy"] and store["error_code"] == "AUTH_FAILED" and not store["transient"]
+    assert all(c["healthy"] for name, c in by_name.items() if name != "store")
+    assert "WRONG-MONGO-SECRET-3" not in result.stdout + result.stderr

@@ -8,7 +8,9 @@ pool forks its children, which must never use the parent's sockets.
 Environment (set by the test): ``CELERY_TEST_BROKER`` (a redis:// URL, also
 the result backend), ``CELERY_TEST_QUEUE``, ``CELERY_TEST_PG_URL``,
 ``CELERY_TEST_APP_NAME`` (the connector's application_name),
-``CELERY_TEST_TABLE`` and ``CELERY_TEST_HTTP_URL``.
+``CELERY_TEST_TABLE``, ``CELERY_TEST_HTTP_URL`` and ``CELERY_TEST_CLOSED_LOG`` (a
+file where every process appends ``pid kind`` as each connector's
+``disconnect()`` finishes: what proves the shutdown handlers closed them).
 """
 
 from __future__ import annotations
@@ -18,11 +20,24 @@ from typing import Any
 
 from celery import Celery
 
+from dictamesh_connectors import observability
 from dictamesh_connectors.connectors import Connectors
 from dictamesh_connectors.contrib.celery import ConnectorTask, install
 
 BROKER = os.environ["CELERY_TEST_BROKER"]
 TABLE = os.environ["CELERY_TEST_TABLE"]
+CLOSED_LOG = os.environ["CELERY_TEST_CLOSED_LOG"]
+
+
+class ClosedLog(observability.Listener):
+    """Appends ``pid kind`` to CLOSED_LOG when a connector's disconnect() finishes."""
+
+    def on_disconnect(self, connector: Any) -> None:
+        with open(CLOSED_LOG, "a") as log:  # one short line per write: O_APPEND keeps it whole
+            log.write(f"{os.getpid()} {connector.name}\n")
+
+
+observability.add_listener(ClosedLog())
 
 app = Celery("dictamesh_celery_tests", broker=BROKER, backend=BROKER)
 app.conf.update(

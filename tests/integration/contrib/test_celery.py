@@ -74,6 +74,7 @@ class Worker:
         self.queue = self.name
         self.postgres_dsn = postgres_dsn
         self.log = log
+        self.closed_log = log.with_name("closed.log")
         self.env = helpers.python_env(
             CELERY_TEST_BROKER=redis_url,
             CELERY_TEST_QUEUE=self.queue,
@@ -81,6 +82,7 @@ class Worker:
             CELERY_TEST_APP_NAME=self.name,
             CELERY_TEST_TABLE=self.table,
             CELERY_TEST_HTTP_URL=http_url,
+            CELERY_TEST_CLOSED_LOG=str(self.closed_log),
         )
         self.argv = [
             helpers.PYTHON,
@@ -152,6 +154,15 @@ class Worker:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def closed(self) -> dict[int, list[str]]:
+        """The connectors each process closed (disconnect() finished), by pid."""
+        closed: dict[int, list[str]] = collections.defaultdict(list)
+        if self.closed_log.exists():
+            for line in self.closed_log.read_text().splitlines():
+                pid, kind = line.split()
+                closed[int(pid)].append(kind)
+        return {pid: sorted(kinds) for pid, kinds in closed.items()}
 
 
 @pytest.fixture
@@ -232,6 +243,13 @@ def test_worker_runs_500_tasks_with_connectors_made_before_the_fork(
         # A permanent error failed the task at once: one attempt, no retry.
         assert type(failure.value).__name__ == "ConnectorError"
         assert worker.sql(f"SELECT count(*) FROM {worker.table}_attempts")[0][0] == 1
+
+        # The shutdown handlers drained and closed each process's connectors:
+        # worker_process_shutdown in each prefork child, worker_shutdown in the
+        # main process (the parent's own, made at import; with --pool threads,
+        # the only ones). Each exactly once.
+        both = ["http", "postgresql"]
+        assert worker.closed() == {pid: both for pid in {parent_pid, *backends_by_worker}}
 
         # Clean shutdown: no traceback, and no connection left on the server.
         # (the one traceback is the permanent task's failure, logged by Celery).

@@ -3,7 +3,9 @@ HTTP endpoint while real connectors work against the real services."""
 
 from __future__ import annotations
 
+import time
 import urllib.request
+import uuid
 
 import pytest
 
@@ -179,3 +181,86 @@ def test_operation_labels_are_capped(scrape, tmp_path):
         if sample.name == "dictamesh_connector_operations_total"
     }
     assert len(names) == 3 and "other" in names
+
+
+def _scrape_until(read, check, limit: float = 30.0):
+    """Scrape until ``check(samples)`` holds (librdkafka's statistics come every 100 ms here)."""
+    deadline = time.monotonic() + limit
+    samples = read()
+    while not check(samples) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        samples = read()
+    return samples
+
+
+def test_counters_and_pool_gauges_of_mongodb_kafka_and_file(
+    scrape, mongodb_uri, kafka_bootstrap, tmp_path
+):
+    from dictamesh_connectors.file import FileConfig, FileConnector
+    from dictamesh_connectors.kafka import KafkaConfig, KafkaConnector
+    from dictamesh_connectors.mongodb import MongoDBConfig, MongoDBConnector
+
+    collector, read = scrape
+    collection = f"prom_{uuid.uuid4().hex[:8]}"
+    topic = f"prom-{uuid.uuid4().hex[:8]}"
+    kafka_config = KafkaConfig(
+        bootstrap_servers=kafka_bootstrap,
+        allow_auto_create_topics=True,
+        producer_options={"statistics.interval.ms": 100},
+    )
+    with (
+        MongoDBConnector(MongoDBConfig.from_url(mongodb_uri, max_pool_size=3)) as store,
+        KafkaConnector(kafka_config) as events,
+        FileConnector(FileConfig(root=str(tmp_path))) as export,
+    ):
+        collector.watch(store, "store")
+        collector.watch(events, "events")
+        collector.watch(export, "export")
+        store.insert_one(collection, {"n": 1})
+        store.insert_one(collection, {"n": 2})
+        assert store.find_one(collection, {"n": 2})["n"] == 2
+        for n in range(3):
+            events.produce(topic, f"event {n}".encode()).result(60)
+        export.write_text("a.txt", "x")
+        with pytest.raises(ConnectorError) as info:
+            export.read_text("missing.txt")
+        assert info.value.code.value == "NOT_FOUND"
+
+        def kafka_stats_arrived(samples) -> bool:
+            sizes = samples.get("dictamesh_connector_pool_size", [])
+            return any(labels.get("connector") == "events" for labels, _ in sizes)
+
+        samples = _scrape_until(read, kafka_stats_arrived)
+        ops = "dictamesh_connector_operations_total"
+        assert value(samples, ops, connector="store", operation="insert_one") == 2
+        assert value(samples, ops, connector="store", operation="find_one") == 1
+        assert value(samples, ops, connector="events", operation="produce") == 3
+        assert value(samples, ops, connector="export", operation="write") == 1
+        errors = "dictamesh_connector_errors_total"
+        assert value(samples, errors, connector="export", operation="read", code="NOT_FOUND") == 1
+        for name in ("store", "events", "export"):
+            assert value(samples, "dictamesh_connector_up", connector=name) == 1
+            assert value(samples, "dictamesh_connector_in_flight", connector=name) == 0
+
+        def pool(samples, name, key):
+            return value(samples, f"dictamesh_connector_pool_{key}", connector=name)
+
+        # MongoDB: pymongo's pool, counted from its CMAP events.
+        assert pool(samples, "store", "max") == 3
+        assert pool(samples, "store", "size") >= 1
+        assert pool(samples, "store", "in_use") == 0 and pool(samples, "store", "waiting") == 0
+        assert pool(samples, "store", "idle") == pool(samples, "store", "size")
+        # Kafka: broker connections from librdkafka's statistics, messages queued exactly.
+        assert pool(samples, "events", "size") >= 1 and pool(samples, "events", "waiting") == 0
+        assert pool(samples, "events", "in_use") + pool(samples, "events", "idle") == pool(
+            samples, "events", "size"
+        )
+        # Files: no pool, one root descriptor; what is open on it is in use.
+        assert pool(samples, "export", "size") == 1 and pool(samples, "export", "in_use") == 0
+        with export.lock("a.txt"):
+            assert pool(read(), "export", "in_use") == 1
+        store.drop_collection(collection)
+    after = read()
+    for name in ("store", "events", "export"):
+        assert value(after, "dictamesh_connector_up", connector=name) == 0
+    assert value(after, ops, connector="events", operation="produce") == 3
