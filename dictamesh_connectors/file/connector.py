@@ -105,14 +105,38 @@ class FileInfo:
 
 
 class _Root:
-    """The connector's handle: the root directory's descriptor and its sandbox."""
+    """The connector's handle: the root directory's descriptor and its sandbox.
 
-    __slots__ = ("fd", "real", "sandbox")
+    A root lost to a connection error (EIO, ESTALE, EBADF: the base class
+    invalidates it and the next operation opens a new one) is not closed at
+    once: other threads' operations may be resolving paths from its
+    descriptor right now. Closed under them, they would fail with EBADF,
+    or worse, the number could be reused by an unrelated directory and
+    their ``openat`` would resolve from there. Its descriptor is closed
+    when the last operation holding it lets go (``__del__``).
+    """
+
+    __slots__ = ("fd", "lost", "real", "sandbox")
 
     def __init__(self, fd: int, real: str, follow: bool) -> None:
         self.fd = fd
         self.real = real
         self.sandbox = Sandbox(fd, real, follow)
+        self.lost = False
+
+    def close(self) -> None:
+        """Close the descriptor now (idempotent)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        # Only a lost root gets here open (every other is closed by _close or
+        # _discard_after_fork); a copy inherited through fork is the child's own.
+        fd = getattr(self, "fd", -1)
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class FileConnector(Connector[FileConfig, _Root]):
@@ -175,7 +199,13 @@ class FileConnector(Connector[FileConfig, _Root]):
         return handle
 
     def _close(self, handle: _Root, timeout: float | None) -> None:
-        os.close(handle.fd)
+        if handle.lost:
+            return  # operations in flight may still use it: closed by the last one (_Root)
+        handle.close()
+
+    def _on_connection_lost(self, handle: _Root, error: ConnectorError) -> None:
+        handle.lost = True  # before the base class discards (and would close) it
+        super()._on_connection_lost(handle, error)
 
     def _pool_stats(self, handle: _Root) -> dict[str, Any]:
         # No pool: one root descriptor; what is open on it is what is in use.
@@ -187,7 +217,7 @@ class FileConnector(Connector[FileConfig, _Root]):
         # A descriptor table is per process: closing the child's copy leaves
         # the parent's root descriptor open.
         with contextlib.suppress(OSError):
-            os.close(handle.fd)
+            handle.close()
 
     def _translate_errors(self) -> contextlib.AbstractContextManager[None]:
         # The safety net: every verb translates with its own name and path.

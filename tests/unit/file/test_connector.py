@@ -420,3 +420,26 @@ def test_read_bytes_at_every_size_around_the_first_read(files, root, size):
     if size:
         with FileConnector(FileConfig(root=str(root), max_file_size=size - 1)) as short:
             assert code_of(lambda: short.read_bytes("f")) is ErrorCode.PAYLOAD_TOO_LARGE
+
+
+def test_a_lost_root_stays_open_for_the_operations_still_using_it(files, root):
+    # One thread's EIO/ESTALE invalidates the root (RECONNECT) while other
+    # threads are resolving paths from its descriptor: closing it under them
+    # gave them EBADF (found by the shared-fsync fault test), or an unrelated
+    # directory that reused the number. It is closed when the last one is done.
+    files.write_bytes("a", b"1")
+    lost = ConnectorError("file: read 'x': Input/output error", code=ErrorCode.CONNECTION_LOST)
+    seen = {}
+
+    def operation(handle):
+        seen["fd"] = handle.fd
+        files._on_connection_lost(handle, lost)  # another thread's EIO, mid-operation
+        assert files._handle is None  # discarded: the next operation opens a new root
+        os.fstat(handle.fd)  # still open (EBADF before the fix)
+        return files._read(handle, ("a",))
+
+    assert files._run(operation, idempotent=True) == b"1"
+    gc.collect()
+    with pytest.raises(OSError):  # the last user let go: closed, not leaked
+        os.fstat(seen["fd"])
+    assert files.read_bytes("a") == b"1"  # on a new root
