@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import datetime
+import functools
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
@@ -165,22 +166,27 @@ class Response:
 
     @property
     def encoding(self) -> str:
-        """The charset from ``Content-Type``; UTF-8 when absent or unknown."""
+        """The charset from ``Content-Type``; UTF-8 when absent, unknown or not a text charset.
+
+        A server names the charset: one that is not a text encoding
+        (``base64``, ``zlib``, ``rot13``) or that cannot replace bad bytes
+        (``idna``, ``punycode``) would make decoding raise, so it is ignored.
+        """
         content_type = self.headers.get("Content-Type", "")
         for param in content_type.split(";")[1:]:
             name, _, value = param.strip().partition("=")
             if name.lower() == "charset":
-                charset = value.strip("\"' ")
-                try:
-                    return codecs.lookup(charset).name
-                except LookupError:
-                    break
+                return _text_codec(value.strip("\"' ")) or "utf-8"
         return "utf-8"
 
     @property
     def text(self) -> str:
         """The body decoded with ``encoding`` (undecodable bytes replaced)."""
-        return self.body.decode(self.encoding, errors="replace")
+        body = self.body
+        try:
+            return body.decode(self.encoding, errors="replace")
+        except (UnicodeError, LookupError, ValueError):  # a codec that fails anyway
+            return body.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
         """Decode the body as JSON.
@@ -229,10 +235,17 @@ class Response:
         """
         decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace")
         for chunk in self.iter_bytes():
-            text = decoder.decode(chunk)
+            try:
+                text = decoder.decode(chunk)
+            except (UnicodeError, LookupError, ValueError):  # a codec that fails anyway
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                text = decoder.decode(chunk)
             if text:
                 yield text
-        tail = decoder.decode(b"", final=True)
+        try:
+            tail = decoder.decode(b"", final=True)
+        except (UnicodeError, LookupError, ValueError):
+            tail = "\ufffd"
         if tail:
             yield tail
 
@@ -251,9 +264,12 @@ class Response:
         """
         pending = ""
         for text in self.iter_text():
+            # What is pending holds no line ending but perhaps a last "\r":
+            # scan only from there, so a long line costs linear time, not quadratic.
+            scan = max(0, len(pending) - 1)
             pending += text
             start = 0
-            for match in _LINE_END.finditer(pending):
+            for match in _LINE_END.finditer(pending, scan):
                 if match.end() == len(pending) and match.group() == "\r":
                     break  # perhaps the first half of a \r\n
                 yield pending[start : match.start()]
@@ -294,3 +310,24 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response [{self.status_code}] {self.request_method} {self.shown_url}>"
+
+
+@functools.lru_cache(maxsize=64)
+def _text_codec(charset: str) -> str | None:
+    """The codec name for a server's ``charset``, or ``None`` when it cannot decode text.
+
+    Only text encodings that decode any bytes with ``errors="replace"``
+    (probed once per name, the answers cached): ``bytes.decode`` refuses
+    ``base64`` and its kin with a ``LookupError``, and ``idna`` or
+    ``punycode`` raise even with ``errors="replace"``.
+    """
+    try:
+        info = codecs.lookup(charset)
+        if not getattr(info, "_is_text_encoding", True):
+            return None
+        probe = b"\xff\xfe\x00a\x80\r\n\\"
+        probe.decode(info.name, errors="replace")
+        info.incrementaldecoder(errors="replace").decode(probe, final=True)
+    except Exception:  # LookupError, UnicodeError, a codec's own ValueError
+        return None
+    return info.name

@@ -105,6 +105,12 @@ SCRIPTED: dict[str, Reply] = {
     "bad-charset": send(
         response(b"200 OK", [b"Content-Type: text/plain; charset=no-such-\xff"], b"hi")
     ),
+    **{
+        f"charset-{name}": send(
+            response(b"200 OK", [b"Content-Type: text/plain; charset=" + name], b"\xff{}\r\n")
+        )
+        for name in (b"base64", b"zlib", b"idna", b"punycode")
+    },
     "deep-json": send(response(body=DEEP)),
     "deep-xml": send(
         response(b"200 OK", [b"Content-Type: text/xml"], b"<a>" * 50_000 + b"</a>" * 50_000)
