@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from dictamesh_connectors._convert import check_timeout
 from dictamesh_connectors.config import redact_url
 from dictamesh_connectors.connectors import Connectors
 from dictamesh_connectors.errors import ConnectorError, ErrorCode, InvalidConfigError
@@ -52,7 +53,7 @@ def _options(pairs: Sequence[str]) -> dict[str, str]:
     return options
 
 
-def _ping(url: str, pairs: Sequence[str], timeout: float, as_json: bool) -> int:
+def _ping(url: str, pairs: Sequence[str], timeout: float | None, as_json: bool) -> int:
     scheme = url.split(":", 1)[0]
     cls = connector_class(scheme)
     config = cls.config_class.from_url(url, **_options(pairs))
@@ -79,7 +80,7 @@ def _ping(url: str, pairs: Sequence[str], timeout: float, as_json: bool) -> int:
     return 0
 
 
-def _check(path: str | None, timeout: float, as_json: bool) -> int:
+def _check(path: str | None, timeout: float | None, as_json: bool) -> int:
     connectors = Connectors.load(path)
     if not len(connectors):
         raise InvalidConfigError(
@@ -164,9 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "schemes":
             print("\n".join(known_schemes()))
             return 0
+        # Checked before anything connects (NaN, 0, negative: exit 2; inf: no limit).
+        timeout = check_timeout(args.timeout, name="--timeout", positive=True)
         if args.command == "check":
-            return _check(args.config, args.timeout, as_json)
-        return _ping(args.url, args.option, args.timeout, as_json)
+            return _check(args.config, timeout, as_json)
+        return _ping(args.url, args.option, timeout, as_json)
     except InvalidConfigError as err:
         if as_json:
             _print_json({"healthy": False, **_error_dict(err)})

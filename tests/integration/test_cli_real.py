@@ -52,3 +52,74 @@ def test_postgresql_ping_masks_the_password_in_the_query(postgres_dsn, capsys):
     out = capsys.readouterr()
     assert "WRONG-PG-SECRET-5" not in out.out + out.err
     assert "AUTH_FAILED" in out.err
+
+
+MARKER = "CLI-SECRET-MARKER-7"
+CLOSED = "127.0.0.1:1"  # nothing listens: every connector fails, classified
+
+# Every secret position of every scheme's URL: the userinfo password and each
+# secret query parameter the config reads (issue #8, item 2: "no secret from
+# any config is printed", for every URL scheme).
+SECRET_URLS = [
+    f"postgresql://app:{MARKER}@{CLOSED}/db",
+    f"postgres://app@{CLOSED}/db?password={MARKER}",
+    f"postgresql://app@{CLOSED}/db?sslpassword={MARKER}",
+    f"mongodb://app:{MARKER}@{CLOSED}/db?serverSelectionTimeoutMS=500&connectTimeoutMS=500",
+    f"mongodb+srv://app:{MARKER}@nowhere.invalid/db?serverSelectionTimeoutMS=500&connectTimeoutMS=500",
+    f"kafka://app:{MARKER}@{CLOSED}?connect_timeout=1",
+    f"kafka+ssl://app:{MARKER}@{CLOSED}?connect_timeout=1&ssl_key_password={MARKER}",
+    f"http://app:{MARKER}@{CLOSED}/api",
+    f"https://{CLOSED}/api?token={MARKER}",
+    f"http://{CLOSED}/api?api_key={MARKER}&api_key_name=sig&api_key_in=query",
+    f"http://{CLOSED}/api?api_key={MARKER}&api_key_name=X-Weird-Key",
+    f"http://{CLOSED}/api?client_secret={MARKER}&client_id=c&token_url=http://{CLOSED}/t",
+    f"graphql+http://{CLOSED}/graphql?token={MARKER}",
+    f"graphql+https://app:{MARKER}@{CLOSED}/graphql",
+]
+
+
+def test_secret_urls_cover_every_builtin_scheme():
+    from dictamesh_connectors.registry import _BUILTIN
+
+    covered = {url.split(":", 1)[0] for url in SECRET_URLS}
+    assert set(_BUILTIN) - covered == {"file"}  # the file connector has no secret
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+@pytest.mark.parametrize("url", SECRET_URLS, ids=lambda u: u.split("/", 1)[0].rstrip(":"))
+def test_ping_failure_never_prints_a_secret_for_any_scheme(url, as_json, capsys):
+    argv = ["ping", url, "--timeout", "2", *(["--json"] if as_json else [])]
+    with SecretScan() as scan:
+        status = cli.main(argv)
+    out = capsys.readouterr()
+    assert status in (1, 2), out  # unreachable (1) or refused as config (2), never ok
+    scan.assert_clean(MARKER, texts=[out.out, out.err])
+
+
+def test_check_never_prints_a_secret_for_any_scheme(tmp_path, capsys):
+    tables = "".join(f'[connectors.c{i}]\nurl = "{url}"\n\n' for i, url in enumerate(SECRET_URLS))
+    path = tmp_path / "connectors.toml"
+    path.write_text(tables)
+    for extra in ([], ["--json"]):
+        with SecretScan() as scan:
+            status = cli.main(["check", "--config", str(path), "--timeout", "2", *extra])
+        out = capsys.readouterr()
+        assert status in (1, 2), out
+        scan.assert_clean(MARKER, texts=[out.out, out.err])
+
+
+def test_mongodb_ping_masks_the_password_on_success_and_on_refusal(ferretdb_uri, capsys):
+    parts = urllib.parse.urlsplit(ferretdb_uri)
+    password = urllib.parse.unquote(parts.password or "")
+    assert password, "the FerretDB test URI carries a password"
+    with SecretScan() as scan:
+        assert cli.main(["ping", ferretdb_uri, "--timeout", "10"]) == 0
+    out = capsys.readouterr()
+    scan.assert_clean(password, texts=[out.out, out.err])
+    assert out.out.startswith("ok: mongodb://dictamesh:***@")
+    wrong = ferretdb_uri.replace(urllib.parse.quote(password), MARKER)
+    with SecretScan() as scan:
+        assert cli.main(["ping", wrong, "--timeout", "10"]) == 1
+    out = capsys.readouterr()
+    scan.assert_clean(MARKER, texts=[out.out, out.err])
+    assert "AUTH_FAILED" in out.err

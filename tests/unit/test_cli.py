@@ -132,3 +132,31 @@ def test_ping_json(fake_scheme, capsys):
     assert out["healthy"] is True and out["target"] == "fake://alice:***@db"
     assert cli.main(["ping", "nope://x", "--json"]) == 2
     assert json.loads(capsys.readouterr().out)["error"]["code"] == "INVALID_CONFIG"
+
+
+@pytest.mark.parametrize("command", ["ping", "check"])
+@pytest.mark.parametrize("timeout", ["nan", "0", "-1", "1e300"])
+def test_a_bad_timeout_is_exit_2_before_anything_connects(
+    fake_scheme, capsys, monkeypatch, command, timeout
+):
+    # It was checked only by ping(), after connect() had opened the connection,
+    # and the disconnect(timeout=nan) in the finally block then failed too,
+    # leaving the connector connected.
+    opened = []
+    real_open = FakeConnector._open
+
+    def counting_open(self):
+        opened.append(self)
+        return real_open(self)
+
+    monkeypatch.setattr(FakeConnector, "_open", counting_open)
+    monkeypatch.setenv("DICTAMESH_CONNECTOR_ONE_URL", "fake://db")
+    argv = ["ping", "fake://db"] if command == "ping" else ["check"]
+    assert cli.main([*argv, "--timeout", timeout]) == 2
+    assert "--timeout" in capsys.readouterr().err
+    assert opened == []
+
+
+def test_an_infinite_timeout_means_no_limit(fake_scheme, capsys):
+    assert cli.main(["ping", "fake://db", "--timeout", "inf"]) == 0
+    assert capsys.readouterr().out.startswith("ok: fake://db")
