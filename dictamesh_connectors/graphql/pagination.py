@@ -9,9 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from dictamesh_connectors.errors import ConnectorError, ErrorCode, InvalidConfigError
+from dictamesh_connectors.errors import (
+    ErrorCode,
+    ErrorRule,
+    InvalidConfigError,
+    RetryHint,
+    build_error,
+)
 
 __all__ = ["iter_nodes", "iter_pages", "split_path"]
+
+_PROTOCOL = ErrorRule(ErrorCode.PROTOCOL_ERROR, False, RetryHint.NONE)
 
 
 def split_path(path: str | Sequence[str]) -> tuple[str, ...]:
@@ -41,19 +49,19 @@ def _connection(data: Mapping[str, Any], keys: tuple[str, ...]) -> Mapping[str, 
         if node is None:
             return None  # a nullable parent that is null: no items
         if not isinstance(node, Mapping):
-            raise ConnectorError(
+            raise build_error(
                 f"graphql: pagination path {'.'.join(keys)!r} does not lead to an object "
                 f"(stopped at {key!r})",
-                code=ErrorCode.PROTOCOL_ERROR,
+                _PROTOCOL,
                 connector="graphql",
             )
         node = node.get(key)
     if node is None:
         return None
     if not isinstance(node, Mapping):
-        raise ConnectorError(
+        raise build_error(
             f"graphql: {'.'.join(keys)!r} is not a connection object",
-            code=ErrorCode.PROTOCOL_ERROR,
+            _PROTOCOL,
             connector="graphql",
         )
     return node
@@ -97,20 +105,30 @@ def iter_pages(
         pages += 1
         page_info = connection.get("pageInfo")
         if not isinstance(page_info, Mapping) or "hasNextPage" not in page_info:
-            raise ConnectorError(
+            raise build_error(
                 f"graphql: the connection at {'.'.join(keys)!r} has no "
                 "pageInfo { hasNextPage endCursor }: select it in the query",
-                code=ErrorCode.PROTOCOL_ERROR,
+                _PROTOCOL,
                 connector="graphql",
             )
         if not page_info["hasNextPage"] or (max_pages is not None and pages >= max_pages):
             return
         cursor = page_info.get("endCursor")
+        if cursor is not None and (isinstance(cursor, float) or not isinstance(cursor, (str, int))):
+            # An array or object is no cursor (unhashable: `in seen` raised a raw
+            # TypeError), nor is a float (a NaN is never "seen": an endless loop).
+            kind = {list: "an array", dict: "an object", float: "a float"}.get(type(cursor), "?")
+            raise build_error(
+                f"graphql: the connection at {'.'.join(keys)!r} gave an endCursor that is "
+                f"{kind}, not a string",
+                _PROTOCOL,
+                connector="graphql",
+            )
         if cursor is None or cursor in seen:
-            raise ConnectorError(
+            raise build_error(
                 f"graphql: the connection at {'.'.join(keys)!r} says hasNextPage but "
                 f"{'gave no endCursor' if cursor is None else 'repeated a cursor'}",
-                code=ErrorCode.PROTOCOL_ERROR,
+                _PROTOCOL,
                 connector="graphql",
             )
         seen.add(cursor)
@@ -134,8 +152,8 @@ def iter_nodes(pages: Iterator[Mapping[str, Any]]) -> Iterator[Any]:
         if isinstance(nodes, list):
             yield from nodes
             continue
-        raise ConnectorError(
+        raise build_error(
             "graphql: a connection page has neither edges { node } nor nodes: select one",
-            code=ErrorCode.PROTOCOL_ERROR,
+            _PROTOCOL,
             connector="graphql",
         )

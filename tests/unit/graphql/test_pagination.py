@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -81,6 +82,24 @@ def test_repeated_cursor_is_a_protocol_error_not_an_endless_loop() -> None:
         list(iter_pages(run, {}, path="c"))
     assert info.value.code is ErrorCode.PROTOCOL_ERROR
     assert "repeated a cursor" in info.value.message
+
+
+@pytest.mark.parametrize("cursor", [[1], {"a": 1}, float("nan"), 1.5])
+def test_an_end_cursor_that_is_not_a_string_is_a_protocol_error(cursor: Any) -> None:
+    # A hostile server's endCursor: a list or object raised a raw TypeError
+    # (unhashable, in the seen-cursors set); a NaN, never equal to itself,
+    # paged for ever (issue #8, item 8: a server's answer never crashes the client).
+    calls = []
+
+    def run(variables: dict[str, Any]) -> Any:
+        calls.append(variables)
+        return {"c": {"nodes": [1], "pageInfo": {"hasNextPage": True, "endCursor": cursor}}}
+
+    with pytest.raises(ConnectorError) as info:
+        for _ in itertools.islice(iter_pages(run, {}, path="c"), 10):
+            pass
+    assert info.value.code is ErrorCode.PROTOCOL_ERROR and not info.value.transient
+    assert len(calls) == 1
 
 
 def test_has_next_page_without_end_cursor_is_a_protocol_error() -> None:
