@@ -44,6 +44,7 @@ __all__ = [
     "Translator",
     "build_error",
     "error_class_for",
+    "rule_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -198,15 +199,12 @@ class ConnectorError(Exception):
         super().__init__(message)
         self.message = message
         self.code = ErrorCode(code) if code is not None else self.default_code
-        self.transient = is_transient_code(self.code) if transient is None else bool(transient)
-        if retry_hint is not None:
-            self.retry_hint = RetryHint(retry_hint)
-        elif retry_after is not None and self.transient:
-            self.retry_hint = RetryHint.RETRY_AFTER
-        elif self.transient:
-            self.retry_hint = _DEFAULT_HINTS.get(self.code, RetryHint.RETRY)
-        else:
-            self.retry_hint = RetryHint.NONE
+        _, self.transient, self.retry_hint = rule_for(
+            self.code,
+            transient,
+            retry_after=retry_after,
+            hint=RetryHint(retry_hint) if retry_hint is not None else None,
+        )
         self.retry_after = _seconds(retry_after)
         self.maybe_applied = bool(maybe_applied)
         self.connector = connector
@@ -325,6 +323,37 @@ class ErrorRule(NamedTuple):
     """Whether the same call may succeed if retried."""
     hint: RetryHint
     """What to do about it."""
+
+
+def rule_for(
+    code: ErrorCode,
+    transient: bool | None = None,
+    *,
+    retry_after: object = None,
+    hint: RetryHint | None = None,
+) -> ErrorRule:
+    """The full ``ErrorRule`` for ``code``, each part left ``None`` taking its default.
+
+    The one place the defaults are decided (``ConnectorError`` uses it too):
+    ``transient`` is what the code implies; the hint is ``RETRY_AFTER`` for
+    a transient error with a ``retry_after``, else the code's own
+    (``RECONNECT`` for a lost connection, ``RETRY_TRANSACTION`` for a
+    deadlock or serialization failure, ``RETRY``) when transient, and
+    ``NONE`` when not.
+
+    Example::
+
+        build_error(message, rule_for(ErrorCode.RATE_LIMITED, retry_after=5.0), ...)
+    """
+    transient = is_transient_code(code) if transient is None else bool(transient)
+    if hint is None:
+        if not transient:
+            hint = RetryHint.NONE
+        elif retry_after is not None:
+            hint = RetryHint.RETRY_AFTER
+        else:
+            hint = _DEFAULT_HINTS.get(code, RetryHint.RETRY)
+    return ErrorRule(code, transient, hint)
 
 
 def build_error(

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import attrs
 
 from dictamesh_connectors.base import Connector
-from dictamesh_connectors.errors import ConnectorError, ErrorCode
+from dictamesh_connectors.errors import ConnectorError, ErrorCode, ErrorRule, RetryHint, build_error
 from dictamesh_connectors.graphql.config import GraphQLConfig
 from dictamesh_connectors.graphql.errors import (
     GRAPHQL_RESPONSE_MEDIA_TYPE,
@@ -36,6 +36,7 @@ from dictamesh_connectors.graphql.pagination import iter_nodes, iter_pages, spli
 from dictamesh_connectors.http.config import HTTPConfig
 from dictamesh_connectors.http.connector import HTTPConnector
 from dictamesh_connectors.http.content import JSONError, encode_json
+from dictamesh_connectors.http.errors import invalid_request
 from dictamesh_connectors.retry import RetryPolicy, retry_once
 
 __all__ = ["GraphQLConnector", "operation_type"]
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 _ACCEPT = f"{GRAPHQL_RESPONSE_MEDIA_TYPE}, application/json;q=0.9"
 _PING_QUERY = "query DictameshPing { __typename }"
+_UNSERIALISABLE = ErrorRule(ErrorCode.SERIALIZATION_ERROR, False, RetryHint.NONE)
 
 # Tokens of a GraphQL document, enough to find its operations: strings and
 # comments are skipped whole so a "{" or "mutation" inside them is ignored.
@@ -211,18 +213,19 @@ class GraphQLConnector(Connector[GraphQLConfig, HTTPConnector]):
             GraphQLError: The response carried ``errors`` (partial ``data`` and
                 every error on the exception); ``GraphQLAuthenticationError``
                 for ``UNAUTHENTICATED``.
-            ConnectorError: ``INVALID_REQUEST`` for a mutation or subscription
-                document, ``SERIALIZATION_ERROR`` for variables that are not
+            InvalidRequestError: ``INVALID_REQUEST``, nothing sent: a mutation
+                or subscription document, an empty document, a header that
+                cannot be sent (the HTTP connector's ``InvalidRequestError``).
+            ConnectorError: ``SERIALIZATION_ERROR`` for variables that are not
                 JSON, ``PROTOCOL_ERROR`` for a body that is not a GraphQL
                 response, or the HTTP connector's mapping of a failed exchange.
             NotConnectedError: The connector is not connected.
         """
         kind = operation_type(query, operation_name)
         if kind in ("mutation", "subscription"):
-            raise ConnectorError(
+            raise invalid_request(
                 f"{self.name}: query() was given a {kind}; "
                 f"{'use mutation()' if kind == 'mutation' else 'subscriptions need a WebSocket'}",
-                code=ErrorCode.INVALID_REQUEST,
                 connector=self.name,
             )
         return self.execute(query, variables, operation_name, headers=headers, timeout=timeout).data
@@ -434,9 +437,8 @@ class GraphQLConnector(Connector[GraphQLConfig, HTTPConnector]):
         self, document: str, variables: Mapping[str, Any] | None, operation_name: str | None
     ) -> bytes:
         if not isinstance(document, str) or not document.strip():
-            raise ConnectorError(
+            raise invalid_request(
                 f"{self.name}: the GraphQL document must be a non-empty string",
-                code=ErrorCode.INVALID_REQUEST,
                 connector=self.name,
             )
         payload: dict[str, Any] = {"query": document}
@@ -447,9 +449,9 @@ class GraphQLConnector(Connector[GraphQLConfig, HTTPConnector]):
         try:
             return encode_json(payload)
         except JSONError as exc:
-            raise ConnectorError(
+            raise build_error(
                 f"{self.name}: variables are not JSON-serialisable: {exc}",
-                code=ErrorCode.SERIALIZATION_ERROR,
+                _UNSERIALISABLE,
                 connector=self.name,
             ) from exc
 

@@ -41,10 +41,12 @@ from dictamesh_connectors.errors import (
     ConnectorError,
     ErrorCode,
     RetryHint,
+    build_error,
     is_transient_code,
+    rule_for,
 )
 from dictamesh_connectors.http.content import JSONError, decode_json
-from dictamesh_connectors.http.errors import error_for_status, parse_retry_after
+from dictamesh_connectors.http.errors import error_for_status, parse_retry_after, protocol_error
 
 __all__ = [
     "EXTENSION_CODES",
@@ -132,6 +134,13 @@ class GraphQLAuthenticationError(GraphQLError, AuthenticationError):
     """The server answered ``UNAUTHENTICATED``: caught by ``except AuthenticationError`` too."""
 
     default_code = ErrorCode.AUTH_FAILED
+
+
+_CLASSES: dict[ErrorCode, type[ConnectorError]] = {
+    **dict.fromkeys(ErrorCode, GraphQLError),
+    ErrorCode.AUTH_FAILED: GraphQLAuthenticationError,
+}
+"""``build_error``'s classes for a response carrying ``errors``: every one is a ``GraphQLError``."""
 
 
 @attrs.frozen
@@ -302,9 +311,8 @@ def classify_response(
         problem = "invalid JSON" if not parsed else "a JSON body that is not a GraphQL response"
         if content and not media_type.endswith("json") and media_type:
             problem = f"a {media_type} body"
-        raise ConnectorError(
+        raise protocol_error(
             f"{what}: HTTP {status_code} with {problem}",
-            code=ErrorCode.PROTOCOL_ERROR,
             connector=connector,
             details={"status_code": status_code},
         )
@@ -323,9 +331,8 @@ def classify_response(
             )
         if not success:
             raise http_error()
-        raise ConnectorError(
+        raise protocol_error(
             f"{what}: HTTP {status_code} response has neither data nor errors",
-            code=ErrorCode.PROTOCOL_ERROR,
             connector=connector,
             details={"status_code": status_code},
         )
@@ -361,15 +368,13 @@ def classify_response(
     if not (is_transient_code(code) if transient is None else transient):
         retry_after = None  # a permanent error: there is nothing to wait for
 
-    cls = GraphQLAuthenticationError if code is ErrorCode.AUTH_FAILED else GraphQLError
-    raise cls(
+    raise build_error(
         f"{what}: {_summary(errors)}",
-        code=code,
-        transient=transient,
-        retry_hint=retry_hint,
+        rule_for(code, transient, retry_after=retry_after, hint=retry_hint),
         retry_after=retry_after,
         maybe_applied=maybe_applied,
         connector=connector,
+        classes=_CLASSES,
         details={
             "errors": errors,
             "data": data,

@@ -67,12 +67,11 @@ from dictamesh_connectors.errors import (
     ConnectorError,
     ConnectorTimeoutError,
     ErrorCode,
-    ErrorRule,
     InvalidConfigError,
     RetryHint,
     Translator,
     build_error,
-    is_transient_code,
+    rule_for,
 )
 from dictamesh_connectors.http.retry import IDEMPOTENT_METHODS
 
@@ -211,28 +210,6 @@ _TRANSPORT_CLASSES: dict[ErrorCode, type[ConnectorError]] = {
 """``build_error``'s classes for transport failures (the rest: the core's own)."""
 
 
-def _rule(
-    code: ErrorCode,
-    transient: bool | None = None,
-    *,
-    retry_after: float | None = None,
-    hint: RetryHint | None = None,
-) -> ErrorRule:
-    """A full ``ErrorRule``: the default transience of ``code`` and the hint it implies."""
-    if transient is None:
-        transient = is_transient_code(code)
-    if hint is None:
-        if not transient:
-            hint = RetryHint.NONE
-        elif retry_after is not None:
-            hint = RetryHint.RETRY_AFTER
-        elif code is ErrorCode.CONNECTION_LOST:
-            hint = RetryHint.RECONNECT
-        else:
-            hint = RetryHint.RETRY
-    return ErrorRule(code, transient, hint)
-
-
 def _reason(status_code: int) -> str:
     try:
         return http.HTTPStatus(status_code).phrase
@@ -301,7 +278,7 @@ def error_for_status(
     message = f"{connector}: {method} {shown}: {status_code} {_reason(status_code)}"
     err = build_error(
         message,
-        _rule(code, transient, retry_after=retry_after, hint=hint),
+        rule_for(code, transient, retry_after=retry_after, hint=hint),
         connector=connector,
         retry_after=retry_after,
         maybe_applied=maybe and not idempotent,
@@ -465,7 +442,7 @@ def translate_exception(
     ) -> ConnectorError:
         return build_error(
             prefix + what,
-            _rule(code, transient, hint=hint),
+            rule_for(code, transient, hint=hint),
             connector=connector,
             maybe_applied=sent and not idempotent,
             details={**details, "cause": type(exc).__name__},
@@ -524,7 +501,7 @@ def translate_exception(
     if _has(chain, rexc.InvalidURL, rexc.InvalidHeader, rexc.MissingSchema, rexc.InvalidSchema):
         return build_error(
             prefix + type(exc).__name__,
-            _rule(ErrorCode.INVALID_REQUEST),
+            rule_for(ErrorCode.INVALID_REQUEST),
             connector=connector,
             classes=_TRANSPORT_CLASSES,
         )
@@ -602,7 +579,10 @@ class Translating(Translator):
 def invalid_request(message: str, *, connector: str = "http") -> InvalidRequestError:
     """The error for a request that must not be sent (bad method, header, URL, body)."""
     err = build_error(
-        message, _rule(ErrorCode.INVALID_REQUEST), connector=connector, classes=_TRANSPORT_CLASSES
+        message,
+        rule_for(ErrorCode.INVALID_REQUEST),
+        connector=connector,
+        classes=_TRANSPORT_CLASSES,
     )
     assert isinstance(err, InvalidRequestError)
     return err
@@ -613,7 +593,7 @@ def protocol_error(
 ) -> ConnectorError:
     """The error for an answer the client cannot use (redirect loop, not JSON, no list)."""
     return build_error(
-        message, _rule(ErrorCode.PROTOCOL_ERROR, False), connector=connector, details=details
+        message, rule_for(ErrorCode.PROTOCOL_ERROR, False), connector=connector, details=details
     )
 
 
@@ -636,7 +616,7 @@ def too_large(
     return build_error(
         f"{connector}: {method} {redact_url(url, secret_params)}: response body exceeds "
         f"max_response_bytes ({limit} bytes)",
-        _rule(ErrorCode.PAYLOAD_TOO_LARGE, False),
+        rule_for(ErrorCode.PAYLOAD_TOO_LARGE, False),
         connector=connector,
         details=details,
     )

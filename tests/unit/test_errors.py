@@ -188,3 +188,19 @@ def test_every_translate_call_passes_only_keywords_its_classify_takes(package):
                 assert None not in keywords and keywords <= takes, (path.name, node.lineno)
                 assert len(node.args) <= 2, (path.name, node.lineno)  # operation, target
     assert calls > 0
+
+
+@pytest.mark.parametrize("code", list(ErrorCode))
+def test_rule_for_is_the_one_place_the_defaults_are_decided(code):
+    # ConnectorError's own defaults and every build_error rule that leaves a
+    # part to its default (HTTP, GraphQL) come from rule_for (issue #7).
+    from dictamesh_connectors.errors import build_error, rule_for
+
+    for transient in (None, True, False):
+        for retry_after in (None, 5.0):
+            rule = rule_for(code, transient, retry_after=retry_after)
+            err = ConnectorError("x", code=code, transient=transient, retry_after=retry_after)
+            assert (err.code, err.transient, err.retry_hint) == tuple(rule)
+            built = build_error("x", rule, connector="c", retry_after=retry_after)
+            assert (built.code, built.transient, built.retry_hint) == tuple(rule)
+    assert rule_for(code, hint=RetryHint.RECONNECT).hint is RetryHint.RECONNECT

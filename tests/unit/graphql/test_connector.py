@@ -14,6 +14,7 @@ from dictamesh_connectors.errors import (
 )
 from dictamesh_connectors.graphql import GraphQLConfig, GraphQLConnector
 from dictamesh_connectors.http.config import HTTPConfig
+from dictamesh_connectors.http.errors import InvalidRequestError
 from dictamesh_connectors.retry import RetryPolicy
 
 CONFIG = GraphQLConfig.from_url(
@@ -49,14 +50,16 @@ def test_repr_shows_the_endpoint_without_secrets() -> None:
 def test_query_refuses_mutations_and_subscriptions_before_any_io() -> None:
     gql = GraphQLConnector(CONFIG)  # not even connected
     for document in ("mutation { a }", "subscription { a }"):
-        with pytest.raises(ConnectorError) as info:
+        # The HTTP connector's class for a request that was not sent, as for a
+        # bad header: one builder (build_error) picks the class (issue #7).
+        with pytest.raises(InvalidRequestError) as info:
             gql.query(document)
         assert info.value.code is ErrorCode.INVALID_REQUEST
 
 
 @pytest.mark.parametrize("document", ["", "   ", None])
 def test_empty_documents_are_invalid_requests(document: object) -> None:
-    with pytest.raises(ConnectorError) as info:
+    with pytest.raises(InvalidRequestError) as info:
         GraphQLConnector(CONFIG).execute(document)  # type: ignore[arg-type]
     assert info.value.code is ErrorCode.INVALID_REQUEST
 
