@@ -48,10 +48,6 @@ class TokenBucket:
         self._tokens = self.capacity
         self._updated = clock()
 
-    def reset_after_fork(self) -> None:
-        """In a forked child: a fresh lock (a parent thread may have held it)."""
-        self._lock = _fork.create_lock()  # a forked child gets it back unlocked
-
     def reserve(self) -> float:
         """Take one token and return the seconds to wait before using it (no sleep)."""
         with self._lock:  # _tokens, _updated

@@ -184,3 +184,17 @@ def test_only_the_fork_module_registers_a_fork_hook():
         if "register_at_fork(" in p.read_text(encoding="utf-8")
     )
     assert users == ["_fork.py"]
+
+
+def test_no_hand_written_after_fork_reset_outside_the_fork_module():
+    # One after-fork hook (issue #7): per-process state resets in
+    # _after_fork_in_child, registered with _fork.register_child_reset. The
+    # one reset_after_fork left is Connectors' public hook for frameworks
+    # (Celery's worker_process_init), which calls into the same resets.
+    root = pathlib.Path(_fork.__file__).parent
+    found = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if "def reset_after_fork(" in p.read_text(encoding="utf-8")
+    )
+    assert found == ["connectors.py"]
