@@ -191,10 +191,11 @@ def retry_call(
             if not policy.allows(wait, clock() - start):
                 raise
             logger.warning(
-                "%s failed (attempt %d of %d, %s: %s); retrying in %.3fs",
+                "%s failed (attempt %d%s, %s: %s); retrying in %.3fs",
                 description,
                 attempt,
-                policy.max_attempts,
+                # No "of 1000000" for a loop bounded by its deadline alone.
+                f" of {policy.max_attempts}" if policy.max_attempts < MAX_ATTEMPTS_LIMIT else "",
                 err.code.value,
                 err.message,
                 wait,

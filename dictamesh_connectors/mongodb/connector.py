@@ -16,9 +16,12 @@ TransientTransactionError, retry the commit on UnknownTransactionCommitResult).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import attrs
 
 from dictamesh_connectors._compat import require
 from dictamesh_connectors.base import Connector
@@ -46,6 +49,7 @@ from dictamesh_connectors.mongodb.verbs import (
     _iterate,
     _Verbs,
 )
+from dictamesh_connectors.retry import MAX_ATTEMPTS_LIMIT, MAX_SECONDS, retry_call
 
 if TYPE_CHECKING:
     import pymongo
@@ -102,6 +106,11 @@ class _Handle:
 
 def _has_label(err: ConnectorError, label: str) -> bool:
     return label in err.details.get("labels", ())
+
+
+def _rerun_transaction(err: ConnectorError) -> bool:
+    """``run_in_transaction``'s ``retry_if``: the error carries TransientTransactionError."""
+    return _has_label(err, _TRANSIENT_TX)
 
 
 def _transaction_options(
@@ -587,29 +596,29 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
         """
         options = _transaction_options(read_concern, write_concern, None, max_commit_time)
         limit = _DEFAULT_TX_DEADLINE if deadline is None else seconds(deadline, "deadline")
-        policy = self.config.retry
-        clock = self._clock
-        start = clock()
-        target = self._target
-        attempt = 0
-        while True:
-            attempt += 1
-            outcome = self._transaction_attempt(fn, options, start, limit, attempt)
-            if outcome[0]:
-                return outcome[1]  # type: ignore[no-any-return]
-            err: ConnectorError = outcome[1]
-            wait = policy.delay(attempt, self._rand())
-            if clock() - start + wait >= limit:
-                raise err
-            logger.warning(
-                "mongodb: transaction on %s failed (attempt %d, %s, TransientTransactionError); "
-                "rerunning in %.3fs",
-                target,
-                attempt,
-                err.code.value,
-                wait,
-            )
-            self._sleep(wait)
+        # The core loop (retry_call), as pymongo's with_transaction: no attempt
+        # limit, only the deadline; the config's policy gives the backoff.
+        policy = attrs.evolve(
+            self.config.retry, max_attempts=MAX_ATTEMPTS_LIMIT, deadline=min(limit, MAX_SECONDS)
+        )
+        start = self._clock()
+        attempts = itertools.count(1)
+
+        def attempt() -> T:
+            ok, outcome = self._transaction_attempt(fn, options, start, limit, next(attempts))
+            if not ok:
+                raise outcome  # labelled TransientTransactionError: retry_if reruns it
+            return outcome  # type: ignore[no-any-return]
+
+        return retry_call(
+            attempt,
+            policy,
+            retry_if=_rerun_transaction,
+            description=f"mongodb: transaction on {self._target} (TransientTransactionError)",
+            sleep=self._sleep,
+            clock=self._clock,
+            rand=self._rand,
+        )
 
     def _transaction_attempt(
         self,
