@@ -534,7 +534,7 @@ class Connector(Generic[ConfigT, HandleT]):
         """
         with self._lock:  # counters, handle
             operations, errors, retries = self._finished.read(), dict(self._errors), self._retries
-            in_flight, handle = len(self._ops), self._handle
+            in_flight, handle = _count_admitted(self._ops), self._handle
         pool: dict[str, Any] = {}
         if handle is not None:
             try:
@@ -547,8 +547,24 @@ class Connector(Generic[ConfigT, HandleT]):
 
     @property
     def _inflight(self) -> int:
-        """How many operations are in flight (of the current in-flight set)."""
-        return len(self._ops)
+        """How many admitted operations are in flight (of the current in-flight set)."""
+        with self._lock:  # in-flight set
+            return _count_admitted(self._ops)
+
+    def _in_flight_threads(self) -> dict[int, int]:
+        """Admitted operations in flight, per thread ident (for tests and the conformance suite).
+
+        An operation counts once it has been admitted (it saw CONNECTED and
+        will run to its end, even through a ``disconnect()``), never while it
+        is still checking the state: one that is then refused never shows.
+        """
+        owners: dict[int, int] = {}
+        with self._lock:  # in-flight set
+            ops = self._ops.copy()  # a copy: other threads add and discard without the lock
+        for op in ops:
+            if _is_admitted(op):
+                owners[op._owner] = owners.get(op._owner, 0) + 1
+        return owners
 
     def _pool_stats(self, handle: HandleT) -> dict[str, Any]:
         """The driver pool's own numbers (``in_use``, ``idle``, ``waiting``, ``size``...).
@@ -619,6 +635,16 @@ _get_ident = threading.get_ident
 _new_in_flight = object.__new__
 
 
+def _is_admitted(op: _InFlight[Any]) -> bool:
+    """Whether ``op`` passed admission (see ``_InFlight``): its ``_started`` is set."""
+    return getattr(op, "_started", None) is not None
+
+
+def _count_admitted(ops: set[_InFlight[Any]]) -> int:
+    """How many operations of ``ops`` passed admission (``ops`` is copied first)."""
+    return sum(1 for op in ops.copy() if _is_admitted(op))
+
+
 class _Counter:
     """An exact event counter whose increment is one atomic call, without a lock.
 
@@ -654,6 +680,14 @@ class _InFlight(Generic[HandleT]):
     ends while a disconnect() drains takes the lock only to wake it. Every
     other case (connecting, reconnecting, not connected) goes through
     ``Connector._acquire``, under the lock.
+
+    So a member of the set is not yet *admitted*: until it has read the
+    state it may still withdraw and be refused. ``_started`` is stored only
+    once it is admitted (by either path), and ``stats().in_flight`` and
+    ``_in_flight_threads()`` count only the members that have it, so an
+    operation that is refused never shows as in flight, and one that shows
+    always runs to its end (``disconnect()`` waits for it). ``disconnect()``
+    itself waits for every member, admitted or not.
     """
 
     __slots__ = ("_connector", "_operation", "_ops", "_owner", "_started")
@@ -676,6 +710,7 @@ class _InFlight(Generic[HandleT]):
             if connector._state is _DISCONNECTING:
                 connector._wake_drain()  # it may have counted us meanwhile
             handle = connector._acquire(self)
+        # Admitted: stored last (see the class docstring); never None.
         self._started = (
             time.perf_counter() if connector._listeners or observability._global else 0.0
         )

@@ -516,3 +516,58 @@ def test_ping_and_disconnect_refuse_unusable_timeouts_before_any_change(bad):
         c.disconnect(timeout="5")
     c.disconnect(timeout=float("inf"))  # inf means no limit
     assert c.state is State.DISCONNECTED
+
+
+class _RaceAtAdmission(set):
+    """The in-flight set, where a disconnect() starts between an operation's add and its
+    state check (the window of the lock-free registration), made to happen every time."""
+
+    def __init__(self, connector):
+        super().__init__()
+        self.connector = connector
+        self.closer = None
+        self.seen = []  # (stats().in_flight, _in_flight_threads()) inside the window
+
+    def add(self, op):
+        super().add(op)
+        if self.closer is None:
+            self.closer = threading.Thread(target=self.connector.disconnect, daemon=True)
+            self.closer.start()
+            wait_until(lambda: self.connector.state is State.DISCONNECTING)
+            self.seen.append(
+                (self.connector.stats().in_flight, self.connector._in_flight_threads())
+            )
+
+
+def test_an_operation_refused_at_admission_never_shows_in_flight():
+    """The drain contract as observers see it: what stats() shows in flight is admitted and
+    runs to its end; an operation that loses the race with disconnect() is refused and was
+    never shown (the conformance drain check disconnected on such a count and saw the
+    "in-flight" operation refused)."""
+    c = make()
+    c.connect()
+    ops = c._ops = _RaceAtAdmission(c)
+    with pytest.raises(NotConnectedError):
+        c.work()
+    ops.closer.join(5)
+    assert not ops.closer.is_alive() and c.state is State.DISCONNECTED
+    assert ops.seen == [(0, {})]
+
+
+def test_an_admitted_operation_shows_per_thread_and_finishes_through_a_disconnect():
+    c = make()
+    c.connect()
+    blocker = Blocker(result="done")
+    results = []
+    worker = threading.Thread(target=lambda: results.append(c.work(blocker)), daemon=True)
+    worker.start()
+    assert blocker.started.wait(5)
+    assert c._in_flight_threads() == {worker.ident: 1} and c.stats().in_flight == 1
+    closer = threading.Thread(target=c.disconnect, daemon=True)
+    closer.start()
+    wait_until(lambda: c.state is State.DISCONNECTING)
+    blocker.release.set()
+    worker.join(5)
+    closer.join(5)
+    assert results == ["done"] and c.state is State.DISCONNECTED
+    assert c._in_flight_threads() == {} and c.stats().in_flight == 0

@@ -220,13 +220,20 @@ class Harness:
         assert not alive, f"{alive} thread(s) still running {what} after {self.join_timeout}s"
 
     def _in_flight(self, connector: Any, outcomes: list[Outcome]) -> bool:
-        """Whether the operation of every worker of ``outcomes`` is registered in flight."""
-        owners = getattr(connector, "_owners", None)  # base.Connector: in flight per thread
-        if isinstance(owners, dict):
-            idents = {o.thread.ident for o in outcomes if o.thread is not None}
-            return idents <= set(owners)
-        stats: Any = connector.stats()
-        return bool(stats.in_flight >= len(outcomes))
+        """Whether the operation of every worker of ``outcomes`` is admitted in flight.
+
+        Asked of the workers' own threads (``Connector._in_flight_threads``):
+        a count (``stats().in_flight``) would also count the drain check's
+        hammering threads, and the check would disconnect before the slow
+        operations even began (they were then refused, not drained).
+        """
+        if not isinstance(connector, Connector):
+            raise TypeError(
+                f"{type(connector).__name__} is not a dictamesh_connectors.base.Connector: "
+                "the conformance suite checks connectors built on it"
+            )
+        idents = {o.thread.ident for o in outcomes if o.thread is not None}
+        return idents <= set(connector._in_flight_threads())
 
     def _wait_in_flight(self, connector: Any, outcomes: list[Outcome]) -> None:
         """Wait (bounded) until the workers' slow operations are all in flight together."""

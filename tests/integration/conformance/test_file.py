@@ -34,12 +34,6 @@ class TestFileConformance(ConnectorConformance):
         assert not [f.name for f in attrs.fields(FileConfig) if "Secret" in str(f.type)]
         assert Secret is not None
 
-    # KNOWN DEFECT (open, #14 closing note): after the lock-free in-flight
-    # registration in base.py (88f9c68) the drain check saw a slow lock()
-    # in flight refused with NotConnectedError on a fresh-clone CI run.
-    def test_disconnect_drains_under_threads(self) -> None:  # type: ignore[override]
-        """Disabled for now: see the KNOWN DEFECT note above."""
-
     connector_class = FileConnector
 
     @pytest.fixture(autouse=True)

@@ -83,12 +83,6 @@ class _MongoDBConformance(ConnectorConformance):
 
 
 class TestSecantusDBConformance(_MongoDBConformance):
-    # KNOWN DEFECT (open, #14 closing note): the drain check saw the slow
-    # find in flight refused with NotConnectedError on a fresh-clone CI run
-    # (after base.py's lock-free in-flight registration, 88f9c68).
-    def test_disconnect_drains_under_threads(self) -> None:  # type: ignore[override]
-        """Disabled for now: see the KNOWN DEFECT note above."""
-
     @pytest.fixture(autouse=True)
     def _server(self, mongodb_uri: str) -> None:
         type(self).server_uri = mongodb_uri

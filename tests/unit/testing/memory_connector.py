@@ -106,3 +106,22 @@ class MemoryConnector(Connector[MemoryConfig, dict[str, Any]]):
             self._check_open(handle)
 
         self._run(run, idempotent=False, description="wait")
+
+
+class SlowStartConnector(MemoryConnector):
+    """Keeps the contract too, with a real connector's timing: its slow operation spends
+    a while setting up before it is in flight (SecantusDB's arms a fail point), and each
+    cheap operation is in flight for a moment (a round trip), so the drain check's
+    hammering threads always have several in flight at once."""
+
+    def get(self, key: str) -> Any:
+        def run(handle: dict[str, Any]) -> Any:
+            time.sleep(0.002)
+            self._check_open(handle)
+            return handle["data"].get(key)
+
+        return self._run(run, idempotent=True, description="get")
+
+    def wait(self, seconds: float) -> None:
+        time.sleep(0.5)  # setting up, not in flight yet
+        super().wait(seconds)

@@ -17,6 +17,7 @@ import pytest
 
 from dictamesh_connectors.testing.conformance import ConnectorConformance
 
+from . import memory_connector as memory
 from .memory_connector import MemoryConfig, MemoryConnector
 
 REPO = Path(__file__).resolve().parents[3]
@@ -51,22 +52,33 @@ BROKEN = {
     "BrokenConfigConnector": "test_config_fields_reject_garbage",
 }
 
+GOOD = {
+    # connector class (keeping the contract) -> a check that once failed it wrongly
+    "SlowStartConnector": "test_disconnect_drains_under_threads",
+}
+
 MODULE = """
 from tests.unit.testing import broken_connectors as m
+from tests.unit.testing import memory_connector as memory
 from tests.unit.testing.test_conformance import TestMemoryConformance as Good
 
-def make(cls):
-    return type("Test" + cls.__name__, (Good,), {"connector_class": cls, "fork_timeout": 5.0})
-
+def make(cls, **knobs):
+    knobs = {"connector_class": cls, "fork_timeout": 5.0, **knobs}
+    return type("Test" + cls.__name__, (Good,), knobs)
 """
 
 
 def test_each_broken_connector_fails_its_check(tmp_path: Path) -> None:
+    """And each good variant in GOOD passes the check named for it."""
     module = MODULE + "".join(f"Test{name} = make(m.{name})\n" for name in BROKEN)
+    module += "".join(
+        f"Test{name} = make(memory.{name})\n" for name in GOOD if hasattr(memory, name)
+    )
     (tmp_path / "test_broken.py").write_text(module)
-    selection = " or ".join(f"(Test{name} and {check})" for name, check in BROKEN.items())
+    checks = {**BROKEN, **GOOD}
+    selection = " or ".join(f"(Test{name} and {check})" for name, check in checks.items())
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-rfEp", "-p", "no:cacheprovider",
          "-p", "no:randomly", "--rootdir", str(tmp_path), "-k", selection,
          str(tmp_path / "test_broken.py")],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
@@ -79,7 +91,13 @@ def test_each_broken_connector_fails_its_check(tmp_path: Path) -> None:
     }
     expected = {f"Test{name}::{check}" for name, check in BROKEN.items()}
     assert failed == expected, run.stdout[-6000:]
-    assert f"{len(BROKEN)} failed" in run.stdout, run.stdout[-3000:]
+    passed = {
+        line.split("::")[1] + "::" + line.split("::")[2].split(" ")[0]
+        for line in run.stdout.splitlines()
+        if line.startswith("PASSED ") and "::" in line
+    }
+    assert passed == {f"Test{name}::{check}" for name, check in GOOD.items()}, run.stdout[-6000:]
+    assert f"{len(BROKEN)} failed, {len(GOOD)} passed" in run.stdout, run.stdout[-3000:]
 
 
 def test_the_good_connector_holds_its_marker() -> None:
