@@ -22,6 +22,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeAlias
 
+from dictamesh_connectors.file import dirsync
 from dictamesh_connectors.file.args import check_int
 from dictamesh_connectors.file.errors import (
     CONFLICT,
@@ -90,8 +91,12 @@ def commit_temp(dir_fd: int, temp: str, name: str, *, overwrite: bool) -> None:
 
 
 def fsync_dir(dir_fd: int) -> None:
-    """Make the directory's entries (a rename, a new name) durable."""
-    os.fsync(dir_fd)
+    """Make the directory's entries (a rename, a new name) durable.
+
+    Concurrent writers in one directory share the fsync (``dirsync.py``):
+    each returns after an fsync that started after its change succeeded.
+    """
+    dirsync.fsync_dir(dir_fd)
 
 
 def atomic_write(

@@ -61,6 +61,23 @@ CHILD = textwrap.dedent(
             with files.transaction() as tx:
                 tx.write_bytes("data.bin", new)
                 tx.write_bytes("other.bin", new)
+        elif action == "threads":  # 8 writers in one directory, together
+            import threading
+            outcomes, barrier = [], threading.Barrier(8)
+            def writer(n):
+                barrier.wait()
+                try:
+                    files.write_bytes(f"t{n}.bin", new)
+                    outcomes.append("ok")
+                except ConnectorError as err:
+                    outcomes.append([err.code.value, err.maybe_applied, err.details.get("errno")])
+            threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            print(json.dumps({"outcomes": outcomes}))
+            sys.exit(0)
         result = {"ok": True}
     except ConnectorError as err:
         result = {
@@ -164,6 +181,21 @@ def test_eio_on_the_directory_fsync_is_maybe_applied(shim, root, old_file):
     assert log and log[0].startswith(f"fsync {errno.EIO} {root}"), log
     assert_error(outcome, "CONNECTION_LOST", "EIO", transient=True, maybe_applied=True, root=root)
     assert old_file.read_bytes() == NEW
+    assert stray(root) == []
+
+
+def test_a_failed_shared_directory_fsync_fails_every_writer_that_relied_on_it(shim, root):
+    # Concurrent writers share directory fsyncs (dirsync.py). One real EIO on
+    # the root's fsync: each writer either saw a later fsync succeed, or is
+    # told its rename may not be durable (maybe_applied); none returns "ok"
+    # on the strength of the failed one. Every rename was made.
+    outcome, log = run(shim, root, "threads", ops="fsync", path="", code=errno.EIO, times=1)
+    assert len(log) == 1 and log[0].startswith(f"fsync {errno.EIO} {root}"), log
+    failed = [o for o in outcome["outcomes"] if o != "ok"]
+    assert len(outcome["outcomes"]) == 8
+    assert failed, outcome  # the failure reached the writers that relied on it
+    assert all(o == ["CONNECTION_LOST", True, "EIO"] for o in failed), outcome
+    assert all((root / f"t{n}.bin").read_bytes() == NEW for n in range(8))
     assert stray(root) == []
 
 
