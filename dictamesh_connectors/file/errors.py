@@ -56,7 +56,6 @@ it is always safe.
 from __future__ import annotations
 
 import errno
-from types import TracebackType
 from typing import Any
 
 from dictamesh_connectors.errors import (
@@ -64,6 +63,7 @@ from dictamesh_connectors.errors import (
     ErrorCode,
     ErrorRule,
     RetryHint,
+    Translator,
     build_error,
 )
 
@@ -229,12 +229,14 @@ def classify(
     )
 
 
-class translate:
+class translate(Translator):
     """Translate ``OSError`` (and codec errors) raised in the block into ``ConnectorError``.
 
-    ``ConnectorError`` and other exceptions pass through unchanged; the
-    ``OSError`` is kept as ``__cause__``. A class, not a generator-based
-    context manager: it sits on every operation's hot path.
+    The core ``Translator`` (the one translation site every connector
+    shares): ``ConnectorError`` and exceptions that ``classify`` does not
+    call file errors pass through unchanged; the ``OSError`` is kept as
+    ``__cause__``, its file names dropped (``scrub``). Its fields are slots,
+    not the base's ``context`` dict: it sits on every operation's hot path.
 
     Example::
 
@@ -245,7 +247,7 @@ class translate:
         ConnectorError: Translated from the ``OSError``.
     """
 
-    __slots__ = ("maybe_applied", "operation", "path", "write")
+    __slots__ = ("maybe_applied", "path", "write")
 
     def __init__(
         self, operation: str, path: str, *, write: bool = False, maybe_applied: bool = False
@@ -255,29 +257,22 @@ class translate:
         self.write = write
         self.maybe_applied = maybe_applied
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None or isinstance(exc, ConnectorError) or not isinstance(exc, Exception):
-            return
-        err = classify(
+    def classify(self, exc: Exception) -> ConnectorError | None:
+        """``classify`` for the block's operation and path (``None``: not a file error)."""
+        return classify(
             exc,
             operation=self.operation,
             path=self.path,
             write=self.write,
             maybe_applied=self.maybe_applied,
         )
-        if err is None:
-            return
-        # The OSError's filename is a name inside the root (we only pass names
-        # relative to a directory descriptor), but drop it anyway: nothing in
-        # the chain should carry more of the path than the message does.
+
+    def scrub(self, exc: Exception) -> None:
+        """Drop the ``OSError``'s file names.
+
+        They are names inside the root (only names relative to a directory
+        descriptor are passed), but nothing in the chain should carry more of
+        the path than the message does.
+        """
         if isinstance(exc, OSError):
             exc.filename = exc.filename2 = None
-        raise err from exc

@@ -165,7 +165,31 @@ def test_translator_maps_driver_errors_only_and_keeps_the_scrubbed_cause():
     assert info.value is mine
 
 
-@pytest.mark.parametrize("package", ["kafka", "mongodb", "postgresql"])
+@pytest.mark.parametrize(
+    ("package", "site"),
+    [
+        ("file", "translate"),
+        ("kafka", "translate"),
+        ("mongodb", "translate"),
+        ("postgresql", "translate"),
+        ("http", "Translating"),
+    ],
+)
+def test_every_connectors_translation_site_is_the_core_translator(package, site):
+    # One translation site (issue #7): every connector's context manager is
+    # the core Translator, not a copy of its __exit__ (File's was).
+    import importlib
+
+    from dictamesh_connectors.errors import Translator
+
+    driver = {"kafka": "confluent_kafka", "mongodb": "pymongo", "postgresql": "psycopg"}
+    if package in driver:
+        pytest.importorskip(driver[package])
+    errors = importlib.import_module(f"dictamesh_connectors.{package}.errors")
+    assert issubclass(getattr(errors, site), Translator)
+
+
+@pytest.mark.parametrize("package", ["file", "kafka", "mongodb", "postgresql"])
 def test_every_translate_call_passes_only_keywords_its_classify_takes(package):
     # translate(...) carries its keywords untyped to classify(); a misspelt
     # one would only surface (as a TypeError) when a driver error occurs.
@@ -174,7 +198,9 @@ def test_every_translate_call_passes_only_keywords_its_classify_takes(package):
     import inspect
     import pathlib
 
-    pytest.importorskip({"kafka": "confluent_kafka", "mongodb": "pymongo"}.get(package, "psycopg"))
+    driver = {"kafka": "confluent_kafka", "mongodb": "pymongo", "postgresql": "psycopg"}
+    if package in driver:
+        pytest.importorskip(driver[package])
     errors = importlib.import_module(f"dictamesh_connectors.{package}.errors")
     takes = set(inspect.signature(errors.classify).parameters) - {"exc"}
     root = pathlib.Path(errors.__file__).parent
@@ -186,7 +212,7 @@ def test_every_translate_call_passes_only_keywords_its_classify_takes(package):
                 calls += 1
                 keywords = {k.arg for k in node.keywords}
                 assert None not in keywords and keywords <= takes, (path.name, node.lineno)
-                assert len(node.args) <= 2, (path.name, node.lineno)  # operation, target
+                assert len(node.args) <= 2, (path.name, node.lineno)  # operation, target/path
     assert calls > 0
 
 
