@@ -195,3 +195,34 @@ def test_check_covers_every_connector_kind(
     assert not store["healthy"] and store["error_code"] == "AUTH_FAILED" and not store["transient"]
     assert all(c["healthy"] for name, c in by_name.items() if name != "store")
     assert "WRONG-MONGO-SECRET-3" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv0", [[str(COMMAND)], [sys.executable, "-m", "dictamesh_connectors"]], ids=["script", "m"]
+)
+def test_ping_exit_codes_from_the_installed_command(argv0, postgres_dsn, ferretdb_uri):
+    """ping, run as users run it: 0 healthy, 1 unhealthy (classified), 2 bad usage or config."""
+    pg_password = urllib.parse.unquote(urllib.parse.urlsplit(postgres_dsn).password or "")
+    shown: list[str] = []
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        result = _run([*argv0, *argv], {})
+        shown.append(result.stdout + result.stderr)
+        return result
+
+    result = run("ping", postgres_dsn, "--timeout", "10")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("ok: postgresql://") and ":***@" in result.stdout
+    result = run("ping", ferretdb_uri, "--timeout", "10", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["healthy"] is True
+    wrong = postgres_dsn.replace(f":{pg_password}@", ":WRONG-PING-SECRET-9@")
+    result = run("ping", wrong, "--timeout", "10", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "AUTH_FAILED" and error["transient"] is False
+    for argv in (["ping"], ["ping", "gopher://nowhere"], ["ping", postgres_dsn, "--timeout", "x"]):
+        result = run(*argv)
+        assert result.returncode == 2, (argv, result.stdout + result.stderr)
+    for output in shown:
+        assert pg_password not in output and "WRONG-PING-SECRET-9" not in output
