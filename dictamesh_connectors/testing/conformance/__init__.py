@@ -17,7 +17,8 @@ and run pytest: each check of the contract is its own named test (see
 
 - ``SecretScan``, ``observable_texts``, ``exception_chain``
   (``secretscan``): collect every repr, str, attribute, cause, traceback,
-  pickle and log record of a failure and assert a marker secret is in none;
+  pickle, log record (every attribute of it, from any logger) and warning
+  of a failure and assert a marker secret is in none;
 - ``run_in_child`` (``forking``): run a function in a real ``os.fork()``
   child, with a time limit;
 - ``assert_round_trips``, ``ErrorRecorder`` (``pickling``): errors
