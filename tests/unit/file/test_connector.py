@@ -170,16 +170,21 @@ def test_list_filters_sorts_and_recurses(files, root):
     assert abs(info.mtime - time.time()) < 3600
 
 
-def test_reserved_names_are_refused_and_hidden(files):
+def test_reserved_names_are_refused_and_hidden(files, root):
     for name in ("x.lock", ".dmtmp-0123456789abcdef0123456789abcdef", "d/y.lock"):
         assert code_of(lambda name=name: files.write_text(name, "x")) is ErrorCode.INVALID_REQUEST
     for name in ("a.lock/b", ".dmtxn-0123456789abcdef0123456789abcdef/c"):
         refused = code_of(lambda name=name: files.mkdir(name, parents=True))
         assert refused is ErrorCode.INVALID_REQUEST, name  # a reserved name on the way too
         assert files.list() == []
-    with files.lock("x"):
+    files.mkdir("d")
+    with files.lock("x"), files.lock("d/y", shared=True):
         assert code_of(lambda: files.stat("x.lock")) is ErrorCode.NOT_FOUND
         assert not files.exists("x.lock")
+        assert (root / "x.lock").is_file() and (root / "d" / "y.lock").is_file()  # on disk...
+        assert [i.path for i in files.list(recursive=True)] == ["d"]  # ...never listed
+        assert [i.path for i in files.query("*")] == ["d"]
+        assert files.list(pattern="*.lock", recursive=True) == []
 
 
 def test_exists_stat_delete(files):
