@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import importlib
 import logging
-import threading
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
+from dictamesh_connectors import _fork
 from dictamesh_connectors.errors import InvalidConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -47,7 +47,9 @@ _BUILTIN: dict[str, str] = {
 
 # Precedence: register() > built-in > entry point, so an installed plugin
 # never silently takes over a built-in scheme; register() does, explicitly.
-_lock = threading.Lock()  # guards _registered, _plugins and _entry_points_loaded (memory only)
+# Guards _registered, _plugins and _entry_points_loaded (memory only); a
+# forked child gets it back unlocked.
+_lock = _fork.create_lock()
 _registered: dict[str, Any] = {}  # scheme -> class or "module:Class", from register()
 _plugins: dict[str, EntryPoint] = {}  # scheme -> entry point of another distribution
 _entry_points_loaded = False

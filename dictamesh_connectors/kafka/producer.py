@@ -530,7 +530,8 @@ class DeliveryFuture(concurrent.futures.Future[RecordMetadata]):
                 if self._cond is None:
                     self._waiters: list[Any] = []
                     self._done_callbacks: list[Any] = []
-                    self._cond = threading.Condition()
+                    # Forkable: a child gets it back unlocked, without waiters.
+                    self._cond = _fork.create_condition()
                 cond = self._cond
         return cond
 

@@ -82,6 +82,16 @@ class Harness:
     """Hypothesis examples per config field."""
     url_examples: ClassVar[int] = 150
     """Hypothesis examples for ``from_url``."""
+    locks_held_across_io: ClassVar[tuple[str, ...]] = ()
+    """Paths of locks the connector holds across its slow operation by design.
+
+    The lock check names each lock it finds held all through the slow
+    operation by its path from the connector (``"_txn_lock"``,
+    ``"_session._lock"``); a path listed here is allowed. Only for a lock
+    that serialises what must be serialised (Kafka's one transaction at a
+    time per producer) and that nothing else waits for: ``ping()`` and
+    ``operation()`` are still required to complete meanwhile.
+    """
 
     _recorder: ErrorRecorder
     _made: list[Connector[Any, Any]]
@@ -252,6 +262,11 @@ class Harness:
                 f"(stats().in_flight = {connector.stats().in_flight})"
             )
             time.sleep(0.005)
+
+    def _own_modules(self) -> tuple[str, ...]:
+        """The module prefixes whose objects the lock walks enter (the connector's, ours)."""
+        top = self.connector_class.__module__.split(".")[0]
+        return tuple(dict.fromkeys((top, "dictamesh_connectors")))
 
     def _probe(self) -> tuple[Any, list[tuple[str, State]]]:
         """A connector of a subclass recording its state inside ``_open`` and ``_close``."""

@@ -17,9 +17,9 @@ Example::
 from __future__ import annotations
 
 import pickle
-import threading
 from typing import Any
 
+from dictamesh_connectors import _fork
 from dictamesh_connectors.errors import ConnectorError
 
 __all__ = ["ATTRIBUTES", "ErrorRecorder", "assert_round_trips"]
@@ -77,11 +77,13 @@ def assert_round_trips(error: ConnectorError) -> ConnectorError:
 class ErrorRecorder:
     """An observability listener keeping every ``ConnectorError`` of the operations it sees.
 
-    Thread-safe: operations of many threads may report at once.
+    Thread-safe: operations of many threads may report at once; fork-safe:
+    a forked child gets its lock back unlocked (a child's operations report
+    to it too).
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _fork.create_lock()
         self._errors: list[ConnectorError] = []
 
     def on_error(self, connector: Any, operation: str, error: ConnectorError) -> None:

@@ -21,12 +21,17 @@ test                                        what it proves
                                             later ones get NotConnectedError, no hang
 ``test_disconnect_timeout_never_hangs``     disconnect(timeout) returns with operations
                                             still running; they end with ConnectorErrors
-``test_no_lock_held_across_io``             ping() in one thread completes, repeatedly,
-                                            while a slow operation runs in another
+``test_no_lock_held_across_io``             ping() and operation() complete, repeatedly,
+                                            while a slow operation runs in another thread,
+                                            and no lock reachable from the connector is
+                                            held all through it (``locks_held_across_io``)
 ``test_fork_child_uses_own_connection``     a real os.fork(): the child works on its own
-                                            connection, the parent's keeps working
-``test_fork_with_locks_held``               the connector's locks held by another thread
-                                            at fork time do not deadlock the child
+                                            connection, the parent's keeps working (no
+                                            error, no retry: its sockets were not used)
+``test_fork_with_locks_held``               every lock reachable from the connector (nested
+                                            ones, Conditions) comes from ``_fork``, and held
+                                            by another thread at fork time, does not
+                                            deadlock the child
 ``test_fork_with_operation_in_flight``      the child does not wait for the parent's
                                             in-flight operation; the parent's finishes
 ``test_errors_pickle``                      each ConnectorError keeps code, transient,
@@ -78,14 +83,19 @@ import pytest
 from dictamesh_connectors.base import State
 from dictamesh_connectors.errors import ConnectorError, InvalidConfigError, NotConnectedError
 from dictamesh_connectors.testing.conformance._harness import Harness, Outcome, closed_port
+from dictamesh_connectors.testing.conformance._locks import (
+    fork_registered,
+    is_locked,
+    owner_of,
+    reachable_locks,
+    underlying,
+)
 from dictamesh_connectors.testing.conformance.forking import run_in_child
 from dictamesh_connectors.testing.conformance.fuzzing import check_config_field, check_from_url
 from dictamesh_connectors.testing.conformance.pickling import assert_round_trips
 from dictamesh_connectors.testing.conformance.secretscan import SecretScan
 
 __all__ = ["ConnectorConformance", "closed_port"]
-
-_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
 
 
 class ConnectorConformance(Harness):
@@ -287,38 +297,115 @@ class ConnectorConformance(Harness):
     # ------------------------------------------------------------------- locks
 
     def test_no_lock_held_across_io(self) -> None:
-        """ping() completes, again and again, while a slow operation waits on the server."""
+        """ping() and operation() complete, again and again, while a slow operation waits on
+        the server; no lock of the connector's own objects is held all through it."""
         connector = self.make_connector()
         connector.connect()
+        self.operation(connector)
         baseline = []
         for _ in range(5):
             start = time.perf_counter()
             connector.ping()
             baseline.append(time.perf_counter() - start)
+        own = self._own_modules()
+        # Locks held before the slow operation (all along) are not its doing.
+        locks = reachable_locks(connector, own)
+        before = {id(lock) for _, lock in locks if is_locked(lock)}
         slow = Outcome()
         began = time.perf_counter()
         worker = self._worker(lambda: self.slow_operation(connector, self.slow_seconds), slow)
         self._wait_in_flight(connector, [slow])
+        slow_thread = worker.ident
+        # Found again now: objects the slow operation made (a transaction) count too.
+        seen = {id(lock): (path, lock) for path, lock in locks}
+        for path, lock in reachable_locks(connector, own):
+            seen.setdefault(id(lock), (path, lock))
+        samples: dict[int, list[bool]] = {key: [] for key in seen}
+        operations: list[float] = []
+        failures: list[BaseException] = []
+
+        # The threads inside a ping() or operation() call now: the sampler
+        # looks only while none is, so a lock those calls take in turn (a
+        # connection's own) is seen free between them; what is still held then
+        # is held by the slow operation (or for it).
+        calling: set[str] = set()
+
+        def sample() -> None:
+            while not slow.done.is_set():
+                if not calling:
+                    for key, (_, lock) in seen.items():
+                        owner = owner_of(lock)
+                        samples[key].append(is_locked(lock) and owner in (None, slow_thread))
+                time.sleep(0.001)
+
+        def operate() -> None:
+            while not slow.done.is_set():
+                start = time.perf_counter()
+                calling.add("operation")
+                try:
+                    self.operation(connector)
+                except BaseException as exc:
+                    failures.append(exc)
+                    return
+                finally:
+                    calling.discard("operation")
+                latency = time.perf_counter() - start
+                if not slow.done.is_set():  # it finished while the slow one still ran
+                    operations.append(latency)
+                time.sleep(0.002)  # room for the sampler
+
+        helpers = [
+            threading.Thread(target=fn, daemon=True, name=f"conformance-{fn.__name__}")
+            for fn in (sample, operate)
+        ]
+        for helper in helpers:
+            helper.start()
         during: list[float] = []
         while not slow.done.is_set():
             start = time.perf_counter()
-            connector.ping()
+            calling.add("ping")
+            try:
+                connector.ping()
+            finally:
+                calling.discard("ping")
             latency = time.perf_counter() - start
             if not slow.done.is_set():  # this ping finished while the slow one still ran
                 during.append(latency)
-        self._join([worker], "slow_operation")
+            time.sleep(0.002)  # room for the sampler
+        self._join([worker, *helpers], "slow_operation, operation() and the lock sampler")
         duration = time.perf_counter() - began
         assert slow.error is None, f"slow_operation failed: {slow.error!r}"
+        assert not failures, f"operation() failed beside the slow operation: {failures[0]!r}"
+
+        def median_ms(values: list[float]) -> float:
+            return statistics.median(values) * 1000 if values else float("nan")
+
         figures = (
             f"slow operation {duration * 1000:.0f} ms; ping before it "
-            f"{statistics.median(baseline) * 1000:.1f} ms (median); {len(during)} ping(s) "
-            f"finished during it, median "
-            f"{(statistics.median(during) * 1000 if during else float('nan')):.1f} ms"
+            f"{median_ms(baseline):.1f} ms (median); {len(during)} ping(s) finished during "
+            f"it, median {median_ms(during):.1f} ms; {len(operations)} operation() call(s), "
+            f"median {median_ms(operations):.1f} ms"
         )
         # With a lock held across the slow I/O, every ping would wait for it:
         # at most one could slip in between its end and the flag.
         assert len(during) >= 3, f"ping() waited for the slow operation: {figures}"
         assert statistics.median(during) < duration / 2, f"ping() was delayed: {figures}"
+        assert len(operations) >= 3, f"operation() waited for the slow operation: {figures}"
+        assert statistics.median(operations) < duration / 2, f"operation() was delayed: {figures}"
+        # Held in every sample of the middle of the slow operation (its first
+        # and last tenth are its own start and end): held across it.
+        held = []
+        for key, values in samples.items():
+            middle = values[len(values) // 10 : len(values) - len(values) // 10]
+            if len(middle) >= 5 and all(middle) and key not in before:
+                held.append(seen[key][0])
+        allowed = set(self.locks_held_across_io)
+        held_across = sorted(path for path in held if path not in allowed)
+        assert not held_across, (
+            f"lock(s) of the connector held all through the slow operation: {held_across} "
+            f"(never hold a lock across I/O; one held by design goes in "
+            f"locks_held_across_io, with the reason); {figures}"
+        )
 
     # -------------------------------------------------------------------- fork
 
@@ -327,9 +414,12 @@ class ConnectorConformance(Harness):
         connector = self.make_connector()
         connector.connect()
         self.operation(connector)
+        connector.ping()
+        before = connector.stats()
 
         def child() -> bool:
-            self.operation(connector)
+            for _ in range(3):
+                self.operation(connector)
             connector.ping()
             connector.disconnect(timeout=10)
             connector.connect()
@@ -339,22 +429,41 @@ class ConnectorConformance(Harness):
 
         assert run_in_child(child, timeout=self.fork_timeout) == 0, "the child failed (stderr)"
         assert connector.is_connected
-        self.operation(connector)
+        for _ in range(3):
+            self.operation(connector)
         connector.ping()
+        after = connector.stats()
+        # A child that talked on the parent's sockets leaves them out of step:
+        # the parent's next operations fail (perhaps hidden by a retry).
+        assert (after.errors, after.retries) == (before.errors, before.retries), (
+            f"the parent's operations failed after the child worked (the child used the "
+            f"parent's connection?): errors {before.errors} -> {after.errors}, retries "
+            f"{before.retries} -> {after.retries}"
+        )
 
     def test_fork_with_locks_held(self) -> None:
         """Every lock of the connector held by another thread at fork time: no child deadlock."""
         connector = self.make_connector()
         connector.connect()
         self.operation(connector)
-        locks = [v for v in vars(connector).values() if isinstance(v, _LOCK_TYPES)]
-        assert locks, "the connector has no lock attribute to hold"
+        found = reachable_locks(connector, self._own_modules())
+        assert found, "the connector has no lock to hold"
+        unsafe = [path for path, lock in found if not fork_registered(lock)]
+        assert not unsafe, (
+            f"lock(s) a forked child would inherit as they were (held, if another thread held "
+            f"them): {unsafe}; make them with dictamesh_connectors._fork.create_lock(), "
+            f"create_rlock() or create_condition()"
+        )
+        # Each underlying lock once (a Condition over the connector's RLock is that RLock).
+        locks = list({id(underlying(lock)): lock for _, lock in found}.values())
         held, release = threading.Event(), threading.Event()
 
         def hold() -> None:
             with contextlib.ExitStack() as stack:
                 for lock in locks:
-                    stack.enter_context(lock)
+                    if not lock.acquire(timeout=self.join_timeout):
+                        return
+                    stack.callback(lock.release)
                 held.set()
                 release.wait(self.join_timeout)
 

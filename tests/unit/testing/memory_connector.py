@@ -6,12 +6,15 @@ one rule at a time.
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 import urllib.parse
 from typing import Any, ClassVar
 
 import attrs
 
+from dictamesh_connectors import _fork
 from dictamesh_connectors.base import Connector
 from dictamesh_connectors.config import (
     BaseConfig,
@@ -125,3 +128,57 @@ class SlowStartConnector(MemoryConnector):
     def wait(self, seconds: float) -> None:
         time.sleep(0.5)  # setting up, not in flight yet
         super().wait(seconds)
+
+
+def _count_requests(server: socket.socket) -> None:
+    """The "server" of one connection: answers each request byte with its running count."""
+    count = 0
+    with server:
+        while server.recv(1):
+            count += 1
+            server.sendall(count.to_bytes(8, "big"))
+
+
+class SocketConnector(MemoryConnector):
+    """Keeps the contract, on a real socket: each ``get``/``put`` is also a round trip to a
+    server thread that numbers the connection's requests; a number out of step means that
+    someone else (a forked child) used the connection: CONNECTION_LOST, retried."""
+
+    def _open(self) -> dict[str, Any]:
+        handle = super()._open()
+        client, server = socket.socketpair()
+        threading.Thread(target=_count_requests, args=(server,), daemon=True).start()
+        handle.update(sock=client, sent=0, lock=_fork.create_lock())
+        return handle
+
+    def _close(self, handle: dict[str, Any], timeout: float | None) -> None:
+        super()._close(handle, timeout)
+        handle["sock"].close()
+
+    def _round_trip(self, handle: dict[str, Any]) -> None:
+        with handle["lock"]:  # one request at a time on the connection (its own lock)
+            handle["sent"] += 1
+            handle["sock"].sendall(b"x")
+            answer = int.from_bytes(handle["sock"].recv(8), "big")
+            if answer != handle["sent"]:
+                raise build_error(
+                    f"memory: request {handle['sent']} answered as {answer}",
+                    _LOST,
+                    connector=self.name,
+                )
+
+    def get(self, key: str) -> Any:
+        def run(handle: dict[str, Any]) -> Any:
+            self._check_open(handle)
+            self._round_trip(handle)
+            return handle["data"].get(key)
+
+        return self._run(run, idempotent=True, description="get")
+
+    def put(self, key: str, value: Any) -> None:
+        def run(handle: dict[str, Any]) -> None:
+            self._check_open(handle)
+            self._round_trip(handle)
+            handle["data"][key] = value
+
+        self._run(run, idempotent=True, description="put")

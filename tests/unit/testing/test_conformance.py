@@ -50,11 +50,20 @@ BROKEN = {
     "BrokenDrainConnector": "test_disconnect_drains_under_threads",
     "BrokenPickleConnector": "test_errors_pickle",
     "BrokenConfigConnector": "test_config_fields_reject_garbage",
+    "BrokenOperationLockConnector": "test_no_lock_held_across_io",
+    "BrokenHelperLockConnector": "test_no_lock_held_across_io",
+    "BrokenNestedForkConnector": "test_fork_with_locks_held",
+    "BrokenConditionForkConnector": "test_fork_with_locks_held",
+    "BrokenForkSocketConnector": "test_fork_child_uses_own_connection",
 }
 
 GOOD = {
-    # connector class (keeping the contract) -> a check that once failed it wrongly
+    # connector class (keeping the contract) -> a check that once failed it wrongly, or
+    # that a broken sibling above fails
     "SlowStartConnector": "test_disconnect_drains_under_threads",
+    "SocketConnector": "test_fork_child_uses_own_connection",
+    # The helper's lock, held across the slow operation by design and declared so.
+    "AllowedHelperLockConnector": "test_no_lock_held_across_io",
 }
 
 MODULE = """
@@ -65,6 +74,10 @@ from tests.unit.testing.test_conformance import TestMemoryConformance as Good
 def make(cls, **knobs):
     knobs = {"connector_class": cls, "fork_timeout": 5.0, **knobs}
     return type("Test" + cls.__name__, (Good,), knobs)
+
+TestAllowedHelperLockConnector = make(
+    m.BrokenHelperLockConnector, locks_held_across_io=("_session._lock",)
+)
 """
 
 
