@@ -21,6 +21,7 @@ from dictamesh_connectors.testing.fakes._mongo_query import (
     MongoError,
     bad_value,
     compare,
+    compile_filter,
     equal,
     key_of,
     matches,
@@ -68,7 +69,8 @@ def _stage(docs: list[Document], name: str, spec: Any, lookup: Lookup) -> list[D
     if name == "$match":
         if not isinstance(spec, Mapping):
             raise bad_value("the match filter must be an expression in an object")
-        return [doc for doc in docs if matches(doc, spec)]
+        test = compile_filter(spec)
+        return [doc for doc in docs if test(doc)]
     if name == "$project":
         return [_project(doc, spec) for doc in docs]
     if name in ("$addFields", "$set"):

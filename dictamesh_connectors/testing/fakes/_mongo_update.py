@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import copy
 import datetime
+import decimal
+import re
 from collections.abc import Mapping
 from typing import Any
+
+from bson.decimal128 import Decimal128, create_decimal128_context
+from bson.int64 import Int64
+from bson.regex import Regex
+from bson.timestamp import Timestamp
 
 from dictamesh_connectors.testing.fakes._mongo_query import (
     MISSING,
@@ -32,6 +39,9 @@ TYPE_MISMATCH = 14
 CONFLICTING_OPERATORS = 40
 IMMUTABLE_FIELD = 66
 PATH_NOT_VIABLE = 28
+EMPTY_FIELD_NAME = 56
+_INT32 = 2**31
+_INT64 = 2**63
 
 _OPERATORS = (
     "$set",
@@ -51,7 +61,48 @@ _OPERATORS = (
 
 
 def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
+    return not isinstance(value, bool) and isinstance(value, (int, float, Decimal128))
+
+
+def _arithmetic(operator: str, current: Any, operand: Any) -> Any:
+    """``current + operand`` (``$inc``) or ``current * operand`` (``$mul``), typed as the server
+    types it: decimal if either is one, else double if either is one, else a 64-bit
+    integer if either is one or a 32-bit result overflows, else a 32-bit integer.
+
+    Raises:
+        MongoError: A 64-bit integer overflow (BadValue, as on the server).
+    """
+    if isinstance(current, Decimal128) or isinstance(operand, Decimal128):
+        with decimal.localcontext(create_decimal128_context()) as context:
+            a, b = (_decimal(current), _decimal(operand))
+            return Decimal128(context.add(a, b) if operator == "$inc" else context.multiply(a, b))
+    if isinstance(current, float) or isinstance(operand, float):
+        return float(current) + float(operand) if operator == "$inc" else float(current) * operand
+    result = int(current) + int(operand) if operator == "$inc" else int(current) * int(operand)
+    if not -_INT64 <= result < _INT64:
+        raise bad_value(f"Failed to apply {operator} operations to current value: overflow")
+    if isinstance(current, Int64) or isinstance(operand, Int64) or not -_INT32 <= result < _INT32:
+        return Int64(result)
+    return result
+
+
+def _decimal(value: Any) -> decimal.Decimal:
+    if isinstance(value, Decimal128):
+        return value.to_decimal()
+    if isinstance(value, float):
+        return decimal.Decimal(repr(value))
+    return decimal.Decimal(int(value))
+
+
+def _zero_like(value: Any) -> Any:
+    """The zero of ``value``'s numeric type (``$mul`` on a missing field)."""
+    if isinstance(value, Decimal128):
+        return Decimal128("0")
+    if isinstance(value, float):
+        return 0.0
+    if isinstance(value, Int64):
+        return Int64(0)
+    return 0
 
 
 def _parent(doc: Document, path: str, create: bool) -> tuple[Any, str]:
@@ -135,8 +186,16 @@ def _check_paths(update: Mapping[str, Any]) -> None:
         if operator == "$rename":
             paths += [str(v) for v in fields.values()]
         for path in paths:
+            if "" in path.split("."):
+                raise MongoError(
+                    EMPTY_FIELD_NAME,
+                    f"The update path '{path}' contains an empty field name, which is not allowed.",
+                    "EmptyFieldName",
+                )
             if "$" in path.split(".") or any(p.startswith("$") for p in path.split(".")):
                 raise unsupported("the positional operators ($, $[], $[<id>])")
+            if operator == "$currentDate":
+                _current_date_type(fields[path])
             for other in seen:
                 if path == other or path.startswith(other + ".") or other.startswith(path + "."):
                     raise MongoError(
@@ -210,7 +269,7 @@ def _apply(doc: Document, operator: str, path: str, operand: Any, inserting: boo
                 TYPE_MISMATCH, f"Cannot {operator[1:]} with non-numeric argument", "TypeMismatch"
             )
         if current is MISSING:
-            _put(container, last, operand if operator == "$inc" else operand * 0)
+            _put(container, last, operand if operator == "$inc" else _zero_like(operand))
         elif not _is_number(current):
             raise MongoError(
                 TYPE_MISMATCH,
@@ -218,7 +277,7 @@ def _apply(doc: Document, operator: str, path: str, operand: Any, inserting: boo
                 "TypeMismatch",
             )
         else:
-            result = current + operand if operator == "$inc" else current * operand
+            result = _arithmetic(operator, current, operand)
             # Same type and value (0.0 * -1 is -0.0): a no-op, as the server's
             # arithmetic counts it, so the document is not "modified".
             if type(result) is not type(current) or result != current:
@@ -249,7 +308,29 @@ def _apply(doc: Document, operator: str, path: str, operand: Any, inserting: boo
             current.pop(-1 if operand == 1 else 0)
     elif operator == "$currentDate":
         now = datetime.datetime.now(datetime.timezone.utc)
-        _put(container, last, now.replace(microsecond=now.microsecond // 1000 * 1000))
+        if _current_date_type(operand) == "timestamp":
+            _put(container, last, Timestamp(now, 1))
+        else:
+            _put(container, last, now.replace(microsecond=now.microsecond // 1000 * 1000))
+
+
+def _current_date_type(operand: Any) -> str:
+    """``"date"`` or ``"timestamp"``: what ``$currentDate`` sets (``true`` or ``{"$type": ...}``).
+
+    Raises:
+        MongoError: Any other operand (BadValue, as on the server).
+    """
+    if isinstance(operand, bool):
+        return "date"
+    if isinstance(operand, Mapping) and list(operand) == ["$type"]:
+        kind = operand["$type"]
+        if kind in ("date", "timestamp"):
+            return str(kind)
+        raise bad_value("The '$type' string field is required to be 'date' or 'timestamp'")
+    raise bad_value(
+        f"{operand!r} is not valid type for $currentDate. Please use a boolean ('true') "
+        "or a $type expression ({$type: 'timestamp/date'})."
+    )
 
 
 def _no_array_on(doc: Document, path: str) -> None:
@@ -296,8 +377,13 @@ def _push(container: Any, last: str, current: Any, operator: str, operand: Any) 
 
 
 def _pulled(item: Any, condition: Any) -> bool:
-    if isinstance(condition, Mapping) and condition:
-        if next(iter(condition)).startswith("$"):
+    """Whether ``$pull`` removes ``item``: a condition of operators (or a regex) tests it as
+    a field would be tested; a document (``{}`` too) is a query each removed element that is
+    a document matches; any other value removes the elements equal to it."""
+    if isinstance(condition, (Regex, re.Pattern)):
+        return matches({"v": item}, {"v": condition})
+    if isinstance(condition, Mapping):
+        if condition and next(iter(condition)).startswith("$"):
             return matches({"v": item}, {"v": condition})
         return isinstance(item, Mapping) and matches(item, condition)
     return equal(item, condition)
@@ -330,7 +416,7 @@ def _equalities(filter: Mapping[str, Any]) -> list[tuple[str, Any]]:
         elif isinstance(condition, Mapping) and condition and next(iter(condition)).startswith("$"):
             if "$eq" in condition:
                 found.append((field, condition["$eq"]))
-        else:
+        elif not isinstance(condition, (Regex, re.Pattern)):  # a regex is no equality
             found.append((field, condition))
     return found
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import re
 import types
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -41,8 +42,8 @@ from dictamesh_connectors.testing.fakes._mongo_pipeline import run_pipeline
 from dictamesh_connectors.testing.fakes._mongo_query import (
     MISSING,
     MongoError,
+    compile_filter,
     key_of,
-    matches,
     project,
     resolve,
     sort_documents,
@@ -121,6 +122,11 @@ class _TxState:
         self.written: dict[str, dict[Any, int | None]] = {}  # name -> id key -> that revision
 
 
+def _exact(value: Any) -> bool:
+    """An ``_id`` condition that is one value to look up (not operators, a regex or null)."""
+    return value is not None and not isinstance(value, (Mapping, list, bson.Regex, re.Pattern))
+
+
 def _result(**fields: Any) -> Any:
     return types.SimpleNamespace(acknowledged=True, **fields)
 
@@ -197,12 +203,15 @@ class _View:
         raise MongoError(2, "hint provided does not correspond to an existing index", "BadValue")
 
     def _matching(self, coll: Collection | None, filter: Mapping[str, Any]) -> list[Document]:
+        # The filter is checked before anything is read: a bad operator is an
+        # error even on a missing collection, as on a server.
+        test = compile_filter(filter)
         if coll is None:
             return []
-        if set(filter) == {"_id"} and not isinstance(filter["_id"], Mapping):
+        if set(filter) == {"_id"} and _exact(filter["_id"]):
             doc = coll.docs.get(key_of(filter["_id"]))
             return [] if doc is None else [doc]
-        return [doc for doc in coll.docs.values() if matches(doc, filter)]
+        return [doc for doc in coll.docs.values() if test(doc)]
 
     # --------------------------------------------------------------- reads
 
@@ -1103,12 +1112,8 @@ class FakeMongoDB(FaultInjection, _Verbs, Connector[MongoDBConfig, _Handle]):
                     return {"ns": f"{database}.{arg}", "ok": 1.0}
                 if name == "count":
                     coll = collections.get(arg)
-                    query = cmd.get("query") or {}
-                    n = (
-                        0
-                        if coll is None
-                        else sum(1 for d in coll.docs.values() if matches(d, query))
-                    )
+                    test = compile_filter(cmd.get("query") or {})
+                    n = 0 if coll is None else sum(1 for d in coll.docs.values() if test(d))
                     return {"n": n, "ok": 1.0}
                 if name == "dropDatabase":
                     store.databases.pop(database, None)

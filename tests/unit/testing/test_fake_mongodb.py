@@ -800,3 +800,124 @@ class TestFakeMongoDBConformance(_FakeConformance):
         if connector.find_one("dup", {"_id": 1}) is None:
             connector.insert_one("dup", {"_id": 1})
         return connector.insert_one("dup", {"_id": 1})
+
+
+# Filters the fake once answered wrongly (an empty or partial result instead of
+# the server's answer or its BadValue); each is now what MongoDB gives.
+MONGODB_SEMANTICS = [
+    ({"name": {"$in": [re.compile("^a", re.IGNORECASE), "Grace"]}}, [1, 2, 3]),
+    ({"name": {"$in": [bson.Regex("^B", "i")]}}, [5]),
+    ({"name": {"$nin": [re.compile("^A")]}}, [2, 4, 5]),
+    ({"name": {"$eq": re.compile("^A")}}, []),  # a regex value, not a pattern
+    ({"tags": {"$type": "array"}}, [1, 2, 3, 4]),
+    ({"tags": {"$type": "string"}}, [1, 2, 3]),
+    ({"age": {"$type": "double"}}, [5]),
+    ({"age": {"$type": ["int", "long"]}}, [1, 2, 3, 4]),
+    ({"age": {"$type": 16}}, [1, 2, 3, 4]),
+    ({"score": {"$type": "null"}}, [4]),
+    ({"kids": {"$all": [{"$elemMatch": {"n": "x"}}, {"$elemMatch": {"a": 9}}]}}, [5]),
+    ({"kids": {"$all": [{"$elemMatch": {"n": "x", "a": 9}}]}}, []),
+    ({"age": {"$mod": [-10, 6]}}, [1]),
+    ({"age": {"$mod": [4.9, 0.5]}}, [1, 4, 5]),  # truncated: [4, 0]
+    ({"tags": {"$exists": ""}}, [1, 2, 3, 4]),  # BSON truth: a string is true
+    ({"kids": {"$elemMatch": {}}}, [5]),
+    ({"$comment": "x", "name": "Ada"}, [1]),
+]
+
+
+@pytest.mark.parametrize(
+    ("filter", "expected"), MONGODB_SEMANTICS, ids=[str(f) for f, _ in MONGODB_SEMANTICS]
+)
+def test_filters_follow_mongodb(db, filter, expected):
+    assert ids(db.query("people", filter)) == expected
+
+
+BAD_FILTERS = [
+    {"tags": {"$size": -1}},
+    {"tags": {"$size": 1.5}},
+    {"name": {"$in": [{"$regex": "^a"}]}},
+    {"name": {"$nin": [{"$gt": "a"}]}},
+    {"name": {"$ne": re.compile("a")}},
+    {"name": {"$gt": re.compile("a")}},
+    {"tags": {"$all": [{"$size": 1}]}},
+    {"tags": {"$all": [{"$elemMatch": {"$eq": 1}}, "code"]}},
+    {"age": {"$type": "bogus"}},
+    {"age": {"$type": 99}},
+    {"age": {"$type": []}},
+    {"age": {"$mod": [2, "x"]}},
+    {"age": {"$mod": [0.5, 0]}},
+    {"name": {"$not": {}}},
+    {"name": {"$options": "i"}},
+    {"name": "nobody", "age": {"$bogus": 1}},  # reached by no document
+]
+
+
+@pytest.mark.parametrize("filter", BAD_FILTERS, ids=[str(f) for f in BAD_FILTERS])
+def test_bad_filters_are_refused_as_a_server_refuses_them(db, filter):
+    for call in (
+        lambda: db.query("people", filter),
+        lambda: db.count("nothere", filter),  # a collection that does not exist
+        lambda: db.aggregate("people", [{"$match": filter}]),
+    ):
+        with pytest.raises(ConnectorError) as info:
+            call()
+        assert info.value.code is ErrorCode.INVALID_REQUEST
+        assert info.value.details["code"] in (2, 14)
+
+
+@pytest.mark.parametrize("operator", ["$bitsAllSet", "$geoWithin", "$near"])
+def test_operators_the_fake_lacks_are_unsupported(db, operator):
+    with pytest.raises(ConnectorError) as info:
+        db.query("people", {"age": {operator: 1}})
+    assert info.value.code is ErrorCode.UNSUPPORTED
+
+
+def test_every_bson_type_has_its_type_code(db):
+    values = [
+        1.5, "s", {"a": 1}, [1], b"x", bson.ObjectId(), True,
+        datetime.datetime(2020, 1, 1), None, bson.Regex("a"), 1, bson.Timestamp(1, 1),
+        bson.Int64(1), bson.Decimal128("1"), bson.MinKey(), bson.MaxKey(),
+    ]  # fmt: skip
+    db.insert_many("typed", [{"_id": n, "v": v} for n, v in enumerate(values)])
+    codes = [1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 16, 17, 18, 19, -1, 127]
+    got = [ids(db.query("typed", {"v": {"$type": code}})) for code in codes]
+    assert got == [[0], [1], [2], [3], [4], [5], [6], [7], [8], [9], [3, 10], [11], [12], [13],
+                   [14], [15]]  # fmt: skip
+    assert ids(db.query("typed", {"v": {"$type": "number"}})) == [0, 3, 10, 12, 13]
+
+
+def test_id_lookup_with_a_regex_is_a_match_not_a_key(db):
+    db.insert_many("s", [{"_id": "apple"}, {"_id": "banana"}])
+    assert ids(db.query("s", {"_id": re.compile("^b")})) == ["banana"]
+
+
+def test_updates_keep_the_server_types(db):
+    db.insert_one("n", {"_id": 1, "l": bson.Int64(5), "i": 2**31 - 1, "d": bson.Decimal128("1.5")})
+    db.update_one("n", {"_id": 1}, {"$inc": {"l": 1, "i": 1, "d": 1}, "$mul": {"m": bson.Int64(2)}})
+    doc = db.find_one("n", {"_id": 1})
+    assert [type(doc[k]) for k in ("l", "i", "d", "m")] == [
+        bson.Int64, bson.Int64, bson.Decimal128, bson.Int64
+    ]  # fmt: skip
+    assert (doc["l"], doc["i"], doc["d"], doc["m"]) == (6, 2**31, bson.Decimal128("2.5"), 0)
+    with pytest.raises(ConnectorError) as info:
+        db.update_one("n", {"_id": 1}, {"$inc": {"l": bson.Int64(2**63 - 1)}})
+    assert info.value.code is ErrorCode.INVALID_REQUEST
+    db.update_one("n", {"_id": 1}, {"$currentDate": {"t": {"$type": "timestamp"}, "c": True}})
+    doc = db.find_one("n", {"_id": 1})
+    assert isinstance(doc["t"], bson.Timestamp) and isinstance(doc["c"], datetime.datetime)
+    for bad in ({"$currentDate": {"t": 1}}, {"$set": {"a..b": 1}}):
+        with pytest.raises(ConnectorError):
+            db.update_one("n", {"_id": 1}, bad)
+
+
+def test_pull_with_a_regex_or_an_empty_document(db):
+    db.insert_one("p", {"_id": 1, "a": ["apple", "banana", {"x": 1}, [1], 3]})
+    db.update_one("p", {"_id": 1}, {"$pull": {"a": re.compile("^b")}})
+    assert db.find_one("p", {})["a"] == ["apple", {"x": 1}, [1], 3]
+    db.update_one("p", {"_id": 1}, {"$pull": {"a": {}}})
+    assert db.find_one("p", {})["a"] == ["apple", [1], 3]
+
+
+def test_an_upsert_does_not_seed_a_regex(db):
+    result = db.update_one("u", {"name": re.compile("^Z"), "c": 1}, {"$set": {"x": 1}}, upsert=True)
+    assert db.find_one("u", {"_id": result.upserted_id}, projection={"_id": 0}) == {"c": 1, "x": 1}
