@@ -12,6 +12,10 @@ methods (``"get"``, ``"post"``, ...: a request through ``get()``,
 ``request("GET", ...)``, ``stream("GET", ...)`` or ``paginate()`` alike),
 plus ``"connect"`` and ``"ping"``. A fault is checked once per attempt, so
 a programmed UNAVAILABLE on an idempotent request is retried like a real one.
+A request through ``session()`` is checked too, and meets its fault as a
+real ``requests`` session would (``session_fault``): a ``requests``
+exception or the status a server gives for the code, never a
+``ConnectorError`` the real session cannot raise.
 
 ``ping()`` sends the real health check (``health_method`` on
 ``health_path``); with no route programmed for it the fake answers 200.
@@ -25,6 +29,7 @@ from __future__ import annotations
 import http
 import io
 import json as jsonlib
+import math
 import random
 import re
 import threading
@@ -36,17 +41,24 @@ from typing import Any
 import attrs
 import requests
 from urllib3 import BaseHTTPResponse, HTTPHeaderDict, HTTPResponse, Timeout
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    DecodeError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
 
 from dictamesh_connectors import _fork
 from dictamesh_connectors.config import redact_url
-from dictamesh_connectors.errors import ErrorCode
+from dictamesh_connectors.errors import ConnectorError, ErrorCode
 from dictamesh_connectors.http.config import HTTPConfig, is_sensitive_header
 from dictamesh_connectors.http.connector import HTTPConnector
 from dictamesh_connectors.http.errors import InvalidRequestError, invalid_request
 from dictamesh_connectors.http.transport import Transport
 from dictamesh_connectors.testing.fakes._faults import FaultInjection, FaultPlan, fault_operations
 
-__all__ = ["DEFAULT_BASE_URL", "FakeHTTP", "RecordedRequest", "Reply", "Route"]
+__all__ = ["DEFAULT_BASE_URL", "FakeHTTP", "RecordedRequest", "Reply", "Route", "session_fault"]
 
 # The method names a fault may name besides the fake's own methods: a
 # request's fault is checked under its method in lower case (another
@@ -223,15 +235,104 @@ class _MemoryTransport(Transport):
         cert: Any = None,
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
-        """Answer a ``requests`` session's request (``session()``) from the routes."""
+        """Answer a ``requests`` session's request (``session()``) from the routes.
+
+        The fault plan applies, under the method's lower-case name (see
+        ``session_fault``): a programmed fault arrives as what a real
+        session would get for it.
+        """
+        method = str(request.method or "GET")
+        try:
+            self._fake._faults.check(method.lower())
+        except ConnectorError as err:
+            reply = session_fault(err, request)  # raises the requests exception, or:
+            return self.build_response(request, reply._raw(method))
         raw = self.urlopen(
-            str(request.method or "GET"),
+            method,
             str(request.url or ""),
             dict(request.headers or {}),
             request.body,
             Timeout(),
         )
         return self.build_response(request, raw)
+
+
+# What a server answers for an injected code, on a session (the status table of
+# http/errors.py read backwards).
+_SESSION_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_REQUEST: 400,
+    ErrorCode.AUTH_FAILED: 401,
+    ErrorCode.PERMISSION_DENIED: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.INVALID_INPUT: 422,
+    ErrorCode.LOCK_TIMEOUT: 423,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.UNSUPPORTED: 501,
+    ErrorCode.UNAVAILABLE: 503,
+}
+
+
+def session_fault(err: ConnectorError, request: requests.PreparedRequest) -> Reply:
+    """What a ``requests`` session gets for the injected error ``err``.
+
+    A session sees the network and the server, not ``ConnectorError``: a
+    transport code is raised as the ``requests`` exception a real socket
+    gives (translated by the connector's table, it is ``err.code`` again),
+    a code a server status gives is answered with that status (its body the
+    error's message; ``Retry-After`` from ``retry_after``), so adapter code
+    on ``session()`` (zeep...) meets the fault as it would meet the real one:
+
+    ==================  ==================================================
+    TIMEOUT             ``requests.ConnectTimeout`` (``ReadTimeout`` with
+                        ``maybe_applied``)
+    CONNECTION_FAILED   ``requests.ConnectionError`` (connection refused)
+    CONNECTION_LOST     ``requests.ConnectionError`` (connection reset)
+    PROTOCOL_ERROR      ``requests.exceptions.ContentDecodingError``
+    UNAVAILABLE         503 (502 with ``maybe_applied``)
+    RATE_LIMITED ...    429, and each code of the status table its status
+    ==================  ==================================================
+
+    Any other code has no session equivalent: the ``ConnectorError`` itself
+    is raised.
+
+    Raises:
+        requests.RequestException: A transport fault.
+        ConnectorError: A code no server or socket gives.
+    """
+    code = err.code
+    message = str(err)
+    if code is ErrorCode.TIMEOUT:
+        if err.maybe_applied:
+            raise requests.exceptions.ReadTimeout(
+                ReadTimeoutError(None, str(request.url or ""), message),  # type: ignore[arg-type]
+                request=request,
+            ) from err
+        raise requests.exceptions.ConnectTimeout(
+            ConnectTimeoutError(message), request=request
+        ) from err
+    if code is ErrorCode.CONNECTION_FAILED:
+        refused = NewConnectionError(None, f"{message}: [Errno 111] Connection refused")  # type: ignore[arg-type]
+        raise requests.exceptions.ConnectionError(refused, request=request) from err
+    if code is ErrorCode.CONNECTION_LOST:
+        reset = ProtocolError(
+            "Connection aborted.", ConnectionResetError(104, f"{message}: Connection reset by peer")
+        )
+        raise requests.exceptions.ConnectionError(reset, request=request) from err
+    if code is ErrorCode.PROTOCOL_ERROR:
+        raise requests.exceptions.ContentDecodingError(
+            DecodeError(message), request=request
+        ) from err
+    status = _SESSION_STATUS.get(code)
+    if status is None:
+        raise err
+    if code is ErrorCode.UNAVAILABLE and err.maybe_applied:
+        status = 502
+    headers = {"Content-Type": "text/plain; charset=utf-8"}
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(max(0, math.ceil(err.retry_after)))
+    return Reply(status, body=message, headers=headers)
 
 
 class FakeHTTP(FaultInjection, HTTPConnector):

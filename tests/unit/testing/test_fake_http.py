@@ -7,6 +7,7 @@ import re
 import threading
 
 import pytest
+import requests
 
 from dictamesh_connectors.errors import (
     ConnectorError,
@@ -25,6 +26,7 @@ from dictamesh_connectors.http import (
     Request,
     Response,
 )
+from dictamesh_connectors.http.errors import error_for_status, translate_exception
 from dictamesh_connectors.testing.fakes import FakeHTTP
 from dictamesh_connectors.testing.fakes.http import DEFAULT_BASE_URL, RecordedRequest, Reply
 from tests.secretscan import SecretScan
@@ -284,6 +286,78 @@ def test_session_goes_through_the_routes(api: FakeHTTP):
     session = api.session()
     assert session.get(api.url_for("/s")).json() == {"via": "session"}
     assert api.requests[-1].path == "/s"
+
+
+# What a real session raises (requests' exceptions) or answers (a status) for each
+# injected code; the connector's own tables turn it back into that code.
+SESSION_FAULTS = [
+    (ErrorCode.TIMEOUT, False, requests.exceptions.ConnectTimeout),
+    (ErrorCode.TIMEOUT, True, requests.exceptions.ReadTimeout),
+    (ErrorCode.CONNECTION_FAILED, False, requests.exceptions.ConnectionError),
+    (ErrorCode.CONNECTION_LOST, True, requests.exceptions.ConnectionError),
+    (ErrorCode.PROTOCOL_ERROR, True, requests.exceptions.ContentDecodingError),
+    (ErrorCode.UNAVAILABLE, False, 503),
+    (ErrorCode.UNAVAILABLE, True, 502),
+    (ErrorCode.RATE_LIMITED, False, 429),
+    (ErrorCode.NOT_FOUND, False, 404),
+    (ErrorCode.AUTH_FAILED, False, 401),
+    (ErrorCode.PERMISSION_DENIED, False, 403),
+    (ErrorCode.CONFLICT, False, 409),
+    (ErrorCode.INVALID_REQUEST, False, 400),
+    (ErrorCode.INVALID_INPUT, False, 422),
+    (ErrorCode.UNSUPPORTED, False, 501),
+    (ErrorCode.PAYLOAD_TOO_LARGE, False, 413),
+    (ErrorCode.LOCK_TIMEOUT, False, 423),
+]
+
+
+@pytest.mark.parametrize(
+    ("code", "maybe_applied", "outcome"),
+    SESSION_FAULTS,
+    ids=[f"{c.value}-{m}" for c, m, _ in SESSION_FAULTS],
+)
+def test_session_meets_programmed_faults_as_a_real_session(
+    api: FakeHTTP, code: ErrorCode, maybe_applied: bool, outcome: object
+):
+    api.add("POST", "/s", json={"ok": True})
+    api.fail_next("post", code=code, maybe_applied=maybe_applied)
+    session = api.session()
+    url = api.url_for("/s")
+    if isinstance(outcome, int):
+        response = session.post(url, json={"n": 1})
+        assert response.status_code == outcome
+        assert "injected fault" in response.text
+        got = error_for_status(response.status_code, response.headers, method="POST", url=url)
+    else:
+        with pytest.raises(requests.RequestException) as info:
+            session.post(url, json={"n": 1})
+        assert type(info.value) is outcome
+        got = translate_exception(info.value, method="POST", url=url, idempotent=False)
+    assert got.code is code
+    assert api.requests == []  # the fault came first: no route answered
+    assert session.post(url, json={"n": 2}).json() == {"ok": True}  # the next one works
+    assert api.faults.calls == ["connect", "post", "post"]
+
+
+def test_session_fault_with_retry_after_and_latency(api: FakeHTTP, monkeypatch):
+    api.add("GET", "/s", json=[])
+    api.fail_next("get", code=ErrorCode.RATE_LIMITED, retry_after=2.5)
+    response = api.session().get(api.url_for("/s"))
+    assert response.status_code == 429 and response.headers["Retry-After"] == "3"
+    slept: list[float] = []
+    monkeypatch.setattr(api.faults, "_sleep", slept.append)
+    api.set_latency("get", 0.25)
+    assert api.session().get(api.url_for("/s")).json() == []
+    assert slept == [0.25]
+
+
+def test_session_fault_without_a_session_equivalent_raises_it(api: FakeHTTP):
+    api.add("GET", "/s")
+    api.fail_next("*", code=ErrorCode.SERIALIZATION_FAILURE)
+    with pytest.raises(ConnectorError) as info:
+        api.session().get(api.url_for("/s"))
+    assert info.value.code is ErrorCode.SERIALIZATION_FAILURE
+    assert info.value.details["injected"]
 
 
 def test_file_and_iterator_bodies_are_recorded(api: FakeHTTP):
