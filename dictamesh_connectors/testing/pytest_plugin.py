@@ -1,5 +1,5 @@
 """pytest fixtures for the fakes: ``fake_http``, ``fake_postgresql``, ``fake_file``,
-``fake_mongodb``, ``fake_kafka``.
+``fake_mongodb``, ``fake_kafka``; and ``fault_proxy`` for the fault-injection proxy.
 
 Installed with the package, pytest loads this plugin by itself (entry point
 ``pytest11``: ``dictamesh_connectors``); elsewhere, enable it with
@@ -23,19 +23,40 @@ Example::
         fake_http.fail_next("get", code=ErrorCode.TIMEOUT)
         assert sync(fake_http) == 1
 
+``fault_proxy`` is a factory: ``fault_proxy(upstream)`` starts a
+``testing.faultproxy.FaultProxy`` in front of a real server (``(host,
+port)``, ``"host:port"`` or a port on 127.0.0.1) and returns it; every proxy
+it started is closed at teardown (its sockets closed, its thread joined)::
+
+    def test_query_times_out_through_a_blackhole(fault_proxy):
+        proxy = fault_proxy(("127.0.0.1", 55432))
+        db = PostgreSQLConnector(PostgreSQLConfig(port=proxy.port, ...))
+        proxy.blackhole(True)
+        ...
+
 Importing this module imports no connector: each fixture imports its fake
-when a test asks for it.
+(or the proxy) when a test asks for it.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-__all__ = ["fake_file", "fake_http", "fake_kafka", "fake_mongodb", "fake_postgresql"]
+if TYPE_CHECKING:
+    from dictamesh_connectors.testing.faultproxy import FaultProxy
+
+__all__ = [
+    "fake_file",
+    "fake_http",
+    "fake_kafka",
+    "fake_mongodb",
+    "fake_postgresql",
+    "fault_proxy",
+]
 
 _FAKES = {
     "fake_file": ("dictamesh_connectors.testing.fakes.file", "FakeFile"),
@@ -107,3 +128,58 @@ def fake_mongodb() -> Iterator[Any]:
 def fake_kafka() -> Iterator[Any]:
     """A connected ``FakeKafka``, disconnected after the test (skips if unavailable)."""
     yield from _connected("fake_kafka")
+
+
+def _upstream(upstream: object) -> tuple[str, int]:
+    """``(host, port)`` from a tuple, ``"host:port"`` or a port on 127.0.0.1."""
+    if isinstance(upstream, bool):
+        raise TypeError("upstream must be (host, port), 'host:port' or a port, not a bool")
+    if isinstance(upstream, int):
+        return ("127.0.0.1", upstream)
+    if isinstance(upstream, str):
+        host, sep, port = upstream.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"upstream must look like 'host:port', not {upstream!r}")
+        return (host.strip("[]"), int(port))
+    if (
+        isinstance(upstream, tuple)
+        and len(upstream) == 2
+        and isinstance(upstream[0], str)
+        and isinstance(upstream[1], int)
+        and not isinstance(upstream[1], bool)
+    ):
+        return (upstream[0], upstream[1])
+    raise TypeError(
+        f"upstream must be (host, port), 'host:port' or a port, not {type(upstream).__name__}"
+    )
+
+
+@pytest.fixture
+def fault_proxy() -> Iterator[Callable[..., FaultProxy]]:
+    """A factory of fault proxies: ``fault_proxy(upstream, **options)`` -> a started ``FaultProxy``.
+
+    ``upstream`` is the real server: ``(host, port)``, ``"host:port"`` or a
+    port on 127.0.0.1; ``options`` go to ``FaultProxy`` (``listen_port``,
+    ``seed``, ``command_timeout``). Point the connector at ``proxy.port``.
+    Every proxy the factory started is closed at teardown, in reverse order;
+    a proxy whose loop failed, or that does not stop, fails the teardown
+    with its ``FaultProxyError``.
+    """
+    from dictamesh_connectors.testing.faultproxy import FaultProxy
+
+    started: list[FaultProxy] = []
+
+    def start(upstream: object, **options: Any) -> FaultProxy:
+        proxy = FaultProxy(_upstream(upstream), **options)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    failures: list[BaseException] = []
+    for proxy in reversed(started):
+        try:
+            proxy.close()
+        except Exception as exc:  # close the others first, then report it
+            failures.append(exc)
+    if failures:
+        raise failures[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import sys
 from pathlib import Path
 
@@ -114,3 +115,86 @@ def test_fixtures_of_fakes_that_are_missing_skip_cleanly(pytester: pytest.Pytest
             "*fake_postgresql:*pip install 'dictamesh-connectors?postgresql?'*",
         ]
     )
+
+
+def test_fault_proxy_fixture_starts_proxies_and_closes_them(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import socket
+        import socketserver
+        import threading
+
+        import pytest
+
+        from dictamesh_connectors.testing.faultproxy import FaultProxy
+
+        STARTED = []
+
+
+        class Echo(socketserver.BaseRequestHandler):
+            def handle(self):
+                while data := self.request.recv(1024):
+                    self.request.sendall(data)
+
+
+        @pytest.fixture(scope="module")
+        def echo():
+            server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo)
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            yield server.server_address
+            server.shutdown()
+            server.server_close()
+
+
+        def roundtrip(port):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"ping")
+                return sock.recv(4)
+
+
+        def test_factory(fault_proxy, echo):
+            host, port = echo
+            proxies = [fault_proxy(echo), fault_proxy(f"{host}:{port}"), fault_proxy(port, seed=1)]
+            for proxy in proxies:
+                assert isinstance(proxy, FaultProxy) and not proxy.closed
+                assert proxy.upstream == (host, port) and proxy.port != port
+                assert roundtrip(proxy.port) == b"ping"
+            proxies[0].refuse(True)
+            with pytest.raises(ConnectionRefusedError):
+                roundtrip(proxies[0].port)
+            proxies[1].close()  # closed by the test: teardown closes it again, harmlessly
+            STARTED.extend(proxies)
+
+
+        @pytest.mark.parametrize("bad", [None, True, "no-port", "host:", ("h", "1"), ("h",)])
+        def test_bad_upstream(fault_proxy, bad):
+            with pytest.raises((TypeError, ValueError)):
+                fault_proxy(bad)
+
+
+        def test_every_proxy_was_closed_at_teardown():
+            assert len(STARTED) == 3
+            assert all(proxy.closed for proxy in STARTED)
+            alive = [t.name for t in threading.enumerate() if t.name.startswith("faultproxy-")]
+            assert alive == []  # every loop thread joined
+        """
+    )
+    result = pytester.runpytest_subprocess(*plugin_args(), "-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=8)
+
+
+PY_BLOCK = re.compile(r"^```py[ \t]*\n(.*?)^```", re.S | re.M)
+
+
+def test_the_guides_fixture_examples_run(pytester: pytest.Pytester):
+    """The ```py examples of docs/testing.md's "pytest fixtures" section pass as tests."""
+    text = (ROOT / "docs" / "testing.md").read_text()
+    section = text.split("### pytest fixtures", 1)[1].split("\n### ", 1)[0]
+    blocks = PY_BLOCK.findall(section)
+    assert len(blocks) >= 2  # the fakes' fixture and fault_proxy
+    for number, block in enumerate(blocks, 1):
+        pytester.makepyfile(**{f"test_guide_{number}": block})
+    tests = sum(len(re.findall(r"^def test_", block, re.M)) for block in blocks)
+    result = pytester.runpytest_subprocess(*plugin_args(), "-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=tests)
