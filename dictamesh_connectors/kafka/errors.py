@@ -9,10 +9,14 @@ confluent-kafka sets the flags ``retriable()``, ``fatal()`` and
 ``txn_requires_abort()`` only on errors that librdkafka returns as
 ``rd_kafka_error_t`` (the transactional and some admin calls); delivery
 reports, ``error_cb`` and most exceptions carry the bare code. So the code
-decides first, and the flags, when set, override it: ``txn_requires_abort()``
-makes TRANSACTION_FAILED (RETRY_TRANSACTION), ``fatal()`` makes the error
-permanent with hint RECONNECT (the connector rebuilds its producer on next
-use), ``retriable()`` makes it transient.
+decides first, and the flags, when set, override it: ``fatal()`` makes the
+error permanent with hint RECONNECT (the connector rebuilds its producer on
+next use), ``txn_requires_abort()`` makes TRANSACTION_FAILED
+(RETRY_TRANSACTION), ``retriable()`` makes it transient. A fenced or fatal
+producer can never succeed again, so ``fatal()`` and the fencing codes win
+over ``txn_requires_abort()``: aborting and retrying would fail the same way
+forever. Their messages say so (fenced: another producer took over the
+``transactional_id``; the producer must be rebuilt).
 
 Exception mapping (``KafkaError.name()``; ``tests/unit/kafka/test_errors.py``
 checks that this table, ``CODE_RULES`` and ``docs/kafka.md`` agree)::
@@ -63,8 +67,9 @@ checks that this table, ``CODE_RULES`` and ``docs/kafka.md`` agree)::
     _DESTROY ................................... NOT_CONNECTED        permanent  NONE
 
     then the flags, when confluent-kafka set them:
-    txn_requires_abort() ....................... TRANSACTION_FAILED   transient  RETRY_TRANSACTION
     fatal() .................................... (the code's)         permanent  RECONNECT
+    txn_requires_abort() ....................... TRANSACTION_FAILED   transient  RETRY_TRANSACTION
+        (unless fatal() or a fencing code above: a fenced producer never succeeds again)
     retriable() ................................ (the code's)         transient  RETRY
     RuntimeError("... has been closed") ........ NOT_CONNECTED        permanent  NONE
     (any other code) ........................... EXEC_FAILED (writes) / QUERY_FAILED,
@@ -101,7 +106,14 @@ if TYPE_CHECKING:
 else:
     confluent_kafka = require("confluent_kafka", extra="kafka", connector="kafka")
 
-__all__ = ["CODE_RULES", "MAYBE_APPLIED", "classify", "from_kafka_error", "translate"]
+__all__ = [
+    "CODE_RULES",
+    "FENCED_CODES",
+    "MAYBE_APPLIED",
+    "classify",
+    "from_kafka_error",
+    "translate",
+]
 
 CONNECTOR = "kafka"
 
@@ -221,6 +233,26 @@ MAYBE_APPLIED = frozenset(
 )
 """Codes after which a write may have reached the broker (for writes only)."""
 
+FENCED_CODES = frozenset(
+    {"_FENCED", "PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH", "FENCED_INSTANCE_ID", "_FATAL"}
+)
+"""Codes after which the client can never succeed again, whatever flags they carry."""
+
+_PRODUCER_FENCED = frozenset({"_FENCED", "PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH"})
+_FENCED_TEXT = (
+    "the producer was fenced: another producer took over its transactional_id, and this "
+    "one can never succeed again (the connector rebuilds its producer on next use)"
+)
+_FATAL_TEXT = (
+    "the producer failed fatally (fenced by another producer with the same "
+    "transactional_id, or another fatal error) and can never succeed again (the connector "
+    "rebuilds its producer on next use)"
+)
+_INSTANCE_TEXT = (
+    "another consumer with the same group.instance.id took this member's place; "
+    "create a new consumer"
+)
+
 # Always maybe_applied, whatever the operation: a timed-out or purged
 # in-flight message may sit in the log.
 _ALWAYS_MAYBE_APPLIED = frozenset({"_MSG_TIMED_OUT", "_PURGE_INFLIGHT"})
@@ -234,14 +266,21 @@ def rule_for(
     abortable: bool = False,
     write: bool = False,
 ) -> ErrorRule:
-    """The rule for a librdkafka error name and the flags the error carries."""
-    if abortable:
-        return ABORTABLE
+    """The rule for a librdkafka error name and the flags the error carries.
+
+    A fenced or fatal producer never succeeds again, so ``fatal()`` and the
+    fencing codes are decided first: they stay permanent (RECONNECT) even
+    when ``txn_requires_abort()`` is set too; an abort-and-retry would fail
+    the same way every time. Only then does ``txn_requires_abort()`` make
+    TRANSACTION_FAILED (transient, RETRY_TRANSACTION).
+    """
     rule = CODE_RULES.get(name)
-    if fatal:
+    if fatal or name in FENCED_CODES:
         return ErrorRule(
             rule.code if rule is not None else ErrorCode.INTERNAL, False, RetryHint.RECONNECT
         )
+    if abortable:
+        return ABORTABLE
     if rule is None:
         fallback = ErrorCode.EXEC_FAILED if write else ErrorCode.QUERY_FAILED
         return ErrorRule(fallback, retriable, RetryHint.RETRY if retriable else RetryHint.NONE)
@@ -272,6 +311,14 @@ def from_kafka_error(
     if topic is not None:
         details["topic"] = topic
     text = " ".join((error.str() or name).split())
+    if rule.hint is RetryHint.RECONNECT:
+        # Say what it means: a fenced or fatal client must be rebuilt.
+        if name == "FENCED_INSTANCE_ID":
+            text += f" ({_INSTANCE_TEXT})"
+        elif name in _PRODUCER_FENCED or "fenced" in text.lower():
+            text += f" ({_FENCED_TEXT})"
+        else:
+            text += f" ({_FATAL_TEXT})"
     where = f"{CONNECTOR}: {operation} on {target}: " if target else f"{CONNECTOR}: {operation}: "
     return build_error(
         where + text,

@@ -105,6 +105,40 @@ def test_flags_override_the_code():
     assert retriable_permanent.transient
 
 
+@pytest.mark.parametrize(
+    "name", ["_FENCED", "PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH", "_FATAL", "_TIMED_OUT"]
+)
+def test_a_fenced_or_fatal_producer_is_permanent_even_when_the_error_says_abort(name):
+    # A fenced/fatal producer can never commit again: retrying the
+    # transaction (what TRANSACTION_FAILED asks for) would fail forever.
+    fatal = name == "_TIMED_OUT"  # a code of its own, made fatal by the flag
+    err = from_kafka_error(
+        _error(name, fatal=fatal, txn_requires_abort=True), operation="commit_transaction"
+    )
+    assert err.code is not ErrorCode.TRANSACTION_FAILED, name
+    assert not err.transient and err.retry_hint is RetryHint.RECONNECT, name
+    assert "can never succeed again" in err.message and "rebuilds its producer" in err.message
+    if name != "_FATAL" and name != "_TIMED_OUT":
+        assert "the producer was fenced" in err.message and "transactional_id" in err.message
+
+
+def test_only_an_abortable_error_of_a_live_producer_is_transaction_failed():
+    err = from_kafka_error(
+        _error("_TIMED_OUT", txn_requires_abort=True), operation="commit_transaction"
+    )
+    assert err.code is ErrorCode.TRANSACTION_FAILED and err.transient
+    assert err.retry_hint is RetryHint.RETRY_TRANSACTION and "never" not in err.message
+    fatal = from_kafka_error(_error("_FATAL"), operation="produce")
+    assert "failed fatally" in fatal.message
+    fenced_text = from_kafka_error(
+        KafkaError(KafkaError._FATAL, "Fatal error: This instance has been fenced"),
+        operation="client",
+    )
+    assert "the producer was fenced" in fenced_text.message
+    member = from_kafka_error(_error("FENCED_INSTANCE_ID"), operation="poll")
+    assert "group.instance.id" in member.message and "producer" not in member.message
+
+
 def test_translate_keeps_the_cause_and_lets_other_errors_through():
     exc = KafkaException(_error("UNKNOWN_TOPIC_OR_PART"))
     with pytest.raises(ConnectorError) as info, translate("produce", "h:1", topic="t"):
