@@ -464,10 +464,21 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
 
         Raises:
             NotConnectedError: Not connected.
+            ConnectorError: Permanent, hint RECONNECT, when the producer was
+                fenced or failed fatally (the connector drops it, failing what
+                is still queued, and builds a new one on next use).
         """
         wait = check_timeout(timeout)
-        with self._use("flush") as handle, translate("flush", self.config.target):
-            return int(handle.producer.flush(-1 if wait is None else wait))
+        with self._use("flush") as handle:
+            if handle.fatal is not None:
+                self._lost(handle, handle.fatal)
+            try:
+                with translate("flush", self.config.target, write=True):
+                    return handle.flush(wait)
+            except ConnectorError as err:
+                if err.retry_hint is RetryHint.RECONNECT:  # fenced: rebuilt on next use
+                    self._lost(handle, err)
+                raise
 
     def _produce_raw_sync(
         self,
@@ -500,6 +511,8 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
 
     def _lost(self, handle: ProducerHandle, error: ConnectorError) -> None:
         """A fatal producer error: drop the handle (rebuilt on next use) and raise."""
+        if handle.fatal is None:
+            handle.fatal = error  # what later calls on this handle (a transaction's) raise
         self._on_connection_lost(handle, error)
         raise error
 
@@ -564,12 +577,19 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
     def _txn_call(
         self, handle: ProducerHandle, operation: str, fn: Callable[..., Any], *args: Any
     ) -> Any:
+        if handle.closed and handle.fatal is not None:
+            # Another call of the block (a produce(), a flush()) met the fatal
+            # error and dropped this producer: that error, not "closed".
+            handle.in_transaction = False
+            raise handle.fatal
         try:
             with translate(operation, self.config.target, write=True):
                 return fn(*args)
         except ConnectorError as err:
             if err.retry_hint is RetryHint.RECONNECT:
                 handle.in_transaction = False
+                if handle.fatal is None:
+                    handle.fatal = err
                 self._on_connection_lost(handle, err)
             raise
 

@@ -72,6 +72,7 @@ checks that this table, ``CODE_RULES`` and ``docs/kafka.md`` agree)::
         (unless fatal() or a fencing code above: a fenced producer never succeeds again)
     retriable() ................................ (the code's)         transient  RETRY
     RuntimeError("... has been closed") ........ NOT_CONNECTED        permanent  NONE
+    SystemError (confluent-kafka's own) ........ INTERNAL             permanent  RECONNECT
     (any other code) ........................... EXEC_FAILED (writes) / QUERY_FAILED,
                                                  permanent, or transient with retriable()
 
@@ -364,6 +365,20 @@ def classify(
             ErrorRule(ErrorCode.NOT_CONNECTED, False, RetryHint.NONE),
             connector=CONNECTOR,
         )
+    if isinstance(exc, SystemError):
+        # confluent-kafka ran a callback with a Python exception pending (seen
+        # in Producer.flush() of a fenced producer): the client's callbacks
+        # can no longer be trusted to run.
+        where = (
+            f"{CONNECTOR}: {operation} on {target}: " if target else f"{CONNECTOR}: {operation}: "
+        )
+        return build_error(
+            where + f"confluent-kafka failed internally ({' '.join(str(exc).split())[:200]}); "
+            "the client must be rebuilt (the connector rebuilds its producer on next use)",
+            FATAL,
+            connector=CONNECTOR,
+            details={"kafka_code": "SystemError"},
+        )
     if isinstance(exc, BufferError):
         where = (
             f"{CONNECTOR}: {operation} on {target}: " if target else f"{CONNECTOR}: {operation}: "
@@ -395,7 +410,7 @@ class translate(Translator):
 
     __slots__ = ()
 
-    driver_errors = (confluent_kafka.KafkaException, BufferError, RuntimeError)
+    driver_errors = (confluent_kafka.KafkaException, BufferError, RuntimeError, SystemError)
 
     def classify(self, exc: Exception) -> ConnectorError | None:
         return classify(exc, **self.context)

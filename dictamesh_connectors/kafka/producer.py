@@ -51,6 +51,15 @@ logger = logging.getLogger(__name__)
 CONNECTOR = "kafka"
 _POLL_INTERVAL = 0.1
 _QUIET = 0.02
+# Producer.flush() is only ever called for this long at a time. confluent-kafka
+# splits a flush of 200 ms or more into chunks, and once librdkafka has failed
+# fatally (a fenced transactional producer) it sets a Python exception after
+# one chunk and runs the next chunk's delivery callbacks with it pending: the
+# first callback dies with "SystemError: ... returned a result with an
+# exception set", flush() raises that SystemError, and the record's delivery
+# report is lost (its future never resolves). One short call raises the fatal
+# error cleanly (a KafkaException) and leaves the reports to poll().
+_FLUSH_SLICE = 0.1
 _BAD_REQUEST = ErrorRule(ErrorCode.INVALID_REQUEST, False, RetryHint.NONE)
 # Kafka's own rule for topic names (kafka.common.internals.Topic).
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -324,6 +333,43 @@ class ProducerHandle:
         except (ValueError, TypeError, KeyError, AttributeError):
             logger.debug("kafka: unreadable statistics from librdkafka", exc_info=True)
 
+    def flush(self, timeout: float | None) -> int:
+        """``Producer.flush()`` in short slices (see ``_FLUSH_SLICE``); ``None``: no limit.
+
+        Returns:
+            How many records still await their delivery report.
+
+        Raises:
+            confluent_kafka.KafkaException: librdkafka failed fatally (fenced).
+        """
+        producer = self.producer
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if deadline is None:
+                left = _FLUSH_SLICE
+            else:
+                left = min(_FLUSH_SLICE, max(0.0, deadline - time.monotonic()))
+            remaining = int(producer.flush(left))
+            if remaining == 0 or (deadline is not None and time.monotonic() >= deadline):
+                return remaining
+
+    def _drain(self, deadline: float) -> int:
+        """Serve delivery reports until none is pending or ``deadline``; return how many are.
+
+        A fatally failed producer refuses ``flush()`` (it raises the fatal
+        error at once); its reports are still served, by ``poll()``.
+        """
+        producer = self.producer
+        while True:
+            left = min(_FLUSH_SLICE, max(0.0, deadline - time.monotonic()))
+            try:
+                remaining = int(producer.flush(left))
+            except confluent_kafka.KafkaException:
+                producer.poll(left)
+                remaining = len(producer)
+            if remaining == 0 or time.monotonic() >= deadline:
+                return remaining
+
     # ----------------------------------------------------------------- admin
 
     def admin(self) -> AdminClient:
@@ -347,19 +393,26 @@ class ProducerHandle:
             try:
                 producer.abort_transaction(max(0.1, timeout))
             except confluent_kafka.KafkaException as exc:
-                logger.warning("kafka: aborting the open transaction failed: %s", exc)
+                error = classify(exc, operation="abort_transaction", target=self.target)
+                logger.warning(
+                    "kafka: aborting the open transaction failed: %s",
+                    error.message if error is not None else exc,
+                )
         remaining = 0
         try:
-            remaining = producer.flush(max(0.0, deadline - time.monotonic()))
+            remaining = self._drain(deadline)
             if remaining:
                 # Every message still queued or in flight gets its delivery
                 # report now (_PURGE_QUEUE / _PURGE_INFLIGHT): no silent drop.
                 producer.purge(in_queue=True, in_flight=True, blocking=True)
-                for _ in range(100):
-                    if producer.flush(0.05) == 0:
-                        break
+                self._drain(time.monotonic() + 5.0)
         except confluent_kafka.KafkaException as exc:
-            logger.warning("kafka: closing the producer on %s: %s", self.target, exc)
+            error = classify(exc, operation="close", target=self.target)
+            logger.warning(
+                "kafka: closing the producer on %s: %s",
+                self.target,
+                error.message if error is not None else exc,
+            )
         except Exception:
             logger.exception("kafka: a delivery callback raised while closing")
         finally:
@@ -456,6 +509,8 @@ def produce_one(
             error = classify(
                 exc, operation=f"produce to {topic}", target=handle.target, write=True, topic=topic
             )
+            if error is not None and error.retry_hint is RetryHint.RECONNECT:
+                handle.fatal = error  # fenced or fatal: rebuilt on next use
             raise error from exc  # type: ignore[misc]
         except RuntimeError as exc:  # "Producer has been closed": disconnect() won a race
             error = classify(exc, operation=f"produce to {topic}", target=handle.target)
@@ -695,7 +750,7 @@ class translate_produce:
         return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, (confluent_kafka.KafkaException, RuntimeError)):
+        if isinstance(exc, (confluent_kafka.KafkaException, RuntimeError, SystemError)):
             error = classify(
                 exc,
                 operation=f"produce to {self.topic}",
@@ -704,4 +759,6 @@ class translate_produce:
                 topic=self.topic,
             )
             if error is not None:
+                if error.retry_hint is RetryHint.RECONNECT:
+                    self.handle.fatal = error  # fenced or fatal: rebuilt on next use
                 raise error from exc if isinstance(exc, confluent_kafka.KafkaException) else None

@@ -1,7 +1,15 @@
 """Transactions on the real broker: fencing (two producers with one transactional_id) is
-permanent and says so; an abortable error is TRANSACTION_FAILED and a retry commits."""
+permanent and says so; every public method of a fenced producer, from several threads at
+once, raises only classified errors and every future resolves; an abortable error is
+TRANSACTION_FAILED and a retry commits."""
 
 from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -95,3 +103,59 @@ def test_an_abortable_error_is_transaction_failed_and_a_retry_commits(
         assert err.retry_hint is RetryHint.RETRY_TRANSACTION
     assert failures[0].details["kafka_code"] == "MSG_SIZE_TOO_LARGE"
     assert [m.value for m in read_all(kafka, topic, 1)] == [b"retried"]
+
+
+def test_a_fenced_producer_raises_only_classified_errors_and_resolves_every_future(
+    kafka_config, kafka, new_topic
+):
+    topic = new_topic()
+    config = kafka_config.evolve(transactional_id=unique("zombie"), delivery_timeout=60)
+    first, second = KafkaConnector(config), KafkaConnector(config)
+    first.connect()
+    futures: list[concurrent.futures.Future[Any]] = []
+    raw: list[BaseException] = []
+    calls: list[Callable[[], object]] = [
+        lambda: first.flush(10),  # confluent-kafka's own flush(10) raised SystemError here
+        lambda: futures.append(first.produce(topic, b"produced")),
+        lambda: first.flush(),
+        lambda: first.produce_sync(topic, b"sync", timeout=30),
+        lambda: futures.append(first.produce_many(topic, [b"many-1", b"many-2"])),
+        lambda: first.flush(0.5),
+        lambda: first.ping(5),
+        lambda: first.list_topics(),
+    ]
+
+    def hammer() -> None:
+        for _ in range(3):
+            for call in calls:
+                try:
+                    call()
+                except ConnectorError:
+                    pass
+                except BaseException as exc:  # a raw exception: what this test is about
+                    raw.append(exc)
+
+    try:
+        with pytest.raises(ConnectorError) as info, first.transaction():
+            first.produce_sync(topic, b"delivered")  # the partition joined the transaction
+            futures.append(first.produce(topic, b"queued"))
+            second.connect()  # fenced, mid-transaction, with records in hand
+            futures += [first.produce(topic, b"after-%d" % i) for i in range(500)]
+            hammer()  # its flush(10) meets the fatal error with reports pending
+            threads = [threading.Thread(target=hammer) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            hammer()
+            for thread in threads:
+                thread.join(120)
+        assert raw == [], raw
+        _assert_fenced(info.value)
+        for future in futures:  # every one resolved: none lost with its report
+            with contextlib.suppress(ConnectorError):
+                future.result(60)
+        with first.transaction():  # rebuilt: it works again
+            first.produce_sync(topic, b"recovered")
+    finally:
+        first.disconnect(30)
+        second.disconnect(30)
+    assert [m.value for m in read_all(kafka, topic, 1)] == [b"recovered"]

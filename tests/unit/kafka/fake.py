@@ -53,6 +53,7 @@ class FakeProducer:
         self.offset = 0
         self.calls: list[str] = []
         self.commit_error: KafkaException | None = None
+        self.fenced = False  # flush() behaves as confluent-kafka's on a fenced producer
         FakeProducer.instances.append(self)
 
     # producing
@@ -96,6 +97,16 @@ class FakeProducer:
         return len(reports)
 
     def flush(self, timeout: float = -1) -> int:
+        if self.fenced:
+            # As confluent-kafka does once librdkafka failed fatally: a flush
+            # of 200 ms or more runs the reports' callbacks with an exception
+            # pending (they die, the reports are lost) and raises SystemError;
+            # a shorter one raises the fatal error and leaves them to poll().
+            if timeout is None or timeout < 0 or timeout >= 0.2:
+                with self._lock:
+                    self.queue = []
+                raise SystemError("<method 'topic'> returned a result with an exception set")
+            raise KafkaException(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
         deadline = time.monotonic() + (1e9 if timeout is None or timeout < 0 else timeout)
         while True:
             self.poll(0)

@@ -163,6 +163,28 @@ def test_a_fatal_producer_error_is_permanent_and_the_producer_is_rebuilt():
     kafka.disconnect(5)
 
 
+def test_flush_of_a_fenced_producer_is_classified_and_loses_no_report():
+    kafka = make()
+    fake = FakeProducer.instances[0]
+    fake.deliver.clear()
+    future = kafka.produce("orders", b"x")
+    fake.fenced = True
+    fake.outcome = KafkaError(KafkaError.INVALID_PRODUCER_EPOCH)
+    with pytest.raises(ConnectorError) as info:
+        kafka.flush(10)  # confluent-kafka's own flush(10) raises SystemError here
+    assert not info.value.transient and info.value.retry_hint is RetryHint.RECONNECT
+    assert "fenced" in info.value.message
+    err = future.exception(5)  # its report was served (or purged), not lost
+    assert isinstance(err, ConnectorError)
+    assert kafka.produce_sync("orders", b"y").offset >= 1  # a new producer
+    assert len(FakeProducer.instances) == 2
+    FakeProducer.instances[1].fenced = True
+    FakeProducer.instances[1].deliver.clear()
+    pending = kafka.produce("orders", b"z")
+    assert kafka.disconnect(1) == 1  # closing serves/purges through poll()
+    assert isinstance(pending.exception(5), ConnectorError)
+
+
 def test_connect_reports_unavailable_or_the_brokers_reason():
     FakeProducer.metadata_error = KafkaError(KafkaError._TRANSPORT)
     kafka = KafkaConnector(KafkaConfig(bootstrap_servers="fake:9092", connect_timeout=0.1))

@@ -153,6 +153,11 @@ def test_translate_keeps_the_cause_and_lets_other_errors_through():
         raise original
     assert info.value is original
     assert classify(ValueError("x"), operation="x") is None
+    internal = classify(SystemError("returned a result with an exception set"), operation="flush")
+    assert internal is not None and internal.code is ErrorCode.INTERNAL
+    assert not internal.transient and internal.retry_hint is RetryHint.RECONNECT
+    with pytest.raises(ConnectorError), translate("flush"):
+        raise SystemError("returned NULL without setting an exception")
     bare = classify(KafkaException("no error object"), operation="x")
     assert bare is not None and bare.code is ErrorCode.QUERY_FAILED
 
