@@ -90,18 +90,30 @@ class FileInfo:
 
     @classmethod
     def from_stat(cls, parts: tuple[str, ...], st: os.stat_result) -> FileInfo:
-        """Build from an ``lstat`` result."""
-        kind = st.st_mode
-        return cls(
-            path=join(parts),
-            name=parts[-1] if parts else "",
-            size=st.st_size,
-            is_file=stat_module.S_ISREG(kind),
-            is_dir=stat_module.S_ISDIR(kind),
-            is_symlink=stat_module.S_ISLNK(kind),
-            mtime=st.st_mtime,
-            mode=stat_module.S_IMODE(kind),
-        )
+        """Build from an ``lstat`` result.
+
+        Raises:
+            ArgumentTypeError: ``parts`` is not a tuple of ``str`` or ``st``
+                not a stat result (also a ``TypeError``).
+        """
+        try:
+            kind = st.st_mode
+            return cls(
+                path=join(parts),
+                name=parts[-1] if parts else "",
+                size=st.st_size,
+                is_file=stat_module.S_ISREG(kind),
+                is_dir=stat_module.S_ISDIR(kind),
+                is_symlink=stat_module.S_ISLNK(kind),
+                mtime=st.st_mtime,
+                mode=stat_module.S_IMODE(kind),
+            )
+        except (AttributeError, TypeError, KeyError, IndexError, OverflowError, ValueError):
+            # Checked here rather than up front: list() builds one per entry.
+            culprit = st if isinstance(parts, tuple) else parts
+            raise wrong_type(
+                "stat", "from_stat()'s arguments", culprit, "a tuple of str and an os.stat_result"
+            ) from None
 
 
 class _Root:

@@ -28,6 +28,7 @@ from dictamesh_connectors.file import (
     AtomicWriter,
     FileConfig,
     FileConnector,
+    FileInfo,
     FileLock,
     FileReader,
     Transaction,
@@ -163,6 +164,8 @@ CALLS = {
         f, lambda t: t.write_text("w", "x", encoding=a, errors=b)
     ),
     "Transaction.delete": lambda f, a, b: _txn(f, lambda t: t.delete(a, missing_ok=b)),
+    "FileInfo.from_stat": lambda f, a, b: FileInfo.from_stat(a, b),
+    "FileInfo.from_stat:st": lambda f, a, b: FileInfo.from_stat(("a",), a),
 }
 
 # The base class's verbs: a timeout of the wrong type is its documented TypeError.
@@ -196,7 +199,7 @@ NO_ARGUMENT = {
 
 def test_every_public_method_is_fuzzed():
     named = {key.split(":")[0] for key in (*CALLS, *BASE_CALLS)} | NO_ARGUMENT
-    for cls in (FileConnector, FileReader, AtomicWriter, FileLock, Transaction):
+    for cls in (FileConnector, FileReader, AtomicWriter, FileLock, Transaction, FileInfo):
         missing = {f"{cls.__name__}.{m}" for m in public_methods(cls)} - named
         assert not missing, f"no garbage-argument entry for {sorted(missing)}"
 
