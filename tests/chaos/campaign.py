@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.chaos import checker
+from tests.chaos.checker import MongoSends
 from tests.chaos.faults import Fault, Injectors, Schedule, plan
 from tests.chaos.servers import (
     ChaosBroker,
@@ -58,7 +59,7 @@ logger = logging.getLogger("tests.chaos")
 
 APP_NAME = "chaos-workload"
 LISTER = "chaos-lister"
-MONGO_DB = "chaos"
+MONGO_DB = checker.MONGO_DB
 TOPIC = "chaos-records"
 # File descriptors that may legitimately differ between the baseline and
 # the end: none are expected (every server and proxy lives before and after,
@@ -67,43 +68,6 @@ TOPIC = "chaos-records"
 # accepting a last connection from a pool that is shutting down).
 FD_TOLERANCE = 1
 SETTLE_SECONDS = 20.0
-# SecantusDB 0.7.0b3 applies a retried write a second time when pymongo's
-# retry (same lsid and txnNumber) arrives while the first attempt still runs
-# (mongod serialises a session's commands and answers the retry from the
-# first's record), or after a restart (its records live in memory only;
-# mongod keeps them in config.transactions). Both were reproduced with raw
-# commands, without the connector (docs/testing.md). The campaign watches
-# what pymongo sends (a CommandListener): a write that came out twice (or,
-# for an insert, as "duplicate key") after pymongo sent it more than once
-# is the server's doing and is reported apart; one sent once is not.
-MONGO_RETRY = "pymongo retried it with the same lsid and txnNumber, SecantusDB applied it again"
-
-
-class MongoSends:
-    """Fed by a pymongo ``CommandListener``: how often each workload write was sent."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.sent: collections.Counter[str] = collections.Counter()  # guarded by _lock
-
-    def started(self, event: Any) -> None:
-        if event.database_name != MONGO_DB:
-            return
-        command = event.command
-        if event.command_name == "insert":
-            ids = [str(d.get("_id")) for d in command.get("documents", ())]
-        elif event.command_name == "update":
-            ids = [str(u.get("q", {}).get("uid")) for u in command.get("updates", ())]
-        else:
-            return
-        with self._lock:
-            self.sent.update(ids)
-
-
-HTTP_OWN_KEY = (
-    "maybe_applied=False on a POST with the caller's own Idempotency-Key (the HTTP "
-    "connector's documented meaning: the caller can resend it with that key safely)"
-)
 
 
 def _seed_from_env() -> int | None:
@@ -623,24 +587,10 @@ class Campaign:
         pg_rows = checker.postgres_copies(self.pg.dsn())
         report.stores.append(checker.compare(("postgresql", "rows"), ledger, pg_rows))
         inserts, upserts, twice = checker.mongo_copies(self.mongo.uri(), MONGO_DB)
-        sent = self.mongo_sends.sent
-
-        def server_retry(write_id: str) -> str | None:
-            times = sent[write_id]
-            return f"{MONGO_RETRY}; sent {times} times" if times > 1 else None
-
-        for name, copies, applied_twice in (("inserts", inserts, ()),
-                                            ("upserts", upserts, twice)):  # fmt: skip
-            check = checker.compare(("mongodb", name), ledger, copies, applied_twice)
-            checker.excuse(check, server_retry)
-            report.stores.append(check)
+        report.stores += checker.mongo_checks(ledger, inserts, upserts, twice, self.mongo_sends)
         records = checker.kafka_copies(self.broker.bootstrap, TOPIC)
         report.stores.append(checker.compare(("kafka", "records"), ledger, records))
-        applied = collections.Counter(self.http.snapshot())
-        keyed = checker.compare(("http", "keyed"), ledger, applied, suffix="k")
-        checker.excuse(keyed, lambda write_id: HTTP_OWN_KEY)
-        report.stores.append(keyed)
-        report.stores.append(checker.compare(("http", "auto_key"), ledger, applied, suffix="a"))
+        report.stores += checker.http_checks(ledger, collections.Counter(self.http.snapshot()))
 
     def _mongo_server_connections(self) -> int:
         """``serverStatus().connections.current``, read by a client of its own (closed after)."""

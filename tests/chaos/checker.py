@@ -21,11 +21,58 @@ disconnected:
 from __future__ import annotations
 
 import collections
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tests.chaos.workload import MONGO_INSERTS, MONGO_UPSERTS, PG_TABLE, Ledger, Store
+
+MONGO_DB = "chaos"
+
+# SecantusDB 0.7.0b3 applies a retried write a second time when pymongo's
+# retry (same lsid and txnNumber) arrives while the first attempt still runs
+# (mongod serialises a session's commands and answers the retry from the
+# first's record), or after a restart (its records live in memory only;
+# mongod keeps them in config.transactions). Both were reproduced with raw
+# commands, without the connector (docs/testing.md). The campaign watches
+# what pymongo sends (a CommandListener): a write that came out twice (or,
+# for an insert, as "duplicate key") after pymongo sent it more than once
+# is the server's doing and is reported apart; one sent once is not.
+MONGO_RETRY = "pymongo retried it with the same lsid and txnNumber, SecantusDB applied it again"
+
+HTTP_OWN_KEY = (
+    "maybe_applied=False on a POST with the caller's own Idempotency-Key (the HTTP "
+    "connector's documented meaning: the caller can resend it with that key safely)"
+)
+
+
+class MongoSends:
+    """Fed by a pymongo ``CommandListener``: how often each workload write was sent."""
+
+    def __init__(self, database: str = MONGO_DB) -> None:
+        self.database = database
+        self._lock = threading.Lock()
+        self.sent: collections.Counter[str] = collections.Counter()  # guarded by _lock
+
+    def started(self, event: Any) -> None:
+        if event.database_name != self.database:
+            return
+        command = event.command
+        if event.command_name == "insert":
+            ids = [str(d.get("_id")) for d in command.get("documents", ())]
+        elif event.command_name == "update":
+            ids = [str(u.get("q", {}).get("uid")) for u in command.get("updates", ())]
+        else:
+            return
+        with self._lock:
+            self.sent.update(ids)
+
+    def server_retry(self, write_id: str) -> str | None:
+        """Why ``write_id`` found twice is the server's doing (None: it is not)."""
+        with self._lock:
+            times = self.sent[write_id]
+        return f"{MONGO_RETRY}; sent {times} times" if times > 1 else None
 
 
 @dataclass
@@ -62,6 +109,30 @@ def compare(
     check.duplicates = sorted({i for i, n in copies.items() if n > 1} | set(applied_twice))
     check.contradicted = sorted(i for i in not_applied if copies[i] > 0)
     return check
+
+
+def mongo_checks(
+    ledger: Ledger,
+    inserts: collections.Counter[str],
+    upserts: collections.Counter[str],
+    twice: Sequence[str],
+    sends: MongoSends,
+) -> list[StoreCheck]:
+    """The MongoDB stores: inserts and upserts, the server's own retries set apart."""
+    out = []
+    for name, copies, applied_twice in (("inserts", inserts, ()),
+                                        ("upserts", upserts, twice)):  # fmt: skip
+        check = compare(("mongodb", name), ledger, copies, applied_twice)
+        excuse(check, sends.server_retry)
+        out.append(check)
+    return out
+
+
+def http_checks(ledger: Ledger, applied: collections.Counter[str]) -> list[StoreCheck]:
+    """The HTTP stores (one server, told apart by the id's suffix): keyed and auto_key."""
+    keyed = compare(("http", "keyed"), ledger, applied, suffix="k")
+    excuse(keyed, lambda write_id: HTTP_OWN_KEY)
+    return [keyed, compare(("http", "auto_key"), ledger, applied, suffix="a")]
 
 
 def postgres_copies(dsn: str) -> collections.Counter[str]:
