@@ -10,7 +10,8 @@ disconnected:
   come from a retry): PostgreSQL rows (no primary key, so a repeated insert
   would show), MongoDB inserts and upserts (a second document for one
   ``uid``, or ``applied`` > 1), Kafka records (idempotent producer), HTTP
-  applications (same write under two idempotency keys);
+  applications (a write applied twice: under two idempotency keys, or its
+  one key applied twice, the loss of the idempotency guarantee);
 * contradicted: a failure said ``maybe_applied=False`` (the connector
   claims it never happened, so a caller would re-send it), yet the write is
   on the server;
@@ -37,8 +38,11 @@ MONGO_DB = "chaos"
 # mongod keeps them in config.transactions). Both were reproduced with raw
 # commands, without the connector (docs/testing.md). The campaign watches
 # what pymongo sends (a CommandListener): a write that came out twice (or,
-# for an insert, as "duplicate key") after pymongo sent it more than once
-# is the server's doing and is reported apart; one sent once is not.
+# for an insert, as "duplicate key") is the server's doing, and reported
+# apart, only when every send of it carried one retryable-write identity
+# (uid, lsid, txnNumber) and pymongo sent that identity more than once. A
+# write sent under two identities (another txnNumber, another session, or
+# none) was sent anew as a second write: a real duplicate.
 MONGO_RETRY = "pymongo retried it with the same lsid and txnNumber, SecantusDB applied it again"
 
 HTTP_OWN_KEY = (
@@ -46,14 +50,29 @@ HTTP_OWN_KEY = (
     "connector's documented meaning: the caller can resend it with that key safely)"
 )
 
+# A retryable write's identity as pymongo sends it: (lsid, txnNumber); None
+# for either when the command carries none.
+Identity = tuple[str | None, int | None]
+
+
+def _lsid(command: Any) -> str | None:
+    lsid = command.get("lsid")
+    ident = lsid.get("id") if isinstance(lsid, dict) else None
+    if ident is None:
+        return None
+    return bytes(ident).hex() if isinstance(ident, (bytes, bytearray)) else str(ident)
+
 
 class MongoSends:
-    """Fed by a pymongo ``CommandListener``: how often each workload write was sent."""
+    """Fed by a pymongo ``CommandListener``: each workload write's sends, by retry identity."""
 
     def __init__(self, database: str = MONGO_DB) -> None:
         self.database = database
         self._lock = threading.Lock()
-        self.sent: collections.Counter[str] = collections.Counter()  # guarded by _lock
+        # guarded by _lock: write id -> (lsid, txnNumber) -> sends
+        self.sent: dict[str, collections.Counter[Identity]] = collections.defaultdict(
+            collections.Counter
+        )
 
     def started(self, event: Any) -> None:
         if event.database_name != self.database:
@@ -65,14 +84,27 @@ class MongoSends:
             ids = [str(u.get("q", {}).get("uid")) for u in command.get("updates", ())]
         else:
             return
+        txn = command.get("txnNumber")
+        identity = (_lsid(command), int(txn) if txn is not None else None)
         with self._lock:
-            self.sent.update(ids)
+            for i in ids:
+                self.sent[i][identity] += 1
 
     def server_retry(self, write_id: str) -> str | None:
-        """Why ``write_id`` found twice is the server's doing (None: it is not)."""
+        """Why ``write_id`` found twice is the server's doing (None: it is not).
+
+        Only a pymongo retry explains it: one (lsid, txnNumber) for every
+        send, that identity sent more than once. Sent under a second
+        identity, the write was sent again as a new write.
+        """
         with self._lock:
-            times = self.sent[write_id]
-        return f"{MONGO_RETRY}; sent {times} times" if times > 1 else None
+            sends = dict(self.sent.get(write_id, {}))
+        if len(sends) != 1:
+            return None
+        (lsid, txn), times = next(iter(sends.items()))
+        if lsid is None or txn is None or times < 2:
+            return None
+        return f"{MONGO_RETRY}; sent {times} times as lsid {lsid[:8]}.. txnNumber {txn}"
 
 
 @dataclass
@@ -131,7 +163,14 @@ def mongo_checks(
 def http_checks(ledger: Ledger, applied: collections.Counter[str]) -> list[StoreCheck]:
     """The HTTP stores (one server, told apart by the id's suffix): keyed and auto_key."""
     keyed = compare(("http", "keyed"), ledger, applied, suffix="k")
-    excuse(keyed, lambda write_id: HTTP_OWN_KEY)
+
+    def own_key(write_id: str) -> str | None:
+        # The key explains a write the connector said was not applied but the
+        # server applied, once. The server applying one key twice is not
+        # explained by anything: it stays a duplicate (and a contradiction).
+        return HTTP_OWN_KEY if applied[write_id] == 1 else None
+
+    excuse(keyed, own_key, only=("contradicted",))
     return [keyed, compare(("http", "auto_key"), ledger, applied, suffix="a")]
 
 
@@ -198,9 +237,14 @@ def kafka_copies(bootstrap: str, topic: str, timeout: float = 120.0) -> collecti
     return copies
 
 
-def excuse(check: StoreCheck, why: Callable[[str], str | None]) -> None:
-    """Move the duplicates and contradictions ``why(id)`` explains to ``excused``."""
-    for name in ("duplicates", "contradicted"):
+def excuse(
+    check: StoreCheck,
+    why: Callable[[str], str | None],
+    *,
+    only: Sequence[str] = ("duplicates", "contradicted"),
+) -> None:
+    """Move the findings of the lists ``only`` names that ``why(id)`` explains to ``excused``."""
+    for name in only:
         kept = []
         for i in getattr(check, name):
             reason = why(i)
