@@ -20,7 +20,7 @@ help:
 	@echo "make lint            ruff + mypy --strict"
 	@echo "make bench           benchmarks: connector vs raw driver"
 	@echo "make test-mongodb-stream  stream() over 1,000,000 documents on both MongoDB servers (minutes)"
-	@echo "make chaos           randomized fault campaign: 1,000 faults on private servers, summary table (SEED=n replays)"
+	@echo "make chaos           randomized fault campaign: 1,000 faults on private servers, summary table (SEED=n FAULTS=n replays)"
 	@echo "make batch-job       examples/batch_job.py with 100,000 rows (PostgreSQL -> Kafka + MongoDB + files)"
 	@echo "make docs            build the documentation site (MkDocs, strict: any warning fails) into build/site"
 	@echo "make services-up|services-down|services-status"
@@ -81,10 +81,15 @@ test-mongodb-stream: $(STAMP)
 # Kafka and HTTP servers it starts, kills and stops itself (never the shared
 # services), 1,000 seeded faults under 32 threads, then the checks and a
 # summary table. SEED=n replays a run's fault schedule; FAULTS=n changes the
-# count. The default suite runs a ~100-fault version (test_short_campaign).
+# count; THREADS, PAUSE, GAP and PROXIES=off change the workload and the
+# schedule. The summary prints the command that replays the run exactly.
+# Ctrl-C stops the run and prints a partial summary (exit status 130).
+# The default suite runs a ~100-fault version (test_short_campaign).
 FAULTS ?= 1000
 chaos: $(STAMP)
-	@PYTHONPATH=$(CURDIR) $(PY) -m tests.chaos.campaign --faults $(FAULTS) $(if $(SEED),--seed $(SEED))
+	@PYTHONPATH=$(CURDIR) $(PY) -m tests.chaos.campaign --faults $(FAULTS) $(if $(SEED),--seed $(SEED)) \
+		$(if $(THREADS),--threads $(THREADS)) $(if $(PAUSE),--pause $(PAUSE)) $(if $(GAP),--gap $(GAP)) \
+		$(if $(filter off,$(PROXIES)),--no-proxies)
 
 unit: $(STAMP)
 	@$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)

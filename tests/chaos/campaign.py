@@ -6,8 +6,21 @@ Run it with ``make chaos`` (1,000 faults) or directly::
 
 The seed is printed first; ``--seed N`` (or ``DICTAMESH_CHAOS_SEED=N``)
 replays the same fault schedule (same kinds, order, parameters and waits:
-compare the printed schedule digest). The short version runs in the
-default test suite (``tests/chaos/test_campaign.py``).
+compare the printed schedule digest). The summary prints the command that
+replays the run with every setting it had (``make chaos SEED=.. FAULTS=..``,
+plus ``THREADS``, ``PAUSE``, ``GAP``, ``PROXIES=off`` when not the
+defaults). The short version runs in the default test suite
+(``tests/chaos/test_campaign.py``).
+
+The connectors' and drivers' log records go to a log file (its path is
+printed; ``--log-file``), only the first few of each kind to stderr, and
+their counts to the summary (``tests/chaos/logs.py``).
+
+Ctrl-C (SIGINT) stops the run: the fault schedule stops (each injector
+undoes the fault it holds), the workload drains, the checks run on what was
+written so far, the private servers are stopped, and the partial summary is
+printed; the exit status is 130. A second Ctrl-C abandons the checks (the
+servers are still stopped).
 
 What happens, in order:
 
@@ -32,6 +45,7 @@ import contextlib
 import logging
 import os
 import random
+import signal
 import sys
 import tempfile
 import threading
@@ -44,6 +58,7 @@ from typing import Any
 from tests.chaos import checker
 from tests.chaos.checker import MongoSends
 from tests.chaos.faults import Fault, Injectors, Schedule, plan
+from tests.chaos.logs import CampaignLog, LogSummary
 from tests.chaos.servers import (
     ChaosBroker,
     PrivatePostgres,
@@ -68,6 +83,20 @@ TOPIC = "chaos-records"
 # accepting a last connection from a pool that is shutting down).
 FD_TOLERANCE = 1
 SETTLE_SECONDS = 20.0
+# How long the workload threads get to finish their operation once stopped.
+WORKLOAD_STOP_SECONDS = 120.0
+# The command line's defaults (``make chaos`` without settings); the replay
+# command names every setting that differs from them.
+DEFAULT_FAULTS = 1000
+DEFAULT_THREADS = 32
+DEFAULT_PAUSE = 0.02
+DEFAULT_GAP = 0.4
+# Exit status of a run stopped by SIGINT (128 + 2, as a shell reports it).
+EXIT_INTERRUPTED = 130
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)  # a pipe's reader (the SIGINT test, tee) sees progress at once
 
 
 def _seed_from_env() -> int | None:
@@ -115,6 +144,10 @@ class Report:
     notes: list[str] = field(default_factory=list)
     duration: float = 0.0
     proxies: bool = False
+    pause: float = DEFAULT_PAUSE
+    gap: float = DEFAULT_GAP
+    log: LogSummary | None = None
+    interrupted: bool = False
     started: float = 0.0
     timeline: list[tuple[float, float, str, str]] = field(default_factory=list)
     acked_at: dict[str, float] = field(default_factory=dict)
@@ -150,8 +183,36 @@ class Report:
     def contradicted(self) -> int:
         return sum(len(s.contradicted) for s in self.stores)
 
+    def replay_args(self) -> list[str]:
+        """The ``python -m tests.chaos.campaign`` arguments that replay this run."""
+        args = ["--seed", str(self.seed), "--faults", str(self.planned)]
+        if self.threads != DEFAULT_THREADS:
+            args += ["--threads", str(self.threads)]
+        if self.pause != DEFAULT_PAUSE:
+            args += ["--pause", repr(self.pause)]
+        if self.gap != DEFAULT_GAP:
+            args += ["--gap", repr(self.gap)]
+        if not self.proxies:
+            args.append("--no-proxies")
+        return args
+
+    def replay_command(self) -> str:
+        """The ``make chaos`` command that replays this run (the same schedule and workload)."""
+        words = [f"make chaos SEED={self.seed} FAULTS={self.planned}"]
+        if self.threads != DEFAULT_THREADS:
+            words.append(f"THREADS={self.threads}")
+        if self.pause != DEFAULT_PAUSE:
+            words.append(f"PAUSE={self.pause!r}")
+        if self.gap != DEFAULT_GAP:
+            words.append(f"GAP={self.gap!r}")
+        if not self.proxies:
+            words.append("PROXIES=off")
+        return " ".join(words)
+
     def failures(self) -> list[str]:
         out = []
+        if self.interrupted:
+            out.append(f"interrupted (SIGINT) after {self.total_injected} of {self.planned} faults")
         if self.lost:
             out.append(f"{self.lost} acknowledged write(s) lost")
         if self.duplicates:
@@ -161,7 +222,7 @@ class Report:
         if self.unclassified:
             out.append(f"{len(self.unclassified)} unclassified exception(s)")
         out += self.leak_failures
-        if self.total_injected < self.planned:
+        if self.total_injected < self.planned and not self.interrupted:
             out.append(f"only {self.total_injected} of {self.planned} faults were injected")
         if self.injector_failures:
             out.append(f"{len(self.injector_failures)} fault(s) could not be injected")
@@ -172,7 +233,8 @@ class Report:
             "",
             f"fault campaign  seed={self.seed}  schedule={self.digest}  threads={self.threads}  "
             f"proxies={'on' if self.proxies else 'off'}  {self.duration:.0f} s",
-            f"replay: make chaos SEED={self.seed}   (DICTAMESH_CHAOS_SEED={self.seed})",
+            f"replay: {self.replay_command()}",
+            f"    or: python -m tests.chaos.campaign {' '.join(self.replay_args())}",
             "",
             f"{'faults by kind':<42}{'injected':>10}",
         ]
@@ -218,10 +280,22 @@ class Report:
                              f" {self.near(example, store[0])}")  # fmt: skip
         for note in self.notes:
             lines.append(f"  note: {note}")
+        if self.log is not None:
+            log = self.log
+            width = max([31, *(len(name) + 1 for name, _ in log.counts)])
+            lines += ["", f"{'log records (WARNING and above)':<{width + 11}}{'count':>10}"]
+            for (name, level), n in sorted(log.counts.items()):
+                lines.append(f"  {name:<{width}}{level:<9}{n:>10}")
+            if not log.counts:
+                lines.append("  (none)")
+            lines.append(f"  every one in {log.path}; on stderr only the first "
+                         f"{log.shown_per_kind} of each message and any traceback "
+                         f"({log.shown} of {log.total})")  # fmt: skip
         failures = self.failures()
         lines.append("")
         if failures:
-            lines.append("RESULT: FAILED: " + "; ".join(failures))
+            verdict = "INTERRUPTED (partial run)" if self.interrupted else "FAILED"
+            lines.append(f"RESULT: {verdict}: " + "; ".join(failures))
             for s in self.stores:
                 for label, ids in (("lost", s.lost), ("duplicate", s.duplicates),
                                    ("contradicted", s.contradicted)):  # fmt: skip
@@ -247,18 +321,19 @@ class Campaign:
         faults: int,
         seed: int | None = None,
         threads: int = 32,
-        pause: float = 0.01,
-        gap: float = 0.4,
+        pause: float = DEFAULT_PAUSE,
+        gap: float = DEFAULT_GAP,
         workdir: Path | None = None,
         use_proxies: bool = True,
-        out: Callable[[str], None] = print,
+        log_path: Path | None = None,
+        out: Callable[[str], None] | None = None,
     ) -> None:
         self.seed = seed if seed is not None else random.SystemRandom().randrange(1, 10**9)
         self.faults = faults
         self.threads = threads
         self.pause = pause
         self.gap = gap
-        self.out = out
+        self.out = out or _say
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="dictamesh-chaos-"))
         self.proxy_class = _proxy_class() if use_proxies else None
@@ -269,7 +344,17 @@ class Campaign:
         self.broker: ChaosBroker | None = None
         self.http: WriteServer | None = None
         self._mongo_admin: Any = None
-        self.mongo_sends = MongoSends()
+        self.mongo_sends = MongoSends(MONGO_DB)
+        self.log_path = log_path or Path(tempfile.gettempdir()) / (
+            f"dictamesh-chaos-{self.seed}-{os.getpid()}.log"
+        )
+        # Set by interrupt() (a SIGINT handler may call it: a plain attribute,
+        # no lock); the run polls it.
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        """Stop the run early: no more faults, the workload drains, the checks run."""
+        self.interrupted = True
 
     # ------------------------------------------------------------ servers
 
@@ -344,6 +429,7 @@ class Campaign:
             self.reaper.kill_all()
         if self._own_workdir:
             remove_tree(self.workdir)
+        self.out("chaos: private servers stopped")
 
     # ------------------------------------------------------------- faults
 
@@ -510,23 +596,42 @@ class Campaign:
     def run(self) -> Report:
         schedule = plan(self.seed, self.faults, proxies=list(self.proxies), gap=self.gap)
         report = Report(self.seed, schedule.total, schedule.digest, self.threads,
-                        proxies=bool(self.proxies))  # fmt: skip
+                        proxies=bool(self.proxies), pause=self.pause, gap=self.gap)  # fmt: skip
         self.out(
             f"chaos: seed={self.seed} faults={schedule.total} schedule={schedule.digest} "
             f"threads={self.threads} proxies={sorted(self.proxies) or 'none'}"
         )
+        self.out(f"chaos: replay with: {report.replay_command()}")
+        self.out(f"chaos: connector and driver logs in {self.log_path}")
         started = report.started = time.monotonic()
         mongo_before = self._mongo_server_connections()
-        threads_before = set(threading.enumerate())
-        fds_before = open_fds()
         ledger = Ledger()
-        conns = self.connectors()
-        try:
-            for connector in conns.values():
-                connector.connect()
-            self._play(schedule, conns, ledger, report)
-        finally:
-            undelivered = self._shutdown(conns)
+        with CampaignLog(self.log_path) as log:
+            # The baseline after the log file is open: it stays open until the counts.
+            threads_before = set(threading.enumerate())
+            fds_before = open_fds()
+            conns = self.connectors()
+            try:
+                for connector in conns.values():
+                    connector.connect()
+                self._play(schedule, conns, ledger, report)
+            finally:
+                undelivered = self._shutdown(conns)
+            report.interrupted = self.interrupted
+            self._finish(report, ledger, undelivered, threads_before, fds_before, mongo_before)
+            report.log = log.summary()
+        report.duration = time.monotonic() - started
+        return report
+
+    def _finish(
+        self,
+        report: Report,
+        ledger: Ledger,
+        undelivered: int,
+        threads_before: set[threading.Thread],
+        fds_before: int,
+        mongo_before: int,
+    ) -> None:
         if undelivered:
             report.notes.append(f"{undelivered} Kafka record(s) still queued at disconnect")
         report.operations = ledger.operations
@@ -538,8 +643,6 @@ class Campaign:
             report.leak_failures.append(f"{ledger.pending} Kafka future(s) never resolved")
         self._check_stores(ledger, report)
         self._check_leaks(report, threads_before, fds_before, mongo_before)
-        report.duration = time.monotonic() - started
-        return report
 
     def _play(
         self, schedule: Schedule, conns: dict[str, Any], ledger: Ledger, report: Report
@@ -558,9 +661,15 @@ class Campaign:
         injectors = Injectors(schedule, self.actions(), on_progress=progress)
         workload.start()
         try:
-            injectors.start()
-            injectors.join()
+            if not self.interrupted:
+                injectors.start()
+            # Polled, not joined: interrupt() (SIGINT) sets a flag, nothing else.
+            while injectors.running() and not self.interrupted:
+                time.sleep(0.2)
         finally:
+            if self.interrupted:
+                self.out("chaos: interrupted: stopping the fault schedule (each injector "
+                         "undoes the fault it holds), then draining the workload")  # fmt: skip
             injectors.abort()
             injectors.join()
             report.injected = injectors.injected
@@ -568,8 +677,18 @@ class Campaign:
             report.injector_failures = injectors.failures
             self.clear_faults()
             # Healthy servers again: every connector must recover by itself.
-            time.sleep(2.0)
-            workload.stop()
+            if not self.interrupted:
+                time.sleep(2.0)
+            stuck = workload.stop(WORKLOAD_STOP_SECONDS)
+            if stuck:
+                # A hang of a connector (or of the workload): a failure, with where
+                # each thread is stuck (stderr and the log file), not a crash.
+                report.leak_failures.append(
+                    f"{len(stuck)} workload thread(s) still in an operation "
+                    f"{WORKLOAD_STOP_SECONDS:.0f} s after the stop: {sorted(stuck)}"
+                )
+                for name, stack in sorted(stuck.items()):
+                    logger.error("chaos: %s is stuck in:\n%s", name, stack)
 
     def _shutdown(self, conns: dict[str, Any]) -> int:
         undelivered = 0
@@ -723,25 +842,72 @@ def campaign(**kwargs: Any) -> Iterator[Campaign]:
         run.stop_servers()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``make chaos`` passes SEED, FAULTS, THREADS, PAUSE, GAP, PROXIES)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--faults", type=int, default=1000)
+    parser.add_argument("--faults", type=int, default=DEFAULT_FAULTS)
     parser.add_argument("--seed", type=int, default=_seed_from_env())
-    parser.add_argument("--threads", type=int, default=32)
-    parser.add_argument("--pause", type=float, default=0.02, help="mean seconds between operations")
-    parser.add_argument("--gap", type=float, default=0.4, help="mean seconds between faults")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
+    parser.add_argument(
+        "--pause", type=float, default=DEFAULT_PAUSE, help="mean seconds between operations"
+    )
+    parser.add_argument(
+        "--gap", type=float, default=DEFAULT_GAP, help="mean seconds between faults"
+    )
     parser.add_argument("--no-proxies", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    # Connectors log every fault they meet (librdkafka at ERROR); the table tells the story.
-    for name in ("dictamesh_connectors", "psycopg"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    with campaign(faults=args.faults, seed=args.seed, threads=args.threads, pause=args.pause,
-                  gap=args.gap, use_proxies=not args.no_proxies) as run:  # fmt: skip
-        print(f"chaos: seed {run.seed} (replay with: make chaos SEED={run.seed})", flush=True)
-        report = run.run()
+    parser.add_argument("--log-file", type=Path, default=None,
+                        help="where the connectors' and drivers' log records go "
+                             "(default: a file in the temporary directory, printed)")  # fmt: skip
+    return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def stop_on_sigint(run: Campaign) -> Iterator[None]:
+    """While in the block, SIGINT interrupts ``run`` (a second one raises KeyboardInterrupt)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        # Only a flag: the main thread may be anywhere (inside a print, a lock).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        run.interrupt()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    report: Report | None = None
+    try:
+        with campaign(faults=args.faults, seed=args.seed, threads=args.threads, pause=args.pause,
+                      gap=args.gap, use_proxies=not args.no_proxies,
+                      log_path=args.log_file) as run:  # fmt: skip
+            print(f"chaos: seed {run.seed}", flush=True)
+            with stop_on_sigint(run):
+                report = run.run()
+    except KeyboardInterrupt:
+        # A Ctrl-C while the servers started, or a second one: the servers are
+        # stopped (campaign()'s finally); workload threads may still run, so
+        # leave without waiting for them.
+        print("chaos: interrupted; private servers stopped; no summary", file=sys.stderr,
+              flush=True)  # fmt: skip
+        sys.stdout.flush()
+        os._exit(EXIT_INTERRUPTED)
+    assert report is not None
     print(report.render(), flush=True)
-    return 1 if report.failures() else 0
+    code = EXIT_INTERRUPTED if report.interrupted else 1 if report.failures() else 0
+    others = [t.name for t in threading.enumerate()
+              if t.is_alive() and not t.daemon and t is not threading.main_thread()]  # fmt: skip
+    if others:
+        # A thread stuck in a connector (reported above) would hold the exit forever.
+        print(f"chaos: leaving with {len(others)} thread(s) still running: {others[:8]}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

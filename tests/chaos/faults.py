@@ -233,7 +233,12 @@ class Injectors:
             t.join()
 
     def abort(self) -> None:
+        """No further fault: each injector undoes the one it holds (hold cut short), then ends."""
         self._stop.set()
+
+    def running(self) -> bool:
+        """Whether an injector is still playing its part of the schedule."""
+        return any(t.is_alive() for t in self._threads)
 
     @property
     def total_injected(self) -> int:

@@ -1,23 +1,82 @@
-"""The campaign's checker, fed synthetic histories (no servers).
+"""The campaign's checker, replay line and log capture, fed synthetic histories (no servers).
 
 Each test here is the regression test of a defect of the campaign itself
-(#14): excuses that cleared real duplicates (HTTP: any keyed write;
-MongoDB: any write sent twice).
+(#14): a replay line without the fault count, excuses that cleared real
+duplicates (HTTP: any keyed write; MongoDB: any write sent twice), and the
+driver's log flood on stderr.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from dictamesh_connectors.errors import ConnectorError, ErrorCode
-from tests.chaos import checker
+from tests.chaos import campaign, checker
 from tests.chaos.workload import Ledger
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _not_applied(connector: str) -> ConnectorError:
     return ConnectorError("connection lost", code=ErrorCode.CONNECTION_LOST, connector=connector)
+
+
+# ------------------------------------------------------------------ replay
+
+
+def _report(**kwargs: Any) -> campaign.Report:
+    fields: dict[str, Any] = {"seed": 424242, "planned": 300, "digest": "d1g35t", "threads": 32}
+    fields.update(kwargs)
+    return campaign.Report(**fields)
+
+
+def test_the_replay_line_names_the_fault_count():
+    table = _report(proxies=True).render()
+    assert "make chaos SEED=424242 FAULTS=300" in table
+    assert "--seed 424242 --faults 300" in table
+
+
+def _make_argv(command: str) -> list[str]:
+    """The campaign's arguments that ``make`` runs for ``command`` (``make -n``: nothing runs)."""
+    make = shutil.which("make")
+    assert make is not None, "make is not installed"
+    words = shlex.split(command)
+    assert words[:2] == ["make", "chaos"], command
+    out = subprocess.run(
+        [make, "-n", "-s", "-C", str(ROOT), *words[1:]],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.replace("\\\n", " ")  # fmt: skip
+    line = next(x for x in out.splitlines() if "-m tests.chaos.campaign" in x)
+    return shlex.split(line.split("-m tests.chaos.campaign", 1)[1])
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"threads": 32, "pause": campaign.DEFAULT_PAUSE, "gap": campaign.DEFAULT_GAP,
+         "proxies": True},
+        {"threads": 8, "pause": 0.05, "gap": 0.25, "proxies": False},
+    ],
+)  # fmt: skip
+def test_the_printed_replay_command_replays_every_setting(settings):
+    """Report -> printed ``make chaos ...`` -> the Makefile -> argparse: the same run again."""
+    report = _report(planned=137, **settings)
+    for argv in (_make_argv(report.replay_command()), report.replay_args()):
+        args = campaign.parse_args(argv)
+        assert args.seed == 424242 and args.faults == 137
+        assert args.threads == settings["threads"]
+        assert args.pause == settings["pause"] and args.gap == settings["gap"]
+        assert args.no_proxies is not settings["proxies"]
+    assert report.replay_command() in report.render()
 
 
 # -------------------------------------------------------------------- HTTP
@@ -106,3 +165,51 @@ def test_mongo_retry_excuse_needs_the_same_uid_lsid_and_txn_number():
     assert upserts_check.duplicates == ["m0-2", "m0-3", "m0-4", "m0-5"]
     assert list(inserts_check.excused) == ["m1-1"]
     assert inserts_check.contradicted == ["m1-2", "m1-3"]
+
+
+# -------------------------------------------------------------------- logs
+
+
+def test_campaign_log_keeps_every_record_in_its_file_and_shows_only_a_few(tmp_path, caplog):
+    from tests.chaos.logs import CampaignLog
+
+    path = tmp_path / "campaign.log"
+    pool = logging.getLogger("psycopg.pool")
+    caplog.set_level(logging.WARNING)
+    before = (logging.getLogger("psycopg").level, logging.getLogger("psycopg").propagate)
+    with CampaignLog(path) as log:
+        for n in range(500):
+            pool.warning("discarding closed connection: %s", f"<conn {n}>")
+        pool.info("connection given by %r", "pool-1")  # below the captured level
+        logging.getLogger("psycopg").error("something else: %s", "new")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("dictamesh_connectors.kafka").exception("a delivery callback raised")
+        logging.getLogger("elsewhere.other").warning("not captured: passes as before")
+    assert (logging.getLogger("psycopg").level, logging.getLogger("psycopg").propagate) == before
+    lines = path.read_text().splitlines()
+    assert sum("discarding closed connection" in x for x in lines) == 500
+    assert any("<conn 499>" in x for x in lines) and any("ValueError: boom" in x for x in lines)
+    assert not any("connection given by" in x for x in lines)
+    assert log.counts == {("psycopg.pool", "WARNING"): 500, ("psycopg", "ERROR"): 1,
+                          ("dictamesh_connectors.kafka", "ERROR"): 1}  # fmt: skip
+    shown = [r.getMessage() for r in caplog.records]
+    assert sum("discarding closed connection" in m for m in shown) == log.shown_per_kind
+    assert "something else: new" in shown and "a delivery callback raised" in shown
+    assert "not captured: passes as before" in shown
+    assert log.total == 502 and log.suppressed == 500 - log.shown_per_kind
+
+
+def test_the_summary_counts_the_captured_log_records(tmp_path):
+    from tests.chaos.logs import CampaignLog
+
+    path = tmp_path / "campaign.log"
+    with CampaignLog(path) as log:
+        for _ in range(40):
+            logging.getLogger("psycopg.pool").warning("discarding closed connection: %s", "x")
+    report = _report(log=log.summary())
+    table = report.render()
+    assert str(path) in table
+    line = next(x for x in table.splitlines() if "psycopg.pool" in x)
+    assert line.split()[-1] == "40" and "WARNING" in line

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import random
+import sys
 import threading
 import time
 import traceback
@@ -143,14 +144,20 @@ class Workload:
             self._workers.append(worker)
             worker.start()
 
-    def stop(self, timeout: float = 120.0) -> None:
+    def stop(self, timeout: float = 120.0) -> dict[str, str]:
+        """Stop every thread; those still running after ``timeout``: name -> where it is stuck."""
         self._stop.set()
         deadline = time.monotonic() + timeout
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
-        alive = [w.name for w in self._workers if w.is_alive()]
-        if alive:
-            raise RuntimeError(f"chaos: workload threads still running after {timeout}s: {alive}")
+        frames = sys._current_frames()
+        return {
+            w.name: "".join(traceback.format_stack(frames[w.ident]))
+            if w.ident in frames
+            else "(no frame)"
+            for w in self._workers
+            if w.is_alive() and w.ident is not None
+        }
 
     def _run(self, n: int) -> None:
         rng = random.Random(f"{self.seed}-worker-{n}")
