@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from dictamesh_connectors._compat import lazy_attribute
 from dictamesh_connectors.mongodb.config import MongoDBConfig
-from dictamesh_connectors.mongodb.documents import BulkResult, UpdateResult
+from dictamesh_connectors.mongodb.documents import ArgumentTypeError, BulkResult, UpdateResult
 
 if TYPE_CHECKING:
     from dictamesh_connectors.mongodb.connector import (
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "ArgumentTypeError",
     "BulkResult",
     "DocumentStream",
     "MongoDBConfig",

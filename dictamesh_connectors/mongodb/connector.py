@@ -35,10 +35,13 @@ from dictamesh_connectors.errors import (
 )
 from dictamesh_connectors.mongodb.config import READ_CONCERNS, READ_PREFERENCES, MongoDBConfig
 from dictamesh_connectors.mongodb.documents import (
+    bad_request,
     call_timeout,
     check_collection,
+    check_database,
     max_time_ms,
     seconds,
+    wrong_type,
 )
 from dictamesh_connectors.mongodb.errors import translate
 from dictamesh_connectors.mongodb.poolstats import pool_snapshot
@@ -122,7 +125,7 @@ def _transaction_options(
     """``ClientSession.start_transaction`` keywords, checked before any I/O."""
     options: dict[str, Any] = {}
     if read_concern is not None:
-        if read_concern not in READ_CONCERNS:
+        if not isinstance(read_concern, str) or read_concern not in READ_CONCERNS:
             raise InvalidConfigError(
                 f"read_concern must be one of {', '.join(sorted(READ_CONCERNS))}",
                 connector="mongodb",
@@ -138,7 +141,7 @@ def _transaction_options(
         except (TypeError, ValueError, pymongo.errors.ConfigurationError):
             raise InvalidConfigError("invalid write_concern", connector="mongodb") from None
     if read_preference is not None:
-        if read_preference not in READ_PREFERENCES:
+        if not isinstance(read_preference, str) or read_preference not in READ_PREFERENCES:
             raise InvalidConfigError(
                 f"read_preference must be one of {', '.join(sorted(READ_PREFERENCES))}",
                 connector="mongodb",
@@ -211,7 +214,7 @@ class Transaction(_Verbs):
         session: Transaction | None,
     ) -> T:
         if session is not None and session is not self:
-            raise TypeError("a verb of a Transaction cannot run in another session")
+            raise wrong_type("a verb of a Transaction cannot run in another session")
         limit = call_timeout(timeout)
         s = self._check()
         with translate(operation, self._target, write=write, in_transaction=True):
@@ -230,13 +233,18 @@ class Transaction(_Verbs):
         session: Transaction | None,
     ) -> DocumentStream:
         if session is not None and session is not self:
-            raise TypeError("a verb of a Transaction cannot run in another session")
+            raise wrong_type("a verb of a Transaction cannot run in another session")
         s = self._check()
         t = call_timeout(timeout)
         translator = translate(operation, self._target, in_transaction=True)
         with translator:
             cursor = open_cursor(self._handle.collection(name), s)
         return DocumentStream(_iterate(cursor, translator, t))
+
+    def _execute(self, command: Any, database: str | None, limit: float | None) -> Document:
+        s = self._check()
+        with translate("execute", self._target, write=True, in_transaction=True):
+            return _run_command(self._handle, command, database, limit, s)
 
     def __repr__(self) -> str:
         state = "active" if self._active else "finished"
@@ -415,7 +423,7 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
         """
         if session is not None:
             if not isinstance(session, Transaction):
-                raise TypeError(f"session must be a Transaction, not {type(session).__name__}")
+                raise wrong_type(f"session must be a Transaction, not {type(session).__name__}")
             return session._call(
                 operation,
                 name,
@@ -449,7 +457,7 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
     ) -> DocumentStream:
         if session is not None:
             if not isinstance(session, Transaction):
-                raise TypeError(f"session must be a Transaction, not {type(session).__name__}")
+                raise wrong_type(f"session must be a Transaction, not {type(session).__name__}")
             return session._open_stream(operation, name, open_cursor, timeout, session)
         check_collection(name)
         limit = call_timeout(timeout)
@@ -472,35 +480,23 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
             command: The command document (its first key names the command),
                 or a command name.
             database: Run it on this database instead of the config's.
+            timeout: Seconds for the call, client side.
+            session: A ``Transaction`` to run in.
 
         Raises:
-            TypeError: ``command`` is neither a str nor a mapping.
-            ConnectorError: The command failed (classified by code).
+            ArgumentTypeError: ``command`` is neither a str nor a mapping,
+                ``database`` not a str, ``session`` not a ``Transaction``.
+            ConnectorError: INVALID_REQUEST for an empty command or an
+                invalid database name; the command failed (classified by code).
         """
-        if not isinstance(command, (str, Mapping)):
-            raise TypeError(f"a command is a str or a mapping, not {type(command).__name__}")
-        if isinstance(command, Mapping) and not command:
-            raise TypeError("a command mapping cannot be empty")
-        cmd: Any = command
-        limit = call_timeout(timeout)
-        tx = session
-        if tx is not None and not isinstance(tx, Transaction):
-            raise TypeError(f"session must be a Transaction, not {type(tx).__name__}")
-
-        def run(handle: _Handle) -> Document:
-            db = handle.database if database is None else handle.client.get_database(database)
-            s = tx._check() if tx is not None else None
-            if limit is None:
-                return dict(db.command(cmd, session=s))
-            with pymongo.timeout(limit):
-                return dict(db.command(cmd, session=s))
-
-        translator = translate("execute", self._target, write=True, in_transaction=tx is not None)
-        if tx is not None:
-            with translator:
-                return run(tx._handle)
+        cmd, limit = _command_args(command, database, timeout)
+        if session is not None:
+            if not isinstance(session, Transaction):
+                raise wrong_type(f"session must be a Transaction, not {type(session).__name__}")
+            return session._execute(cmd, database, limit)
+        translator = translate("execute", self._target, write=True)
         with self._use("execute") as handle, translator:
-            return run(handle)
+            return _run_command(handle, cmd, database, limit, None)
 
     # ------------------------------------------------------ transactions
 
@@ -591,9 +587,13 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
             What ``fn`` returned, from the attempt that committed.
 
         Raises:
+            ArgumentTypeError: ``fn`` is not callable (before any I/O).
+            InvalidConfigError: A bad option.
             ConnectorError: The last error once the deadline passed, or any
                 error without those labels at once.
         """
+        if not callable(fn):
+            raise wrong_type(f"fn must be a callable, not {type(fn).__name__}")
         options = _transaction_options(read_concern, write_concern, None, max_commit_time)
         limit = _DEFAULT_TX_DEADLINE if deadline is None else seconds(deadline, "deadline")
         # The core loop (retry_call), as pymongo's with_transaction: no attempt
@@ -670,6 +670,33 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
                         )
                         continue
                     raise
+
+
+def _command_args(
+    command: object, database: object, timeout: object
+) -> tuple[str | Mapping[str, Any], float | None]:
+    """``execute``'s checked command and timeout, before any I/O."""
+    if not isinstance(command, (str, Mapping)):
+        raise wrong_type(f"a command is a str or a mapping, not {type(command).__name__}")
+    if not command:
+        raise bad_request("a command needs a name")
+    if database is not None:
+        check_database(database)
+    return command, call_timeout(timeout)
+
+
+def _run_command(
+    handle: _Handle,
+    command: Any,
+    database: str | None,
+    limit: float | None,
+    session: ClientSession | None,
+) -> Document:
+    db = handle.database if database is None else handle.client.get_database(database)
+    if limit is None:
+        return dict(db.command(command, session=session))
+    with pymongo.timeout(limit):
+        return dict(db.command(command, session=session))
 
 
 def _stream(

@@ -10,7 +10,7 @@ as plain values (ids, counts, documents), never pymongo result objects.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dictamesh_connectors._compat import require
@@ -30,9 +30,12 @@ from dictamesh_connectors.mongodb.documents import (
     check_insert,
     check_replacement,
     check_update,
+    flag,
+    key_spec,
     max_time_ms,
     seconds,
     sort_spec,
+    wrong_type,
 )
 from dictamesh_connectors.mongodb.errors import translate
 
@@ -124,7 +127,7 @@ class _Verbs:
             session: A ``Transaction`` to run in.
 
         Raises:
-            TypeError: ``filter`` is not a mapping, or a bad ``sort``.
+            ArgumentTypeError: ``filter`` is not a mapping, or a bad ``sort``.
             ConnectorTimeoutError: ``max_time`` or ``timeout`` ran out.
             ConnectorError: The query failed (classified by ``errors.py``).
         """
@@ -159,7 +162,7 @@ class _Verbs:
         every ``getMore``).
 
         Raises:
-            TypeError: ``filter`` is not a mapping, or a bad ``sort``.
+            ArgumentTypeError: ``filter`` is not a mapping, or a bad ``sort``.
             InvalidConfigError: ``batch_size`` is not a positive int.
         """
         find = _find_args(filter, projection, sort, limit, skip, hint, max_time)
@@ -233,11 +236,13 @@ class _Verbs:
         """The distinct values of ``key`` among the documents matching ``filter``.
 
         Raises:
-            TypeError: ``key`` is not a string.
+            ArgumentTypeError: ``key`` is not a string.
             ConnectorError: As ``query``.
         """
         if not isinstance(key, str):
-            raise TypeError(f"key must be a str, not {type(key).__name__}")
+            raise wrong_type(f"key must be a str, not {type(key).__name__}")
+        if not key:
+            raise bad_request("distinct needs a field name")
         filt = check_filter(filter)
         ms = max_time_ms(max_time)
         options: dict[str, Any] = {"maxTimeMS": ms} if ms is not None else {}
@@ -276,7 +281,7 @@ class _Verbs:
             A list of documents, or a ``DocumentStream`` with ``stream=True``.
 
         Raises:
-            TypeError: ``pipeline`` is not a list of mappings.
+            ArgumentTypeError: ``pipeline`` is not a list of mappings.
             ConnectorError: As ``query``; a pipeline with ``$out``/``$merge``
                 is a write.
         """
@@ -286,9 +291,9 @@ class _Verbs:
         if ms is not None:
             options["maxTimeMS"] = ms
         if allow_disk_use is not None:
-            options["allowDiskUse"] = bool(allow_disk_use)
+            options["allowDiskUse"] = flag(allow_disk_use, "allow_disk_use")
         write = any("$out" in stage or "$merge" in stage for stage in stages)
-        if stream:
+        if flag(stream, "stream"):
             options["batchSize"] = _batch_size(batch_size)
 
             def open_cursor(coll: Collection[Document], s: ClientSession | None) -> Any:
@@ -318,13 +323,13 @@ class _Verbs:
         retries it once, and the server applies it at most once.
 
         Raises:
-            TypeError: ``document`` is not a mapping.
+            ArgumentTypeError: ``document`` is not a mapping.
             ConnectorError: INVALID_REQUEST for a ``$``-prefixed top-level
                 key; PAYLOAD_TOO_LARGE over 16 MiB; CONSTRAINT_VIOLATION for
                 a duplicate key (``details["key_pattern"]``); a lost
                 connection or timeout has ``maybe_applied=True``.
         """
-        doc = check_insert(document)
+        doc = _mutable(check_insert(document))
 
         def body(coll: Collection[Document], s: ClientSession | None) -> Any:
             _check_size(doc, coll)
@@ -348,19 +353,19 @@ class _Verbs:
                 document and report all failures (``False``).
 
         Raises:
-            TypeError: ``documents`` is not a sequence of mappings.
+            ArgumentTypeError: ``documents`` is not a sequence of mappings.
             ConnectorError: A BulkWriteError becomes CONSTRAINT_VIOLATION (a
                 duplicate key) or EXEC_FAILED, with ``details["write_errors"]``
                 (``index``, ``code``, ``message``) and ``details["inserted"]``.
         """
         if isinstance(documents, (str, bytes, Mapping)) or not isinstance(documents, Sequence):
-            raise TypeError(
+            raise wrong_type(
                 f"documents must be a sequence of mappings, not {type(documents).__name__}"
             )
-        docs = [check_insert(d) for d in documents]
+        docs = [_mutable(check_insert(d)) for d in documents]
         if not docs:
             return []
-        ordered = bool(ordered)
+        ordered = flag(ordered, "ordered")
 
         def body(coll: Collection[Document], s: ClientSession | None) -> list[Any]:
             return coll.insert_many(docs, ordered=ordered, session=s).inserted_ids  # type: ignore[arg-type]
@@ -382,7 +387,7 @@ class _Verbs:
         """Update the first document matching ``filter`` with ``$`` operators (or a pipeline).
 
         Raises:
-            TypeError: ``filter`` is not a mapping, or ``update`` neither a
+            ArgumentTypeError: ``filter`` is not a mapping, or ``update`` neither a
                 mapping nor a list.
             ConnectorError: INVALID_REQUEST for an update without operators.
         """
@@ -446,11 +451,11 @@ class _Verbs:
     ) -> UpdateResult:
         filt = check_filter(filter)
         upd = check_update(update)
-        options: dict[str, Any] = {"upsert": bool(upsert)}
+        options: dict[str, Any] = {"upsert": flag(upsert, "upsert")}
         if array_filters is not None:
-            options["array_filters"] = list(array_filters)
+            options["array_filters"] = _array_filters(array_filters)
         if hint is not None:
-            options["hint"] = hint
+            options["hint"] = key_spec(hint)
 
         def body(coll: Collection[Document], s: ClientSession | None) -> UpdateResult:
             method = coll.update_many if many else coll.update_one
@@ -476,9 +481,9 @@ class _Verbs:
         """
         filt = check_filter(filter)
         doc = check_replacement(replacement)
-        options: dict[str, Any] = {"upsert": bool(upsert)}
+        options: dict[str, Any] = {"upsert": flag(upsert, "upsert")}
         if hint is not None:
-            options["hint"] = hint
+            options["hint"] = key_spec(hint)
 
         def body(coll: Collection[Document], s: ClientSession | None) -> UpdateResult:
             _check_size(doc, coll)
@@ -514,7 +519,7 @@ class _Verbs:
         """Delete every document matching ``filter`` (``{}`` deletes all); return how many.
 
         Raises:
-            TypeError: ``filter`` is ``None`` or not a mapping (pass ``{}``
+            ArgumentTypeError: ``filter`` is ``None`` or not a mapping (pass ``{}``
                 to delete everything, on purpose).
             ConnectorError: As ``update_many``.
         """
@@ -532,9 +537,9 @@ class _Verbs:
         many: bool,
     ) -> int:
         if filter is None:
-            raise TypeError(f"{operation} needs a filter mapping ({{}} matches every document)")
+            raise wrong_type(f"{operation} needs a filter mapping ({{}} matches every document)")
         filt = check_filter(filter)
-        options = {"hint": hint} if hint is not None else {}
+        options: dict[str, Any] = {"hint": key_spec(hint)} if hint is not None else {}
 
         def body(coll: Collection[Document], s: ClientSession | None) -> int:
             method = coll.delete_many if many else coll.delete_one
@@ -561,15 +566,22 @@ class _Verbs:
         a mapping of options (``{"upsert": True}``).
 
         Raises:
-            TypeError: A malformed operation.
+            ArgumentTypeError: A malformed operation.
             ConnectorError: INVALID_REQUEST for an unknown verb or a bad
                 document; a BulkWriteError as in ``insert_many``.
         """
+        if isinstance(operations, (str, bytes, bytearray, Mapping)) or not isinstance(
+            operations, Sequence
+        ):
+            raise wrong_type(
+                f"operations must be a sequence of (verb, arguments), "
+                f"not {type(operations).__name__}"
+            )
         requests = [_bulk_request(op) for op in operations]
         if not requests:
             return BulkResult(0, 0, 0, 0, 0, {})
         retried = not any(isinstance(r, _MULTI_REQUESTS) for r in requests)
-        ordered = bool(ordered)
+        ordered = flag(ordered, "ordered")
 
         def body(coll: Collection[Document], s: ClientSession | None) -> BulkResult:
             result = coll.bulk_write(requests, ordered=ordered, session=s)
@@ -613,12 +625,12 @@ class _Verbs:
         """
         filt = check_filter(filter)
         upd = check_update(update)
-        if return_document not in _RETURN_DOCUMENT:
+        if not isinstance(return_document, str) or return_document not in _RETURN_DOCUMENT:
             raise InvalidConfigError(
                 "return_document must be 'before' or 'after'", connector="mongodb"
             )
         options: dict[str, Any] = {
-            "upsert": bool(upsert),
+            "upsert": flag(upsert, "upsert"),
             "return_document": _RETURN_DOCUMENT[return_document],
         }
         if projection is not None:
@@ -660,17 +672,15 @@ class _Verbs:
         Raises:
             ConnectorError: CONFLICT when an index of that name has other options.
         """
-        spec = sort_spec(keys)
+        spec = sort_spec(keys, "index key")
         if not spec:
-            raise TypeError("create_index needs at least one key")
+            raise bad_request("create_index needs at least one key")
         options: dict[str, Any] = {}
-        if unique:
+        if flag(unique, "unique"):
             options["unique"] = True
         if name is not None:
-            if not isinstance(name, str) or not name:
-                raise TypeError("an index name must be a non-empty str")
-            options["name"] = name
-        if sparse:
+            options["name"] = _index_name(name)
+        if flag(sparse, "sparse"):
             options["sparse"] = True
         if expire_after is not None:
             options["expireAfterSeconds"] = int(seconds(expire_after, "expire_after"))
@@ -695,11 +705,10 @@ class _Verbs:
         Raises:
             ConnectorError: NOT_FOUND when there is no such index.
         """
-        if not isinstance(name, str) or not name:
-            raise TypeError("an index name must be a non-empty str")
+        index = _index_name(name)
 
         def body(coll: Collection[Document], s: ClientSession | None) -> None:
-            coll.drop_index(name, session=s)
+            coll.drop_index(index, session=s)
 
         self._call("drop_index", collection, body, True, False, timeout, session)
 
@@ -778,9 +787,9 @@ def _projection(projection: object) -> Any:
         return projection
     if isinstance(projection, Sequence) and not isinstance(projection, (str, bytes)):
         if not all(isinstance(p, str) for p in projection):
-            raise TypeError("a projection list holds field names")
+            raise wrong_type("a projection list holds field names")
         return list(projection)
-    raise TypeError(
+    raise wrong_type(
         f"a projection is a mapping or a list of names, not {type(projection).__name__}"
     )
 
@@ -822,7 +831,7 @@ def _cursor_options(
     if skip:
         options["skip"] = _non_negative(skip, "skip")
     if hint is not None:
-        options["hint"] = hint
+        options["hint"] = key_spec(hint)
     ms = max_time_ms(max_time)
     if ms is not None:
         options[max_time_key] = ms
@@ -831,11 +840,11 @@ def _cursor_options(
 
 def _pipeline(pipeline: object) -> list[Mapping[str, Any]]:
     if isinstance(pipeline, (str, bytes, Mapping)) or not isinstance(pipeline, Sequence):
-        raise TypeError(f"a pipeline is a list of stages, not {type(pipeline).__name__}")
+        raise wrong_type(f"a pipeline is a list of stages, not {type(pipeline).__name__}")
     stages = list(pipeline)
     for stage in stages:
         if not isinstance(stage, Mapping):
-            raise TypeError("a pipeline stage must be a mapping")
+            raise wrong_type("a pipeline stage must be a mapping")
     return stages
 
 
@@ -854,22 +863,31 @@ def _plain_index(index: Any) -> Document:
 
 def _bulk_request(op: object) -> Any:
     if not isinstance(op, tuple) or len(op) != 2 or not isinstance(op[0], str):
-        raise TypeError("a bulk_write operation is a (verb, arguments) tuple")
+        raise wrong_type("a bulk_write operation is a (verb, arguments) tuple")
     verb, args = op
     ops = pymongo.operations
     if verb == "insert_one":
-        return ops.InsertOne(check_insert(args))
+        return ops.InsertOne(_mutable(check_insert(args)))
     if verb == "delete_one":
         return ops.DeleteOne(check_filter(args))
     if verb == "delete_many":
         return ops.DeleteMany(check_filter(args))
     if verb in ("update_one", "update_many", "replace_one"):
         if not isinstance(args, tuple) or len(args) not in (2, 3):
-            raise TypeError(f"{verb} in bulk_write takes (filter, document[, options])")
-        options = dict(args[2]) if len(args) == 3 else {}
-        unknown = set(options) - {"upsert", "hint", "array_filters"}
-        if unknown or (verb == "replace_one" and "array_filters" in options):
-            raise TypeError(f"unknown {verb} option(s) in bulk_write")
+            raise wrong_type(f"{verb} in bulk_write takes (filter, document[, options])")
+        given = args[2] if len(args) == 3 else {}
+        if not isinstance(given, Mapping):
+            raise wrong_type(f"the options of {verb} in bulk_write are a mapping")
+        allowed = _BULK_OPTIONS if verb != "replace_one" else _BULK_OPTIONS - {"array_filters"}
+        if not all(isinstance(k, str) and k in allowed for k in given):
+            raise wrong_type(f"{verb} in bulk_write takes the options {', '.join(sorted(allowed))}")
+        options: dict[str, Any] = {}
+        if "upsert" in given:
+            options["upsert"] = flag(given["upsert"], "upsert")
+        if given.get("hint") is not None:
+            options["hint"] = key_spec(given["hint"])
+        if given.get("array_filters") is not None:
+            options["array_filters"] = _array_filters(given["array_filters"])
         filt = check_filter(args[0])
         if verb == "replace_one":
             return ops.ReplaceOne(filt, check_replacement(args[1]), **options)
@@ -880,6 +898,34 @@ def _bulk_request(op: object) -> Any:
         "unknown bulk_write verb; use insert_one, update_one, update_many, "
         "replace_one, delete_one or delete_many"
     )
+
+
+_BULK_OPTIONS = frozenset({"upsert", "hint", "array_filters"})
+
+
+def _mutable(document: Mapping[str, Any]) -> MutableMapping[str, Any]:
+    """The document itself when pymongo can add its ``_id``; else a dict copy."""
+    if type(document) is dict:  # the common case, without the ABC check
+        return document
+    return document if isinstance(document, MutableMapping) else dict(document)
+
+
+def _array_filters(filters: object) -> list[Mapping[str, Any]]:
+    if isinstance(filters, (str, bytes, bytearray, Mapping)) or not isinstance(filters, Sequence):
+        raise wrong_type(f"array_filters is a list of mappings, not {type(filters).__name__}")
+    out = list(filters)
+    for item in out:
+        if not isinstance(item, Mapping):
+            raise wrong_type("array_filters is a list of mappings")
+    return out
+
+
+def _index_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise wrong_type(f"an index name must be a str, not {type(name).__name__}")
+    if not name:
+        raise bad_request("an index name cannot be empty")
+    return name
 
 
 _MULTI_REQUESTS: tuple[type[Any], ...] = (

@@ -18,7 +18,11 @@ from dictamesh_connectors.errors import (
     InvalidConfigError,
     NotConnectedError,
 )
-from dictamesh_connectors.mongodb import MongoDBConfig, MongoDBConnector
+from dictamesh_connectors.mongodb import (
+    ArgumentTypeError,
+    MongoDBConfig,
+    MongoDBConnector,
+)
 from dictamesh_connectors.mongodb.connector import _Handle
 from dictamesh_connectors.mongodb.documents import check_collection, max_time_ms, seconds
 
@@ -147,9 +151,105 @@ def offline():
 def test_bad_input_fails_before_any_io(offline, call, exc, code):
     with pytest.raises(exc) as info:
         call(offline)
+    # Never a bare builtin: a wrong type is an ArgumentTypeError, both an
+    # InvalidConfigError (a ConnectorError with a code) and a TypeError.
+    assert isinstance(info.value, ConnectorError), repr(info.value)
     if code is not None:
         assert info.value.code is code
+    if isinstance(info.value, TypeError):
+        assert isinstance(info.value, ArgumentTypeError)
+        assert info.value.code is ErrorCode.INVALID_CONFIG and not info.value.transient
     assert "SECRET" not in str(info.value)
+
+
+GARBAGE = [
+    ("filter a list", lambda db: db.query("c", ["a"])),
+    ("filter a str", lambda db: db.find_one("c", "name")),
+    ("filter an int", lambda db: db.count("c", 5)),
+    ("sort a number", lambda db: db.query("c", sort=5)),
+    ("sort bytes", lambda db: db.query("c", sort=b"a")),
+    ("sort direction an object", lambda db: db.query("c", sort=[("a", object())])),
+    ("sort direction a float", lambda db: db.find_one("c", sort={"a": 1.5})),
+    ("sort direction a bool", lambda db: db.query("c", sort=[("a", True)])),
+    ("sort direction too big", lambda db: db.query("c", sort=[("a", 10**30)])),
+    ("sort field not a str", lambda db: db.query("c", sort={1: 1})),
+    ("sort field empty", lambda db: db.query("c", sort="")),
+    ("sort triple", lambda db: db.query("c", sort=[("a", 1, 2)])),
+    ("hint a number", lambda db: db.query("c", hint=5)),
+    ("hint direction a float", lambda db: db.count("c", hint=[("a", 1.5)])),
+    ("hint empty", lambda db: db.find_one("c", hint="")),
+    ("hint no keys", lambda db: db.query("c", hint=[])),
+    ("update hint", lambda db: db.update_one("c", {}, {"$set": {"a": 1}}, hint=5.0)),
+    ("delete hint", lambda db: db.delete_many("c", {}, hint=object())),
+    ("replace hint", lambda db: db.replace_one("c", {}, {"a": 1}, hint=[("a", None)])),
+    ("array_filters an int", lambda db: db.update_many("c", {}, {"$set": {}}, array_filters=5)),
+    ("array_filters items", lambda db: db.update_one("c", {}, {"$set": {}}, array_filters=[1])),
+    ("upsert a str", lambda db: db.update_one("c", {}, {"$set": {}}, upsert="yes")),
+    ("ordered None", lambda db: db.insert_many("c", [{}], ordered=None)),
+    ("stream flag", lambda db: db.aggregate("c", [], stream="no")),
+    ("allow_disk_use", lambda db: db.aggregate("c", [], allow_disk_use=1)),
+    ("batch_size huge", lambda db: db.stream("c", batch_size=10**12)),
+    ("batch_size float", lambda db: db.aggregate("c", [], stream=True, batch_size=2.5)),
+    ("limit float", lambda db: db.query("c", limit=1.5)),
+    ("skip huge", lambda db: db.count("c", skip=10**30)),
+    ("max_time a str", lambda db: db.query("c", max_time="1")),
+    ("timeout a str", lambda db: db.find_one("c", timeout="1")),
+    ("timeout a list", lambda db: db.insert_one("c", {}, timeout=[1])),
+    ("return_document unhashable", lambda db: db.find_one_and_update(
+        "c", {}, {"$set": {}}, return_document=["after"])),
+    ("read_concern unhashable", lambda db: db.transaction(read_concern=["x"]).__enter__()),
+    ("read_preference unhashable", lambda db: db.transaction(read_preference={}).__enter__()),
+    ("write_concern a list", lambda db: db.transaction(write_concern=["w"]).__enter__()),
+    ("write_concern wtimeout", lambda db: db.run_in_transaction(
+        lambda tx: None, write_concern={"wtimeout": "x"})),
+    ("fn not callable", lambda db: db.run_in_transaction(5)),
+    ("deadline a str", lambda db: db.run_in_transaction(lambda tx: None, deadline="1")),
+    ("insert a list", lambda db: db.insert_one("c", [])),
+    ("insert_many a generator", lambda db: db.insert_many("c", ({} for _ in range(1)))),
+    ("bulk_write an int", lambda db: db.bulk_write("c", 5)),
+    ("bulk_write a dict", lambda db: db.bulk_write("c", {"insert_one": {}})),
+    ("bulk_write options a list", lambda db: db.bulk_write(
+        "c", [("update_one", ({}, {"$set": {}}, ["upsert"]))])),
+    ("bulk_write option unknown", lambda db: db.bulk_write(
+        "c", [("update_one", ({}, {"$set": {}}, {"multi": True}))])),
+    ("bulk_write upsert a str", lambda db: db.bulk_write(
+        "c", [("update_one", ({}, {"$set": {}}, {"upsert": "y"}))])),
+    ("bulk_write hint", lambda db: db.bulk_write(
+        "c", [("replace_one", ({}, {}, {"hint": 5}))])),
+    ("bulk_write unhashable option", lambda db: db.bulk_write(
+        "c", [("update_one", ({}, {"$set": {}}, {("x",): 1}))])),
+    ("create_index direction float", lambda db: db.create_index("c", [("a", 1.5)])),
+    ("create_index direction object", lambda db: db.create_index("c", {"a": object()})),
+    ("create_index no keys", lambda db: db.create_index("c", [])),
+    ("create_index name int", lambda db: db.create_index("c", "a", name=5)),
+    ("create_index unique a str", lambda db: db.create_index("c", "a", unique="no")),
+    ("drop_index int", lambda db: db.drop_index("c", 5)),
+    ("distinct key int", lambda db: db.distinct("c", 5)),
+    ("distinct key empty", lambda db: db.distinct("c", "")),
+    ("execute database int", lambda db: db.execute("ping", database=5)),
+    ("execute database bad", lambda db: db.execute("ping", database="a/b")),
+    ("execute empty", lambda db: db.execute("")),
+    ("execute empty mapping", lambda db: db.execute({})),
+    ("execute session", lambda db: db.execute("ping", session="tx")),
+    ("projection items", lambda db: db.query("c", projection=[1])),
+    ("projection int", lambda db: db.find_one("c", projection=5)),
+    ("pipeline a dict", lambda db: db.aggregate("c", {"$match": {}})),
+    ("pipeline stage int", lambda db: db.aggregate("c", [5])),
+    ("collection bytes", lambda db: db.insert_one(b"c", {})),
+    ("session an object", lambda db: db.delete_one("c", {}, session=object())),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("call", [c for _, c in GARBAGE], ids=[name for name, _ in GARBAGE])
+def test_garbage_arguments_are_connector_errors_with_a_code_before_any_io(offline, call):
+    # Any I/O would fail with UNAVAILABLE (no server): another code proves
+    # the check ran first; a bare TypeError/ValueError from pymongo, bson or
+    # a builtin fails the test.
+    with pytest.raises(ConnectorError) as info:
+        call(offline)
+    err = info.value
+    assert err.code in (ErrorCode.INVALID_CONFIG, ErrorCode.INVALID_REQUEST), repr(err)
+    assert not err.transient and err.connector == "mongodb"
 
 
 def test_an_unreachable_server_is_unavailable_and_transient(offline):
