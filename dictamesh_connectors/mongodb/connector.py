@@ -241,6 +241,27 @@ class Transaction(_Verbs):
             cursor = open_cursor(self._handle.collection(name), s)
         return DocumentStream(_iterate(cursor, translator, t))
 
+    def execute(
+        self,
+        command: str | Mapping[str, Any],
+        *,
+        database: str | None = None,
+        timeout: float | None = None,
+        session: Transaction | None = None,
+    ) -> Document:
+        """Run a database command in this transaction (``MongoDBConnector.execute``).
+
+        Raises:
+            ArgumentTypeError: As ``MongoDBConnector.execute``, or ``session``
+                is another transaction.
+            ConnectorError: TRANSACTION_FAILED after the block ended; the
+                command failed (classified by code).
+        """
+        if session is not None and session is not self:
+            raise wrong_type("a verb of a Transaction cannot run in another session")
+        cmd, limit = _command_args(command, database, timeout)
+        return self._execute(cmd, database, limit)
+
     def _execute(self, command: Any, database: str | None, limit: float | None) -> Document:
         s = self._check()
         with translate("execute", self._target, write=True, in_transaction=True):

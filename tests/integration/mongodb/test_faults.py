@@ -252,3 +252,18 @@ def test_the_transaction_block_commits_or_aborts_for_real(sdb):
         with sdb.stream("c", session=tx, batch_size=1) as docs:
             assert sorted(d["_id"] for d in docs) == [1, 3]
     assert sdb.count("c") == 2
+
+
+def test_a_command_runs_inside_the_transaction_through_tx_execute(sdb):
+    with sdb.transaction() as tx:
+        tx.insert_one("c", {"_id": 1})
+        # The command sees the transaction's own uncommitted write...
+        reply = tx.execute({"find": "c", "filter": {}})
+        assert [d["_id"] for d in reply["cursor"]["firstBatch"]] == [1]
+        # ...which nothing outside the transaction sees yet.
+        outside = sdb.execute({"find": "c", "filter": {}})
+        assert outside["cursor"]["firstBatch"] == []
+    assert sdb.count("c") == 1
+    with pytest.raises(ConnectorError) as info:
+        tx.execute("ping")
+    assert info.value.code is ErrorCode.TRANSACTION_FAILED

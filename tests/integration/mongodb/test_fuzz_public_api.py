@@ -100,6 +100,13 @@ def _run_in_transaction(
     return db.run_in_transaction(lambda tx: tx.find_one(*args), **kwargs)
 
 
+def _transaction_execute(
+    db: MongoDBConnector, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> object:
+    with db.transaction() as tx:
+        return tx.execute(*args, **kwargs)
+
+
 def _strict(call: Call) -> Call:
     """``call`` where a TypeError that is not a ConnectorError fails the test."""
     inner: Callable[[Any, tuple[Any, ...], dict[str, Any]], object] = call.invoke or (
@@ -172,6 +179,10 @@ CALLS = [
                                              "read_concern": st.one_of(hostile_text(8),
                                                                        garbage())}),
          invoke=_run_in_transaction),
+    Call("transaction.execute", st.tuples(st.one_of(hostile_text(12), document, garbage())),
+         st.fixed_dictionaries({}, optional={"database": st.one_of(hostile_text(8), garbage()),
+                                             "timeout": st.one_of(numbers(), garbage())}),
+         invoke=_transaction_execute),
     Call("ping", kwargs=st.fixed_dictionaries({"timeout": numbers()})),
     Call("disconnect", kwargs=st.fixed_dictionaries({"timeout": numbers()}), setup=_reconnect),
     Call("connect", setup=lambda c: c.disconnect()),

@@ -11,7 +11,7 @@ import pytest
 
 import dictamesh_connectors.mongodb as mongo_package
 from dictamesh_connectors import registry
-from dictamesh_connectors.base import State
+from dictamesh_connectors.base import Connector, State
 from dictamesh_connectors.errors import (
     ConnectorError,
     ErrorCode,
@@ -22,6 +22,7 @@ from dictamesh_connectors.mongodb import (
     ArgumentTypeError,
     MongoDBConfig,
     MongoDBConnector,
+    Transaction,
 )
 from dictamesh_connectors.mongodb.connector import _Handle
 from dictamesh_connectors.mongodb.documents import check_collection, max_time_ms, seconds
@@ -162,6 +163,13 @@ def test_bad_input_fails_before_any_io(offline, call, exc, code):
     assert "SECRET" not in str(info.value)
 
 
+def _tx_execute(db):
+    # A finished transaction is enough: the argument checks run first.
+    tx = Transaction(db._handle, None, db._target)
+    tx._active = False
+    return tx.execute(5)
+
+
 GARBAGE = [
     ("filter a list", lambda db: db.query("c", ["a"])),
     ("filter a str", lambda db: db.find_one("c", "name")),
@@ -231,6 +239,7 @@ GARBAGE = [
     ("execute empty", lambda db: db.execute("")),
     ("execute empty mapping", lambda db: db.execute({})),
     ("execute session", lambda db: db.execute("ping", session="tx")),
+    ("tx execute", _tx_execute),
     ("projection items", lambda db: db.query("c", projection=[1])),
     ("projection int", lambda db: db.find_one("c", projection=5)),
     ("pipeline a dict", lambda db: db.aggregate("c", {"$match": {}})),
@@ -478,3 +487,12 @@ def test_transaction_options_are_checked_before_any_io(options):
     with pytest.raises(InvalidConfigError), db.transaction(**options):
         pass
     assert log == []
+
+
+def test_a_transaction_has_every_verb_of_the_connector():
+    from tests.fuzzing import public_methods
+
+    lifecycle = public_methods(Connector) | {"transaction", "run_in_transaction"}
+    verbs = public_methods(MongoDBConnector) - lifecycle
+    assert {"execute", "query", "insert_one", "create_index"} <= verbs
+    assert not verbs - public_methods(Transaction)
