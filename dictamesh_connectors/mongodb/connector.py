@@ -96,7 +96,11 @@ class _Handle:
         self.collections: dict[str, Collection[Document]] = {}
 
     def collection(self, name: str) -> Collection[Document]:
-        coll = self.collections.get(name)
+        try:
+            coll = self.collections.get(name)
+        except TypeError:  # unhashable, so not a str: say so as any other wrong type
+            check_collection(name)
+            raise
         if coll is None:
             coll = self.database.get_collection(check_collection(name))
             if len(self.collections) < _MAX_CACHED_COLLECTIONS:

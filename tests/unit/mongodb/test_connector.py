@@ -245,6 +245,8 @@ GARBAGE = [
     ("pipeline a dict", lambda db: db.aggregate("c", {"$match": {}})),
     ("pipeline stage int", lambda db: db.aggregate("c", [5])),
     ("collection bytes", lambda db: db.insert_one(b"c", {})),
+    ("collection a list", lambda db: db.count([], None)),
+    ("collection a dict", lambda db: db.query({}, {})),
     ("session an object", lambda db: db.delete_one("c", {}, session=object())),
 ]  # fmt: skip
 
