@@ -58,6 +58,9 @@ RETRYABLE_CODES = pytest.mark.parametrize(
         (11600, ErrorCode.UNAVAILABLE),
         (10107, ErrorCode.UNAVAILABLE),
         (189, ErrorCode.UNAVAILABLE),
+        (11602, ErrorCode.UNAVAILABLE),
+        (13435, ErrorCode.UNAVAILABLE),
+        (13436, ErrorCode.UNAVAILABLE),
         (262, ErrorCode.TIMEOUT),
     ],
 )
@@ -267,3 +270,77 @@ def test_a_command_runs_inside_the_transaction_through_tx_execute(sdb):
     with pytest.raises(ConnectorError) as info:
         tx.execute("ping")
     assert info.value.code is ErrorCode.TRANSACTION_FAILED
+
+
+def test_a_label_makes_a_permanent_code_transient_and_pymongo_retries_it(secantus, sdb):
+    # 2 BadValue is permanent on its own; RetryableWriteError makes pymongo
+    # retry it once, and the connector transient.
+    with fail_point(secantus, sdb.config.app_name, {"times": 1}, failCommands=["insert"],
+                    errorCode=2, errorLabels=["RetryableWriteError"]):  # fmt: skip
+        sdb.insert_one("c", {"_id": 1})
+    assert sdb.count("c") == 1
+    with (
+        fail_point(secantus, sdb.config.app_name, {"times": 2}, failCommands=["insert"],
+                   errorCode=2, errorLabels=["RetryableWriteError"]),
+        pytest.raises(ConnectorError) as info,
+    ):  # fmt: skip
+        sdb.insert_one("c", {"_id": 2})
+    err = info.value
+    assert (err.code, err.transient, err.details["code"]) == (ErrorCode.INVALID_REQUEST, True, 2)
+    assert err.maybe_applied  # the retried first try may have been applied
+    with (
+        fail_point(secantus, sdb.config.app_name, {"times": 1}, failCommands=["insert"],
+                   errorCode=2, errorLabels=[]),
+        pytest.raises(ConnectorError) as info,
+    ):  # fmt: skip
+        sdb.insert_one("c", {"_id": 3})
+    assert (info.value.code, info.value.transient) == (ErrorCode.INVALID_REQUEST, False)
+    assert sdb.count("c") == 1
+
+
+def test_a_transient_transaction_label_on_a_permanent_code_reruns_the_function(secantus, sdb):
+    runs = []
+
+    def body(tx):
+        runs.append(1)
+        tx.insert_one("ledger", {"run": len(runs)})
+
+    with fail_point(secantus, sdb.config.app_name, {"times": 1}, failCommands=["insert"],
+                    errorCode=2, errorLabels=["TransientTransactionError"]):  # fmt: skip
+        sdb.run_in_transaction(body)
+    assert len(runs) == 2 and [d["run"] for d in sdb.query("ledger")] == [2]
+
+
+def test_a_commit_failing_without_a_label_is_not_rerun(secantus, sdb):
+    runs = []
+
+    def body(tx):
+        runs.append(1)
+        tx.insert_one("ledger", {})
+
+    with (
+        fail_point(secantus, sdb.config.app_name, {"times": 1},
+                   failCommands=["commitTransaction"], errorCode=251, errorLabels=[]),
+        pytest.raises(ConnectorError) as info,
+    ):  # fmt: skip
+        sdb.run_in_transaction(body)
+    err = info.value
+    assert (err.code, err.transient, err.details["code"]) == (
+        ErrorCode.TRANSACTION_FAILED, False, 251,
+    )  # fmt: skip
+    assert runs == [1] and sdb.count("ledger") == 0
+
+
+def test_a_write_concern_error_is_classified_by_its_code_and_may_have_applied(secantus, sdb):
+    with (
+        fail_point(secantus, sdb.config.app_name, {"times": 1}, failCommands=["insert"],
+                   writeConcernError={"code": 64, "codeName": "WriteConcernFailed",
+                                      "errmsg": "waiting for replication timed out",
+                                      "errInfo": {"wtimeout": True}}),
+        pytest.raises(ConnectorTimeoutError) as info,
+    ):  # fmt: skip
+        sdb.insert_one("c", {"_id": 1})
+    err = info.value
+    assert (err.code, err.transient, err.details["code"]) == (ErrorCode.TIMEOUT, True, 64)
+    assert err.maybe_applied  # the primary applied it; the concern was not met
+    assert sdb.count("c") == 1
