@@ -352,6 +352,16 @@ class BaseConfig:
     so a URL printed or logged by any part of the library hides them.
     """
 
+    url_path_may_hold_at: ClassVar[bool] = False
+    """Whether an ``@`` after the host part of a ``from_url`` URL can be legitimate.
+
+    ``False`` (databases, brokers): such a URL, with a port or password-like
+    ``:`` in its host part and no userinfo, is refused without being echoed,
+    since it is a password with an unescaped ``/``, ``?`` or ``#`` that the
+    URL grammar split there (``db://app:4711/rest@host``), and every message
+    would show the pieces. HTTP sets ``True`` (``/users/a@b`` is a path).
+    """
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _KNOWN_SECRET_PARAMS.update(p.lower() for p in cls.secret_params)
@@ -396,6 +406,7 @@ class BaseConfig:
         Raises:
             InvalidConfigError: A malformed URL, a wrong scheme or a bad value.
         """
+        cls._check_userinfo(url)
         fields = cls._fields_from_url(cls._split_url(url))
         fields.update(overrides)
         return cls.create(**fields)
@@ -416,6 +427,7 @@ class BaseConfig:
         env = os.environ if environ is None else environ
         fields: dict[str, Any] = {}
         if env.get(prefix + "URL"):
+            cls._check_userinfo(env[prefix + "URL"])
             fields.update(cls._fields_from_url(cls._split_url(env[prefix + "URL"])))
         fields.update(cls._fields_from_environ(env, prefix))
         for attribute in attrs.fields(cls):
@@ -432,6 +444,32 @@ class BaseConfig:
         if retry:
             fields["retry"] = retry
         return cls.create(**fields)
+
+    @classmethod
+    def _check_userinfo(cls, url: object) -> None:
+        """Refuse a URL whose password an unescaped ``/``, ``?`` or ``#`` split (see
+        ``url_path_may_hold_at``); the message quotes nothing of the URL.
+
+        Raises:
+            InvalidConfigError: An ``@`` after the host part, which has a ``:``
+                but no userinfo.
+        """
+        if cls.url_path_may_hold_at or not isinstance(url, str):
+            return
+        _, sep, rest = url.strip().partition("://")
+        if not sep:
+            return
+        ends = [i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0]
+        end = min(ends, default=len(rest))
+        authority, tail = rest[:end], rest[end:]
+        # Up to the first query value: "?appName=svc@prod" is a value, not a split password.
+        head = tail.split("=", 1)[0].split("&", 1)[0]
+        if "@" not in authority and ":" in authority and "@" in head:
+            raise InvalidConfigError(
+                f"{cls.__name__}: the URL has an '@' after its host part: a user name or "
+                "password with an unescaped '/', '?' or '#' is split there; percent-encode "
+                "them (%2F, %3F, %23; an '@' elsewhere as %40)"
+            )
 
     @classmethod
     def _split_url(cls, url: object) -> urllib.parse.SplitResult:

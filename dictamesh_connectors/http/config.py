@@ -465,6 +465,7 @@ class HTTPConfig(BaseConfig):
     url_schemes: ClassVar[tuple[str, ...]] = ("http", "https")
     secret_params: ClassVar[frozenset[str]] = frozenset({"token", "client_secret", "api_key"})
     """The secret query parameters ``from_url`` reads (see ``secret_query_params``)."""
+    url_path_may_hold_at: ClassVar[bool] = True  # "/users/a@b", "?email=a@b"
 
     base_url: str | None = _converted(_base_url)
     timeout: float = float_field(30.0, min=0.001, max=MAX_TIMEOUT)

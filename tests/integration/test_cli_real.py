@@ -123,3 +123,57 @@ def test_mongodb_ping_masks_the_password_on_success_and_on_refusal(ferretdb_uri,
     out = capsys.readouterr()
     scan.assert_clean(MARKER, texts=[out.out, out.err])
     assert "AUTH_FAILED" in out.err
+
+
+# A password with an unescaped "/", "?" or "#": the URL grammar ends the host
+# part there, so pieces of the password became a host, a port, a database or
+# an option name, and every message showed them ("invalid port in host
+# 'app:LEAKHEAD'", "connect on LEAKTAIL@127.0.0.1:1/db@app:4711", "unknown
+# option(s) LEAKTAIL@..."): refused before anything is parsed, quoting nothing.
+SPLIT_PASSWORD_URLS = [
+    "postgresql://app:4711/LEAKTAIL@127.0.0.1:1/db",
+    "postgres://app:4711#LEAKTAIL@127.0.0.1:1/db",
+    "mongodb://app:LEAKHEAD/LEAKTAIL@127.0.0.1:1/db",
+    "mongodb://app:LEAKHEAD#LEAKTAIL@127.0.0.1:1/db",
+    "kafka://app:LEAKHEAD?LEAKTAIL@127.0.0.1:1",
+    "kafka+ssl://app:LEAKHEAD/LEAKTAIL@127.0.0.1:1",
+]
+
+
+@pytest.mark.parametrize("url", SPLIT_PASSWORD_URLS)
+def test_a_password_split_by_an_unescaped_character_is_never_printed(url, capsys, monkeypatch):
+    from dictamesh_connectors.errors import InvalidConfigError
+    from dictamesh_connectors.registry import connector_class
+
+    with SecretScan() as scan:
+        status = cli.main(["ping", url, "--timeout", "2"])
+    out = capsys.readouterr()
+    assert status == 2, out
+    for piece in ("LEAKHEAD", "LEAKTAIL", "4711"):
+        scan.assert_clean(piece, texts=[out.out, out.err])
+    config_class = connector_class(url.split(":", 1)[0]).config_class
+    with pytest.raises(InvalidConfigError):
+        config_class.from_url(url)
+    monkeypatch.setenv("SPLIT_URL", url)
+    with pytest.raises(InvalidConfigError):
+        config_class.from_env("SPLIT_")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mongodb://127.0.0.1:1/db?appName=svc@prod&serverSelectionTimeoutMS=300",
+        "kafka://127.0.0.1:1?client_id=svc@prod",
+        "postgresql://app:pw@127.0.0.1:1/db?application_name=svc@prod",
+    ],
+)
+def test_an_at_sign_in_a_query_value_or_after_real_userinfo_is_still_accepted(url):
+    from dictamesh_connectors.registry import connector_class
+
+    connector_class(url.split(":", 1)[0]).config_class.from_url(url)
+
+
+def test_http_paths_may_hold_an_at_sign():
+    from dictamesh_connectors.http import HTTPConfig
+
+    assert HTTPConfig.from_url("http://127.0.0.1:8080/users/a@b").base_url.endswith("/a@b")

@@ -70,11 +70,19 @@ def test_srv_urls():
 
 
 def test_unknown_uri_options_are_named_and_the_password_is_not_echoed():
+    quoted = quote(PASSWORD, safe="")
     with pytest.raises(InvalidConfigError) as info:
-        MongoDBConfig.from_url(f"mongodb://u:{PASSWORD}@h/?compressors=zstd&bogus=1&w=1")
+        MongoDBConfig.from_url(f"mongodb://u:{quoted}@h/?compressors=zstd&bogus=1&w=1")
     message = str(info.value)
-    assert "'bogus'" in message and "'compressors'" in message and PASSWORD not in message
+    assert "'bogus'" in message and "'compressors'" in message
+    assert PASSWORD not in message and quoted not in message
     assert "replicaSet" in message  # says what is supported
+    # Unescaped, its "/" ends the host part: refused, quoting no piece of it
+    # (it said "invalid port in host 'u:s3cr3t'" once the options were right).
+    for query in ("?compressors=zstd&bogus=1", "?w=1"):
+        with pytest.raises(InvalidConfigError) as info:
+            MongoDBConfig.from_url(f"mongodb://u:{PASSWORD}@h/{query}")
+        assert "s3cr3t" not in str(info.value) and "p@ss" not in str(info.value)
 
 
 @pytest.mark.parametrize(
