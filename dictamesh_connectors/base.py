@@ -690,7 +690,11 @@ class _InFlight(Generic[HandleT]):
     itself waits for every member, admitted or not.
     """
 
-    __slots__ = ("_connector", "_operation", "_ops", "_owner", "_started")
+    # _target (optional, never set by the base class): what the operation acts
+    # on (a MongoDB collection), stored by a connector that knows it; only
+    # read when listeners are subscribed (see observability.Operation).
+    __slots__ = ("_connector", "_operation", "_ops", "_owner", "_started", "_target")
+    _target: str
 
     def __init__(self, connector: Connector[Any, HandleT], operation: str) -> None:
         # Connector._use skips this (object.__new__ and two stores): hot path.
@@ -728,8 +732,10 @@ class _InFlight(Generic[HandleT]):
             error = exc if isinstance(exc, ConnectorError) else None
             duration = time.perf_counter() - self._started
             listeners = connector._listeners
-            observability.notify(
-                listeners, "on_operation", connector, self._operation, duration, error
-            )
+            operation = self._operation
+            target = getattr(self, "_target", None)  # unset on most connectors' operations
+            if target is not None:
+                operation = observability.Operation(operation, target)
+            observability.notify(listeners, "on_operation", connector, operation, duration, error)
             if error is not None:
-                observability.notify(listeners, "on_error", connector, self._operation, error)
+                observability.notify(listeners, "on_error", connector, operation, error)

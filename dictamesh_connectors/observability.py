@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Listener",
+    "Operation",
     "Stats",
     "add_listener",
     "global_listeners",
@@ -86,6 +87,30 @@ class Listener:
 
     def on_error(self, connector: Any, operation: str, error: ConnectorError) -> None:
         """``operation`` raised ``error``."""
+
+
+class Operation(str):
+    """An operation's name (``"find_one"``) that also tells what it acts on.
+
+    Listeners receive it as the ``operation`` of ``on_operation`` and
+    ``on_error`` when the connector knows the operation's target: it *is*
+    the name (a ``str``, equal to and hashed as the plain name, so counters
+    and labels keyed by it are unchanged), with ``target`` added. The
+    MongoDB connector sets ``target`` to the collection of each collection
+    verb, and to the command's name for ``execute``; it is never a filter, a
+    document or a value. Built only when a listener is subscribed.
+
+    Attributes:
+        target: The collection (or command name) the operation acts on.
+    """
+
+    target: str
+
+    def __new__(cls, name: str, target: str) -> Operation:
+        """``Operation("find_one", "users")``: the name, carrying ``target``."""
+        self = super().__new__(cls, name)
+        self.target = target
+        return self
 
 
 @attrs.frozen

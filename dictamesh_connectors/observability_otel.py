@@ -77,7 +77,38 @@ __all__ = ["OpenTelemetryListener", "instrument", "instrumented", "uninstrument"
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 _DB = {"postgresql": "postgresql", "mongodb": "mongodb"}
 _HTTP = frozenset({"http", "graphql", "soap"})
+# Where each database connector's errors keep the server's code (db.response.status_code).
+_STATUS_DETAIL = {"mongodb": "code", "postgresql": "sqlstate"}
 _KAFKA_SEND = frozenset({"produce", "produce_many", "send", "operation"})
+
+# The command pymongo sends for each MongoDB verb (the tests check each one
+# against a pymongo CommandListener). bulk_write sends one insert, update or
+# delete command per run of requests of one kind: a batch, named with
+# MongoDB's own term for one, as the conventions allow.
+_MONGODB_COMMANDS = {
+    "query": "find",
+    "stream": "find",
+    "find_one": "find",
+    "count": "aggregate",  # count_documents: a $match/$group pipeline
+    "distinct": "distinct",
+    "aggregate": "aggregate",
+    "insert_one": "insert",
+    "insert_many": "insert",
+    "update_one": "update",
+    "update_many": "update",
+    "replace_one": "update",
+    "delete_one": "delete",
+    "delete_many": "delete",
+    "bulk_write": "bulkWrite",
+    "find_one_and_update": "findAndModify",
+    "find_one_and_replace": "findAndModify",
+    "find_one_and_delete": "findAndModify",
+    "create_index": "createIndexes",
+    "drop_index": "dropIndexes",
+    "list_indexes": "listIndexes",
+    "drop_collection": "drop",
+    "ping": "ping",
+}
 
 
 def _host_port(hostport: str) -> tuple[str, int | None]:
@@ -177,7 +208,9 @@ class OpenTelemetryListener(Listener):
             attrs["messaging.operation.type"] = "send"
             attrs["messaging.destination.name"] = rest
             return f"send {rest}", SpanKind.PRODUCER, attrs
-        attrs["dictamesh.operation"] = operation
+        attrs["dictamesh.operation"] = str(operation)
+        if name == "mongodb":
+            return self._describe_mongodb(operation, attrs)
         if name in _DB:
             attrs["db.operation.name"] = operation
             namespace = attrs.get("db.namespace")
@@ -198,6 +231,32 @@ class OpenTelemetryListener(Listener):
             )
         return f"{name} {operation}", SpanKind.CLIENT, attrs
 
+    @staticmethod
+    def _describe_mongodb(
+        operation: str, attrs: dict[str, Any]
+    ) -> tuple[str, SpanKind, dict[str, Any]]:
+        """A MongoDB span: the command pymongo sends, on the verb's collection.
+
+        The span is named ``"{db.operation.name} {db.collection.name}"`` (the
+        database's name where there is no collection), as the conventions
+        say. ``execute`` is named by its command; a transaction block is a
+        span of its own, without ``db.operation.name`` (it is many commands).
+        """
+        target = getattr(operation, "target", None)
+        if operation == "execute":
+            command, collection = target, None
+        else:
+            command, collection = _MONGODB_COMMANDS.get(operation), target
+        if operation == "ping":
+            attrs["db.namespace"] = "admin"  # pymongo pings the admin database
+        if collection:
+            attrs["db.collection.name"] = collection
+        if command:
+            attrs["db.operation.name"] = command
+        where = collection or attrs.get("db.namespace")
+        what = command or str(operation)
+        return (f"{what} {where}" if where else what), SpanKind.CLIENT, attrs
+
     # ---------------------------------------------------------------- events
 
     def on_operation(
@@ -217,6 +276,10 @@ class OpenTelemetryListener(Listener):
             span.set_attribute("dictamesh.error.transient", bool(error.transient))
             span.set_attribute("dictamesh.error.retry_hint", error.retry_hint.value)
             span.set_attribute("dictamesh.error.maybe_applied", bool(error.maybe_applied))
+            status = _STATUS_DETAIL.get(connector.name)
+            if status is not None and error.details.get(status) is not None:
+                # The server's own code (a MongoDB error code, a SQLSTATE).
+                span.set_attribute("db.response.status_code", str(error.details[status]))
             span.set_status(StatusCode.ERROR, code)
         span.end()
 

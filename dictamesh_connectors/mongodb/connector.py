@@ -466,10 +466,12 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
             )
             self._translators[(operation, write, retried)] = translator
         limit = None if timeout is None else call_timeout(timeout)
+        op = self._use(operation)
+        op._target = name  # the collection, for listeners (spans): read only by them
         if limit is None:
-            with self._use(operation) as handle, translator:
+            with op as handle, translator:
                 return body(handle.collection(name), None)
-        with self._use(operation) as handle, translator, pymongo.timeout(limit):
+        with op as handle, translator, pymongo.timeout(limit):
             return body(handle.collection(name), None)
 
     def _open_stream(
@@ -520,7 +522,9 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
                 raise wrong_type(f"session must be a Transaction, not {type(session).__name__}")
             return session._execute(cmd, database, limit)
         translator = translate("execute", self._target, write=True)
-        with self._use("execute") as handle, translator:
+        op = self._use("execute")
+        op._target = cmd if isinstance(cmd, str) else str(next(iter(cmd)))  # the command's name
+        with op as handle, translator:
             return _run_command(handle, cmd, database, limit, None)
 
     # ------------------------------------------------------ transactions
@@ -733,7 +737,9 @@ def _stream(
 ) -> Generator[Document, None, None]:
     # A module-level generator: it holds the connector, never the stream, so
     # dropping the stream finalises it (and closes the cursor) at once.
-    with connector._use(translator.operation) as handle:
+    op = connector._use(translator.operation)
+    op._target = name  # the collection, for listeners (spans)
+    with op as handle:
         with translator:
             cursor = open_cursor(handle.collection(name), None)
         yield from _iterate(cursor, translator, timeout)

@@ -122,6 +122,45 @@ def test_listener_objects_may_have_only_some_methods():
     c.disconnect()
 
 
+def test_an_operation_with_a_target_reaches_listeners_as_its_name_carrying_it():
+    """A connector that stores ``_target`` on the operation (MongoDB: the collection)
+    hands listeners an ``Operation``: equal to the plain name, with ``.target``."""
+    seen = []
+
+    class Names(Listener):
+        def on_operation(self, connector, operation, duration, error):
+            seen.append(("operation", operation, getattr(operation, "target", None)))
+
+        def on_error(self, connector, operation, error):
+            seen.append(("error", operation, getattr(operation, "target", None)))
+
+    c = FakeConnector(FakeConfig(retry=RetryPolicy.no_retry()))
+    c.connect()
+    c.add_listener(Names())
+    with c._use("find_one"):
+        pass
+    op = c._use("find_one")
+    op._target = "users"
+    with op:
+        pass
+    op = c._use("insert_one")
+    op._target = "users"
+    with pytest.raises(ConnectorError), op:
+        raise ConnectorError("boom", code=ErrorCode.CONFLICT)
+    assert seen == [
+        ("operation", "find_one", None),
+        ("operation", "find_one", "users"),
+        ("operation", "insert_one", "users"),
+        ("error", "insert_one", "users"),
+    ]
+    named = seen[1][1]
+    assert isinstance(named, observability.Operation) and isinstance(named, str)
+    assert named == "find_one" and hash(named) == hash("find_one") and str(named) == "find_one"
+    assert type(str(named)) is str
+    assert c.stats().errors == {"CONFLICT": 1}
+    c.disconnect()
+
+
 def test_stats_count_operations_errors_and_retries_under_32_threads():
     c = FakeConnector(FakeConfig(retry=FAST))
     c.connect()

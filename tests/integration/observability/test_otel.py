@@ -173,37 +173,129 @@ def test_kafka_produce_spans_and_traceparent_in_the_message_headers(spans, kafka
     _no_marker(exporter.get_finished_spans())
 
 
-def test_mongodb_spans_follow_the_database_conventions(spans, mongodb_uri):
+@pytest.fixture
+def mongodb_commands(monkeypatch):
+    """Every command that MongoClients created from now on send: ``take()`` returns the
+    ``(command, collection, database)`` of each one since the last call."""
+    import pymongo.monitoring as monitoring
+
+    class Commands(monitoring.CommandListener):
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, object, str]] = []
+
+        def started(self, event) -> None:
+            name = event.command_name
+            self.sent.append((name, event.command.get(name), event.database_name))
+
+        def succeeded(self, event) -> None:
+            pass
+
+        def failed(self, event) -> None:
+            pass
+
+        def take(self) -> list[tuple[str, object, str]]:
+            sent, self.sent = self.sent, []
+            return sent
+
+    old = monitoring._LISTENERS  # restored by monkeypatch: later clients don't get ours
+    monkeypatch.setattr(monitoring, "_LISTENERS", type(old)(*(list(group) for group in old)))
+    commands = Commands()
+    monitoring.register(commands)
+    return commands
+
+
+def test_mongodb_spans_follow_the_database_conventions(spans, mongodb_uri, mongodb_commands):
+    """Each verb's span: the command pymongo really sent (seen by a CommandListener) as
+    db.operation.name, the collection, the database, the server; "{command} {collection}"."""
     from dictamesh_connectors.mongodb import MongoDBConfig, MongoDBConnector
 
     exporter, tracer = spans
-    collection = f"otel_{uuid.uuid4().hex[:8]}"
+    coll = f"otel_{uuid.uuid4().hex[:8]}"
     database = f"otel_db_{uuid.uuid4().hex[:6]}"
     config = MongoDBConfig.from_url(mongodb_uri, database=database, retry=RetryPolicy.no_retry())
+    secret = {"secret": MARKER}
+    calls = [
+        ("insert_one", lambda db: db.insert_one(coll, {"_id": 1, "n": 1, **secret})),
+        (
+            "insert_many",
+            lambda db: db.insert_many(coll, [{"_id": 2, "n": 2, **secret}, {"_id": 3}]),
+        ),
+        ("find_one", lambda db: db.find_one(coll, secret)),
+        ("query", lambda db: db.query(coll, secret)),
+        ("stream", lambda db: list(db.stream(coll, secret, batch_size=1))),
+        ("count", lambda db: db.count(coll, secret)),
+        ("distinct", lambda db: db.distinct(coll, "n", secret)),
+        ("aggregate", lambda db: db.aggregate(coll, [{"$match": secret}])),
+        ("update_one", lambda db: db.update_one(coll, {"_id": 1}, {"$set": secret})),
+        ("update_many", lambda db: db.update_many(coll, secret, {"$set": {"m": MARKER}})),
+        ("replace_one", lambda db: db.replace_one(coll, {"_id": 3}, {"n": 3, **secret})),
+        (
+            "find_one_and_update",
+            lambda db: db.find_one_and_update(coll, secret, {"$inc": {"n": 1}}),
+        ),
+        (
+            "bulk_write",
+            lambda db: db.bulk_write(
+                coll, [("insert_one", {"_id": 4, **secret}), ("delete_one", {"_id": 4, **secret})]
+            ),
+        ),
+        ("create_index", lambda db: db.create_index(coll, [("n", 1)], name="n_1")),
+        ("list_indexes", lambda db: db.list_indexes(coll)),
+        ("drop_index", lambda db: db.drop_index(coll, "n_1")),
+        ("delete_one", lambda db: db.delete_one(coll, {"_id": 1, **secret})),
+        ("delete_many", lambda db: db.delete_many(coll, secret)),
+        ("execute", lambda db: db.execute({"dbStats": 1})),
+        ("ping", lambda db: db.ping()),
+    ]
+    sent: dict[str, list[tuple[str, object, str]]] = {}
     with MongoDBConnector(config) as db, tracer.start_as_current_span("job") as job:
-        db.insert_one(collection, {"_id": 1, "secret": MARKER})
-        assert db.find_one(collection, {"secret": MARKER})["_id"] == 1
+        mongodb_commands.take()
+        for verb, call in calls:
+            call(db)
+            sent[verb] = mongodb_commands.take()
+        db.insert_one(coll, {"_id": 9})
         with pytest.raises(ConnectorError) as info:
-            db.insert_one(collection, {"_id": 1, "secret": MARKER})  # a duplicate key
-        db.drop_collection(collection)
+            db.insert_one(coll, {"_id": 9, **secret})  # a duplicate key
+        db.drop_collection(coll)
+        sent["drop_collection"] = mongodb_commands.take()[-1:]
     finished = [s for s in exporter.get_finished_spans() if s.name != "job"]
-    by_operation = {s.attributes["db.operation.name"]: s for s in finished}
-    assert {"insert_one", "find_one", "drop_collection"} <= set(by_operation)
-    found = by_operation["find_one"]
-    assert found.name == f"find_one {database}" and found.kind is SpanKind.CLIENT
-    assert found.attributes["db.system.name"] == found.attributes["db.system"] == "mongodb"
-    assert found.attributes["db.namespace"] == database
+    by_verb: dict[str, list] = {}
+    for span in finished:
+        by_verb.setdefault(span.attributes["dictamesh.operation"], []).append(span)
     host, port = config.hosts[0].rsplit(":", 1)
-    assert found.attributes["server.address"] == host
-    assert found.attributes["server.port"] == int(port)
-    assert found.parent is not None and found.parent.span_id == job.get_span_context().span_id
-    assert found.status.status_code is StatusCode.UNSET
-    inserts = [s for s in finished if s.attributes["db.operation.name"] == "insert_one"]
-    assert len(inserts) == 2
-    failed = inserts[-1]
+    for verb in [*(v for v, _ in calls), "drop_collection"]:
+        span = by_verb[verb][0]
+        commands = [name for name, _, _ in sent[verb]]
+        assert commands, verb
+        if verb == "bulk_write":  # one command per run of one kind: a batch
+            assert commands == ["insert", "delete"]
+            command = "bulkWrite"
+        else:
+            command = commands[0]
+            assert set(commands) <= {command, "getMore"}, (verb, commands)
+        assert span.attributes["db.operation.name"] == command, verb
+        assert span.kind is SpanKind.CLIENT
+        assert span.attributes["db.system.name"] == span.attributes["db.system"] == "mongodb"
+        assert span.attributes["server.address"] == host
+        assert span.attributes["server.port"] == int(port)
+        assert span.parent is not None and span.parent.span_id == job.get_span_context().span_id
+        assert span.status.status_code is StatusCode.UNSET, verb
+        if verb in ("execute", "ping"):
+            namespace = "admin" if verb == "ping" else database
+            assert "db.collection.name" not in span.attributes
+            assert span.attributes["db.namespace"] == sent[verb][0][2] == namespace
+            assert span.name == f"{command} {namespace}"
+        else:
+            assert sent[verb][0][1:] == (coll, database), verb  # the command's collection
+            assert span.attributes["db.collection.name"] == coll, verb
+            assert span.attributes["db.namespace"] == database
+            assert span.name == f"{command} {coll}", verb
+    failed = by_verb["insert_one"][-1]
     code = info.value.code.value
+    assert failed.name == f"insert {coll}"
     assert failed.status.status_code is StatusCode.ERROR and failed.status.description == code
     assert failed.attributes["error.type"] == failed.attributes["dictamesh.error.code"] == code
+    assert failed.attributes["db.response.status_code"] == "11000"  # MongoDB's DuplicateKey
     assert failed.attributes["dictamesh.error.transient"] is False
     _no_marker(exporter.get_finished_spans())
 
