@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -31,7 +32,7 @@ from dictamesh_connectors.errors import (
     build_error,
 )
 from dictamesh_connectors.kafka.config import _options
-from dictamesh_connectors.kafka.errors import from_kafka_error, translate
+from dictamesh_connectors.kafka.errors import classify, from_kafka_error, translate
 from dictamesh_connectors.kafka.producer import (
     _orphans,
     _weak_callback,
@@ -258,9 +259,9 @@ class KafkaConsumer:
             # the garbage collector (which might run in a forked child).
             self._consumer.subscribe(
                 names,
-                on_assign=_weak_callback(self._on_assign),
-                on_revoke=_weak_callback(self._on_revoke),
-                on_lost=_weak_callback(self._on_lost),
+                on_assign=_rebalance_callback(self._on_assign, "assign"),
+                on_revoke=_rebalance_callback(self._on_revoke, "revoke"),
+                on_lost=_rebalance_callback(self._on_lost, "lost"),
             )
         _fork.register_child_reset(self)
 
@@ -509,10 +510,11 @@ class KafkaConsumer:
             try:
                 consumer.commit(offsets=_partitions(offsets), asynchronous=False)
             except confluent_kafka.KafkaException as exc:
+                error = classify(exc, operation="commit", target=self._target, write=True)
                 logger.warning(
                     "kafka: %s: commit before revocation failed (records are redelivered): %s",
                     self.group_id,
-                    exc,
+                    error.message if error is not None else exc,
                 )
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
@@ -710,10 +712,23 @@ class KafkaConsumer:
             return
         consumer = self._check()
         self._closed = True
+        # Closing revokes the assignment: the rebalance callbacks run in
+        # here (guarded, see _rebalance_callback). Whatever still goes wrong
+        # is logged, translated: the consumer is closed all the same
+        # (confluent-kafka destroys the handle before it raises).
         try:
             consumer.close()
-        except (confluent_kafka.KafkaException, RuntimeError) as exc:
-            logger.warning("kafka: closing consumer %s: %s", self.group_id, exc)
+        except Exception as exc:
+            error = classify(exc, operation=f"close consumer {self.group_id}", target=self._target)
+            if error is not None:
+                logger.warning("%s", error.message)
+            else:
+                logger.warning(
+                    "kafka: closing consumer %s: %s raised (the consumer is closed)",
+                    self.group_id,
+                    type(exc).__name__,
+                    exc_info=True,
+                )
 
     def __enter__(self) -> KafkaConsumer:
         self._check()
@@ -725,6 +740,38 @@ class KafkaConsumer:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<KafkaConsumer {self.group_id} {self.topics} {state} {self._target}>"
+
+
+def _rebalance_callback(method: Any, what: str) -> Any:
+    """A rebalance callback for librdkafka: held weakly, and never raising into it.
+
+    An exception escaping a rebalance callback would surface raw from
+    whichever call ran it (``poll()``, ``consume()``, ``close()``) and leave
+    librdkafka's assignment to confluent-kafka's fallback. It is logged
+    instead (with its traceback); what a failed revoke did not commit is
+    redelivered to the next owner of the partitions (at-least-once).
+    """
+    ref = weakref.WeakMethod(method)
+
+    def call(consumer: Any, partitions: list[Any]) -> None:
+        target = ref()
+        if target is None:
+            return
+        try:
+            target(consumer, partitions)
+        except Exception as exc:
+            owner = target.__self__
+            error = classify(exc, operation=f"{what} callback", target=owner._target)
+            logger.error(
+                "kafka: consumer %s: the %s callback raised %s (uncommitted records of "
+                "these partitions are redelivered)",
+                owner.group_id,
+                what,
+                error.message if error is not None else type(exc).__name__,
+                exc_info=error is None,
+            )
+
+    return call
 
 
 def _decoder(spec: Any) -> Any:

@@ -194,3 +194,46 @@ def test_members_joining_and_leaving_mid_stream_lose_nothing(
         f"second={second.result.commits}"
     )
     assert duplicates <= BATCH * rebalances
+
+
+def _raise_value_error(self: KafkaConsumer, consumer: Any, partitions: list[Any]) -> None:
+    raise ValueError("a bug in the rebalance callback")
+
+
+def _ask_the_group(self: KafkaConsumer, consumer: Any, partitions: list[Any]) -> None:
+    # What a callback checking the group's offsets does (test above): while
+    # the member closes it has left, and librdkafka refuses (KafkaException).
+    consumer.committed(partitions, timeout=5)
+
+
+@pytest.mark.parametrize("callback", [_raise_value_error, _ask_the_group])
+def test_a_raising_rebalance_callback_never_escapes_close(
+    kafka, new_topic, monkeypatch, caplog, callback
+):
+    topic = new_topic()
+    kafka.produce_sync(topic, b"first")
+    monkeypatch.setattr(KafkaConsumer, "_on_revoke", callback)
+    group = unique("raising")
+    consumer = kafka.consumer(group, topic)
+    message = None
+    for _ in range(60):
+        message = consumer.poll(1.0)
+        if message is not None:
+            break
+    assert message is not None and message.value == b"first"
+    consumer.commit(message)
+    caplog.clear()
+    consumer.close()  # revokes the assignment: the callback raises in here
+    assert consumer.closed
+    logged = [r.getMessage() for r in caplog.records if "revoke callback raised" in r.getMessage()]
+    assert len(logged) == 1, [r.getMessage() for r in caplog.records]
+    assert "KafkaError{" not in logged[0]  # translated, not the driver's repr
+    monkeypatch.undo()
+    kafka.produce_sync(topic, b"second")
+    with kafka.consumer(group, topic) as after:  # the member left; the group reads on
+        nxt = None
+        for _ in range(60):
+            nxt = after.poll(1.0)
+            if nxt is not None:
+                break
+    assert nxt is not None and nxt.value == b"second"

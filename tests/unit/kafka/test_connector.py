@@ -377,3 +377,24 @@ def test_a_blank_group_id_is_refused_before_librdkafka_sees_it():
     with pytest.raises(TypeError):
         kafka.consumer(b"g", ["orders"])
     kafka.disconnect(5)
+
+
+def test_consumer_close_logs_a_translated_driver_error_and_is_closed(caplog):
+    # A real (offline) librdkafka consumer whose close() is made to fail.
+    kafka = KafkaConnector(KafkaConfig(bootstrap_servers="127.0.0.1:9"))
+    consumer = kafka.consumer("g", "orders")
+    real = consumer._consumer
+
+    class Failing:
+        def close(self):
+            real.close()
+            raise KafkaException(KafkaError(KafkaError._STATE, "refused while closing"))
+
+    consumer._consumer = Failing()
+    with caplog.at_level(logging.WARNING):
+        consumer.close()
+    assert consumer.closed
+    [message] = [
+        r.getMessage() for r in caplog.records if "refused while closing" in r.getMessage()
+    ]
+    assert message.startswith("kafka: close consumer g") and "KafkaError{" not in message
