@@ -174,8 +174,17 @@ class _StubProducer:
             topic="stub", partition=0, offset=1, value=VALUE, timestamp=(1, 1_700_000_000_000)
         )
 
-    def produce(self, topic: str, value: Any = None, key: Any = None, **kwargs: Any) -> None:
-        callback = kwargs.get("on_delivery")
+    def produce(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        partition: int = -1,
+        callback: Any = None,
+        on_delivery: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        callback = callback or on_delivery  # as confluent-kafka: callback, or its alias
         if callback is not None:
             self.pending.append(callback)
 

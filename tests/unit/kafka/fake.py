@@ -57,11 +57,22 @@ class FakeProducer:
         FakeProducer.instances.append(self)
 
     # producing
-    def produce(self, topic: str, value: Any = None, key: Any = None, **kwargs: Any) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        partition: int = -1,
+        callback: Any = None,
+        on_delivery: Any = None,
+        timestamp: int = 0,
+        headers: Any = None,
+    ) -> None:
+        # confluent-kafka's signature: the fifth is the callback, on_delivery its alias.
         with self._lock:
             if len(self.queue) >= self.queue_limit:
                 raise BufferError("Local: Queue full")
-            self.queue.append((topic, value, key, kwargs["on_delivery"]))
+            self.queue.append((topic, value, key, callback or on_delivery))
 
     def produce_batch(self, topic: str, messages: list[dict[str, Any]], **kwargs: Any) -> int:
         queued = 0
