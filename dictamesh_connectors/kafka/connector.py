@@ -46,6 +46,7 @@ from dictamesh_connectors.kafka.producer import (
     check_timestamp,
     check_topic,
     encode_headers,
+    flush_producer,
     new_future,
     produce_batch,
     produce_one,
@@ -474,7 +475,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
                 self._lost(handle, handle.fatal)
             try:
                 with translate("flush", self.config.target, write=True):
-                    return handle.flush(wait)
+                    return flush_producer(handle.producer, wait)
             except ConnectorError as err:
                 if err.retry_hint is RetryHint.RECONNECT:  # fenced: rebuilt on next use
                     self._lost(handle, err)

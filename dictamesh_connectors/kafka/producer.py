@@ -334,24 +334,8 @@ class ProducerHandle:
             logger.debug("kafka: unreadable statistics from librdkafka", exc_info=True)
 
     def flush(self, timeout: float | None) -> int:
-        """``Producer.flush()`` in short slices (see ``_FLUSH_SLICE``); ``None``: no limit.
-
-        Returns:
-            How many records still await their delivery report.
-
-        Raises:
-            confluent_kafka.KafkaException: librdkafka failed fatally (fenced).
-        """
-        producer = self.producer
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if deadline is None:
-                left = _FLUSH_SLICE
-            else:
-                left = min(_FLUSH_SLICE, max(0.0, deadline - time.monotonic()))
-            remaining = int(producer.flush(left))
-            if remaining == 0 or (deadline is not None and time.monotonic() >= deadline):
-                return remaining
+        """``flush_producer(self.producer, timeout)``."""
+        return flush_producer(self.producer, timeout)
 
     def _drain(self, deadline: float) -> int:
         """Serve delivery reports until none is pending or ``deadline``; return how many are.
@@ -430,6 +414,26 @@ class ProducerHandle:
         """In a forked child: keep the parent's handles alive, unused, forever."""
         self.closed = True
         _orphans.append((self.producer, self._admin))
+
+
+def flush_producer(producer: Any, timeout: float | None) -> int:
+    """``producer.flush()`` in short slices (see ``_FLUSH_SLICE``); ``None``: no limit.
+
+    Returns:
+        How many records still await their delivery report.
+
+    Raises:
+        confluent_kafka.KafkaException: librdkafka failed fatally (fenced).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if deadline is None:
+            left = _FLUSH_SLICE
+        else:
+            left = min(_FLUSH_SLICE, max(0.0, deadline - time.monotonic()))
+        remaining = int(producer.flush(left))
+        if remaining == 0 or (deadline is not None and time.monotonic() >= deadline):
+            return remaining
 
 
 class _translate_config:
