@@ -1,5 +1,6 @@
 """A broker SIGKILLed and restarted under load loses nothing and duplicates nothing;
-a disconnect while no broker answers fails every pending future, none silently.
+a disconnect while no broker answers fails every pending future, none silently (and
+ping() meanwhile is UNAVAILABLE).
 
 These run against ``private_broker`` (our own broker process), never the
 shared one.
@@ -88,6 +89,9 @@ def test_disconnect_without_a_broker_fails_every_pending_future(private_broker, 
     private_broker.kill()
     try:
         futures = [kafka.produce(topic, str(i).encode()) for i in range(100)]
+        with pytest.raises(ConnectorError) as down:  # no broker answers: ping says so
+            kafka.ping(timeout=1.0)
+        assert down.value.code is ErrorCode.UNAVAILABLE and down.value.transient
         undelivered = kafka.disconnect(timeout=1.0)
     finally:
         private_broker.start()
