@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import requests
+import urllib3.connectionpool
+import urllib3.util.retry
 from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.utils import select_proxy
 from urllib3 import BaseHTTPResponse, Timeout
@@ -58,7 +60,13 @@ class _RedactSecrets(logging.Filter):
 
     urllib3 logs ``"GET /path?key=... HTTP/1.1" 200`` at DEBUG; a connector
     whose API key travels in the query registers the key here so that line
-    shows ``***`` instead.
+    shows ``***`` instead. The key never reaches a log record: the ``log``
+    of urllib3's modules that log request URLs (``connectionpool``,
+    ``util.retry``) is wrapped (``_RedactingLog``) so the message is masked
+    before the record is made; a filter on a logger would only run after
+    ``Logger.handle`` received the record, too late for anything that looks
+    at records there. The filter on ``urllib3.connectionpool`` stays, for a
+    record made around the wrapper.
     """
 
     def __init__(self) -> None:
@@ -67,22 +75,52 @@ class _RedactSecrets(logging.Filter):
         self._lock = _fork.create_lock()
 
     def add(self, secret: str) -> None:
-        """Mask ``secret`` from now on; installs the filter on urllib3's logger once."""
-        with self._lock:  # secrets (copy-on-write), the filter installation
+        """Mask ``secret`` from now on; wraps urllib3's loggers once."""
+        with self._lock:  # secrets (copy-on-write), the installation
             self.secrets = self.secrets | {secret, urllib.parse.quote_plus(secret)}
             urllib3_logger = logging.getLogger("urllib3.connectionpool")
             if self not in urllib3_logger.filters:
                 urllib3_logger.addFilter(self)
+            for module in (urllib3.connectionpool, urllib3.util.retry):
+                current = getattr(module, "log", None)
+                if isinstance(current, logging.Logger):  # not wrapped yet
+                    setattr(module, "log", _RedactingLog(current, self))  # noqa: B010
+
+    def mask(self, message: str) -> str:
+        """``message`` with every registered secret as ``***``."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            message = message.replace(secret, "***")
+        return message
 
     def filter(self, record: logging.LogRecord) -> bool:
         secrets = self.secrets
         if secrets:
             message = record.getMessage()
             if any(secret in message for secret in secrets):
-                for secret in sorted(secrets, key=len, reverse=True):
-                    message = message.replace(secret, "***")
-                record.msg, record.args = message, ()
+                record.msg, record.args = self.mask(message), ()
         return True
+
+
+class _RedactingLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """urllib3's module logger, masking registered secrets before a record is made."""
+
+    def __init__(self, logger: logging.Logger, secrets: _RedactSecrets) -> None:
+        super().__init__(logger, {})
+        self._secrets = secrets
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self.logger.isEnabledFor(level):
+            return
+        secrets = self._secrets.secrets
+        if secrets:
+            try:
+                text = str(msg) % args if args else str(msg)
+            except Exception:  # leave a message that does not format to logging
+                text = None
+            if text is not None and any(secret in text for secret in secrets):
+                msg, args = self._secrets.mask(text), ()
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1  # urllib3's line, not ours
+        self.logger.log(level, msg, *args, **kwargs)
 
 
 redactor = _RedactSecrets()
