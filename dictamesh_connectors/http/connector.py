@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import enum
+import errno
 import logging
 import math
 import os
@@ -42,8 +43,11 @@ from dictamesh_connectors._convert import check_timeout
 from dictamesh_connectors.base import Connector
 from dictamesh_connectors.errors import (
     ConnectorError,
+    ErrorCode,
     InvalidConfigError,
     NotConnectedError,
+    build_error,
+    rule_for,
 )
 from dictamesh_connectors.http.auth import ConnectorAuth, OAuth2TokenSource
 from dictamesh_connectors.http.config import (
@@ -639,28 +643,50 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
 
         Raises:
             As ``stream`` (``PAYLOAD_TOO_LARGE`` beyond ``max_response_bytes``);
-            ``OSError`` from writing the file passes through.
+            ``ConnectorError`` when writing the destination fails (an
+            ``OSError``, classified by errno as the File connector does:
+            ``NOT_FOUND`` for a missing directory, ``PERMISSION_DENIED``,
+            ``RESOURCE_EXHAUSTED`` for a full disk...; ``details["errno"]``).
         """
         written = 0
         with self.stream("GET", path, **kwargs) as response:
-            if isinstance(dest, (str, os.PathLike)):
-                final = os.fspath(dest)
-                partial = final + ".part"
-                try:
-                    with open(partial, "wb") as fh:
-                        for chunk in response.iter_bytes():
-                            fh.write(chunk)
-                            written += len(chunk)
-                    os.replace(partial, final)
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        os.unlink(partial)
-                    raise
+            try:
+                if isinstance(dest, (str, os.PathLike)):
+                    final = os.fspath(dest)
+                    partial = final + ".part"
+                    try:
+                        with open(partial, "wb") as fh:
+                            for chunk in response.iter_bytes():
+                                fh.write(chunk)
+                                written += len(chunk)
+                        os.replace(partial, final)
+                    except BaseException:
+                        with contextlib.suppress(OSError):
+                            os.unlink(partial)
+                        raise
+                else:
+                    for chunk in response.iter_bytes():
+                        dest.write(chunk)
+                        written += len(chunk)
+            except OSError as exc:  # writing the destination (reading raises ConnectorError)
+                cause, error = exc, self._write_error(response, exc)
             else:
-                for chunk in response.iter_bytes():
-                    dest.write(chunk)
-                    written += len(chunk)
-        return written
+                return written
+        raise error from cause  # once the response is closed
+
+    def _write_error(self, response: Response, exc: OSError) -> ConnectorError:
+        """``download``'s error for a destination that cannot be written (no path shown)."""
+        from dictamesh_connectors.file.errors import ERRNO_RULES
+
+        rule = ERRNO_RULES.get(exc.errno or 0) or rule_for(ErrorCode.EXEC_FAILED, False)
+        name = errno.errorcode.get(exc.errno or 0, "")
+        return build_error(
+            f"{self.name}: download {response.shown_url}: cannot write the destination: "
+            f"{exc.strerror or type(exc).__name__}",
+            rule,
+            connector=self.name,
+            details={"errno": name} if name else None,
+        )
 
     def paginate(self, path: str, paginator: Any = None, **kwargs: Any) -> Iterator[Response]:
         """Iterate the pages of a paginated resource (see ``pagination``).

@@ -7,6 +7,8 @@ mocks. Timing assertions are lower bounds on server-observed gaps only.
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import itertools
 import logging
 import os
@@ -427,6 +429,38 @@ def test_streaming_download_and_upload(server, app, connect, tmp_path):
     assert app.hits("/upload")[0].header("Content-Length") == "3000000"
     assert app.hits("/chunks")[0].body == b"a" * 1000 + b"b" * 1000
     assert app.hits("/chunks")[0].header("Transfer-Encoding") == "chunked"
+
+
+def test_a_destination_that_cannot_be_written_is_a_connector_error(server, app, connect, tmp_path):
+    # A raw FileNotFoundError/IsADirectoryError/OSError left download()
+    # (issue #8: no builtin exception from a public method); classified by
+    # errno as the File connector does, the connection given back.
+    app.route("/file", ScriptedApp.big(100_000, declare_length=False))
+    api = connect(base_url=server.url)
+
+    class Full(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    directory = tmp_path / "a-directory"
+    directory.mkdir()
+    cases = [
+        (tmp_path / "no-such-dir" / "f.bin", ErrorCode.NOT_FOUND, "ENOENT"),
+        (directory, ErrorCode.INVALID_REQUEST, "EISDIR"),  # written to .part, replace() refuses
+        (Full(), ErrorCode.RESOURCE_EXHAUSTED, "ENOSPC"),
+    ]
+    for dest, code, name in cases:
+        with pytest.raises(ConnectorError) as info:
+            api.download("/file", dest)
+        err = info.value
+        assert (err.code, err.details.get("errno")) == (code, name), err
+        assert isinstance(err.__cause__, OSError)
+    assert not list(tmp_path.glob("*.part"))
+    assert api.stats().in_flight == 0
+    assert api.download("/file", tmp_path / "ok.bin") == 100_000
 
 
 def test_session_shares_the_pool_and_applies_auth(server, app, connect):
