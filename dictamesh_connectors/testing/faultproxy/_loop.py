@@ -429,6 +429,11 @@ class Loop:
             self._close_link(link, rst=False)
         return wake
 
+    def _uncount(self, direction: str, n: int) -> None:
+        """Take back ``n`` bytes counted for a send that did not happen."""
+        with self._state.lock:  # counters
+            self._state.bytes[direction] -= n
+
     def _pump(self, link: _Link, pipe: _Pipe, shape: Shape, now: float) -> float | None:
         if shape.blackhole or pipe.shut:
             return None
@@ -445,15 +450,22 @@ class Loop:
                     return pipe.not_before
                 quantum = max(1, min(_CHUNK, int(shape.bandwidth / 50)))
                 chunk = data[:quantum]
+            # Counted before the send, the part not sent taken back after it:
+            # the receiver is never ahead of the counter (a client that has its
+            # answer sees it counted).
+            with self._state.lock:  # counters
+                self._state.bytes[pipe.direction] += len(chunk)
             try:
                 sent = pipe.dst.send(chunk)
             except (BlockingIOError, InterruptedError):
+                self._uncount(pipe.direction, len(chunk))
                 pipe.blocked = True
                 return None
             except OSError as exc:
+                self._uncount(pipe.direction, len(chunk))
                 raise _Broken from exc
             with self._state.lock:  # counters
-                self._state.bytes[pipe.direction] += sent
+                self._state.bytes[pipe.direction] -= len(chunk) - sent
                 if shape.bandwidth is not None:
                     self._state.faults["bandwidth"] += 1
             pipe.held -= sent

@@ -41,7 +41,8 @@ class FaultProxyStats:
         active: connections open now.
         bytes_upstream: bytes delivered to the server.
         bytes_downstream: bytes delivered to clients (each send is counted
-            just after it returns: the receiver may be a moment ahead).
+            as it starts, so the receiver is never ahead of the counter;
+            the counter may be ahead of it by the send under way).
         upstream_failures: connections whose server end could not be opened
             (the client end was then reset).
         faults: how often each fault was applied: ``reset`` (connections
