@@ -1,8 +1,8 @@
 """Helpers for the connectors-through-FaultProxy tests.
 
-One file per network connector (PostgreSQL, HTTP, MongoDB, Kafka), each
-against its real server. The file connector has no network, so it has no
-proxy test (its faults are proved in tests/integration/file/).
+One file per network connector (PostgreSQL, HTTP, MongoDB, Kafka, GraphQL,
+SOAP), each against its real server. The file connector has no network, so
+it has no proxy test (its faults are proved in tests/integration/file/).
 
 ``bounded(fn)`` runs one connector call in a daemon thread and waits for it
 a long but finite time: a connector that hangs through a fault fails the
