@@ -110,10 +110,49 @@ def test_a_real_duplicate_key_is_a_constraint_violation_with_its_key_pattern(ser
 
 
 def test_a_document_over_16_mib_is_refused_and_nothing_is_written(db):
-    with pytest.raises(ConnectorError) as info:
-        db.insert_one("big", {"blob": b"x" * (16 * 1024 * 1024 + 1)})
-    assert info.value.code is ErrorCode.PAYLOAD_TOO_LARGE and not info.value.maybe_applied
-    assert db.count("big") == 0
+    big = {"blob": b"x" * (16 * 1024 * 1024 + 1)}
+    calls = [
+        lambda: db.insert_one("big", big),
+        # The large one second: the first is not sent either (pymongo alone
+        # sends both in one batch and leaves the large one to the server:
+        # SecantusDB writes the first, FerretDB stores both).
+        lambda: db.insert_many("big", [{"n": 1}, big, {"n": 3}]),
+        lambda: db.insert_many("big", [{"n": 1}, big], ordered=False),
+        lambda: db.bulk_write("big", [("insert_one", {"n": 1}), ("insert_one", big)]),
+        lambda: db.bulk_write("big", [("insert_one", {"n": 1}), ("replace_one", ({}, big))]),
+        lambda: db.replace_one("big", {}, big, upsert=True),
+    ]
+    for call in calls:
+        with pytest.raises(ConnectorError) as info:
+            call()
+        assert info.value.code is ErrorCode.PAYLOAD_TOO_LARGE and not info.value.maybe_applied
+        assert db.count("big") == 0
+
+
+def test_inserts_return_ids_and_store_what_pymongo_would(server, db):
+    import types
+
+    frozen = types.MappingProxyType({"kind": "frozen"})
+    frozen_id = db.insert_one("c", frozen)  # pymongo itself refuses an immutable mapping
+    assert isinstance(frozen_id, ObjectId) and "_id" not in frozen
+    given = {"kind": "plain"}
+    plain_id = db.insert_one("c", given)
+    assert given["_id"] == plain_id  # as pymongo does: the caller's dict gets its _id
+    many = [{"kind": "m", "n": 1}, {"_id": "own", "kind": "m", "n": 2}, frozen]
+    ids = db.insert_many("c", many)
+    assert ids[1] == "own" and ids[0] == many[0]["_id"] and isinstance(ids[2], ObjectId)
+    result = db.bulk_write("c", [("insert_one", {"kind": "b"}), ("insert_one", frozen)])
+    assert result.inserted == 2
+    raw = server.raw()
+    try:
+        stored = list(raw[db.config.database]["c"].find({}, sort=[("_id", 1)]))
+    finally:
+        raw.close()
+    assert len(stored) == 7 and all(next(iter(d)) == "_id" for d in stored)
+    by_id = {d["_id"]: d for d in stored}
+    assert by_id[frozen_id] == {"_id": frozen_id, "kind": "frozen"}
+    assert by_id["own"] == {"_id": "own", "kind": "m", "n": 2}
+    assert by_id[ids[0]] == {"_id": ids[0], "kind": "m", "n": 1}
 
 
 def test_a_server_side_error_is_classified_and_masks_values(db):

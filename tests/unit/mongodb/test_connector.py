@@ -5,6 +5,7 @@ import types
 
 import bson
 import bson.binary
+import bson.codec_options
 import pymongo
 import pymongo.errors
 import pytest
@@ -140,6 +141,26 @@ def offline():
             lambda db: db.replace_one("c", {}, {"b": b"x" * (16 << 20)}),
             ConnectorError,
             ErrorCode.PAYLOAD_TOO_LARGE,
+        ),
+        (
+            lambda db: db.insert_many("c", [{}, {"b": b"x" * (16 << 20)}, {}]),
+            ConnectorError,
+            ErrorCode.PAYLOAD_TOO_LARGE,
+        ),
+        (
+            lambda db: db.bulk_write("c", [("insert_one", {"b": b"x" * (16 << 20)})]),
+            ConnectorError,
+            ErrorCode.PAYLOAD_TOO_LARGE,
+        ),
+        (
+            lambda db: db.bulk_write("c", [("replace_one", ({}, {"b": b"x" * (16 << 20)}))]),
+            ConnectorError,
+            ErrorCode.PAYLOAD_TOO_LARGE,
+        ),
+        (
+            lambda db: db.insert_many("c", [{}, {"o": object()}]),
+            ConnectorError,
+            ErrorCode.SERIALIZATION_ERROR,
         ),
         (
             lambda db: db.insert_one("c", {"o": object()}),
@@ -498,3 +519,19 @@ def test_a_transaction_has_every_verb_of_the_connector():
     verbs = public_methods(MongoDBConnector) - lifecycle
     assert {"execute", "query", "insert_one", "create_index"} <= verbs
     assert not verbs - public_methods(Transaction)
+
+
+def test_the_chunked_size_check_finds_the_one_large_document_anywhere():
+    from dictamesh_connectors.mongodb.verbs import _check_sizes
+
+    coll = types.SimpleNamespace(codec_options=bson.codec_options.DEFAULT_CODEC_OPTIONS)
+    small = [{"n": i} for i in range(3000)]
+    _check_sizes(small, coll)  # nothing over the limit: no error
+    # Many documents that together pass 16 MiB but none alone: no error.
+    _check_sizes([{"b": b"x" * (1 << 20)} for _ in range(40)], coll)
+    for position in (0, 15, 16, 1500, 2999):
+        docs = list(small)
+        docs[position] = {"b": b"x" * (16 << 20)}
+        with pytest.raises(ConnectorError) as info:
+            _check_sizes(docs, coll)
+        assert info.value.code is ErrorCode.PAYLOAD_TOO_LARGE, position
