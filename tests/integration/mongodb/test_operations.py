@@ -218,3 +218,41 @@ def test_reconnects_after_disconnect(server):
         db.disconnect()
         db.connect()
         assert db.count("c") == 1
+
+
+@pytest.mark.parametrize("representation", ["pythonLegacy", "javaLegacy", "csharpLegacy"])
+def test_uuids_are_stored_with_the_configured_representation(server, representation):
+    from bson.binary import UuidRepresentation
+
+    value = uuid.UUID("00112233-4455-6677-8899-aabbccddeeff")
+    with connected(server, uuid_representation=representation) as db:
+        inserted = db.insert_one("u", {"id": value})
+        assert db.find_one("u", {"id": value})["_id"] == inserted  # queries encode it alike
+        raw = server.raw()
+        try:
+            stored = (
+                raw[db.config.database]
+                .get_collection(
+                    "u",
+                    codec_options=raw.codec_options.with_options(
+                        uuid_representation=UuidRepresentation.UNSPECIFIED
+                    ),
+                )
+                .find_one({"_id": inserted})["id"]
+            )
+        finally:
+            raw.close()
+    # The legacy representations are binary subtype 3, each with its byte order.
+    assert isinstance(stored, Binary) and stored.subtype == 3
+    expected = Binary.from_uuid(
+        value,
+        getattr(
+            UuidRepresentation,
+            {
+                "pythonLegacy": "PYTHON_LEGACY",
+                "javaLegacy": "JAVA_LEGACY",
+                "csharpLegacy": "CSHARP_LEGACY",
+            }[representation],
+        ),
+    )
+    assert bytes(stored) == bytes(expected)
