@@ -97,8 +97,10 @@ class Operation(str):
     the name (a ``str``, equal to and hashed as the plain name, so counters
     and labels keyed by it are unchanged), with ``target`` added. The
     MongoDB connector sets ``target`` to the collection of each collection
-    verb, and to the command's name for ``execute``; it is never a filter, a
-    document or a value. Built only when a listener is subscribed.
+    verb, and to the command's name for ``execute``; the PostgreSQL
+    connector to the statement's verb (``"SELECT"``), when it is one
+    statement. It is never a filter, a document, a statement's text or a
+    value. Built only when a listener is subscribed.
 
     Attributes:
         target: The collection (or command name) the operation acts on.

@@ -6,14 +6,21 @@ follows OpenTelemetry's semantic conventions:
 
 ==============  ===========================================================
 database        ``db.system.name`` (and the older ``db.system``),
-                ``db.operation.name``, ``db.namespace``, ``server.address``,
-                ``server.port``
-HTTP            ``http.request.method``, ``url.full`` (without its query),
+                ``db.operation.name`` (PostgreSQL: the statement's verb;
+                MongoDB: the command pymongo sends), ``db.collection.name``
+                (MongoDB), ``db.namespace``, ``server.address``,
+                ``server.port``; ``db.response.status_code`` on a failure
+HTTP            ``http.request.method`` (``_OTHER`` and
+                ``http.request.method_original`` for a method the
+                conventions do not know), ``url.full`` (without its query),
                 ``url.scheme``, ``server.address``, ``server.port``,
                 ``http.response.status_code`` (when a response came)
 messaging       ``messaging.system``, ``messaging.operation.name``,
                 ``messaging.operation.type``, ``messaging.destination.name``
                 (the topic, on ``produce``/``produce_sync``), ``server.address``
+GraphQL         ``graphql.operation.type``, ``graphql.operation.name``,
+                ``server.address``, ``server.port``, ``url.scheme`` (the
+                request itself is the HTTP connector's span)
 every span      ``dictamesh.connector``, ``dictamesh.operation``
 failed          status ERROR with our code as its description,
                 ``error.type`` = the code (``"TIMEOUT"``...), and
@@ -74,12 +81,20 @@ else:
 
 __all__ = ["OpenTelemetryListener", "instrument", "instrumented", "uninstrument"]
 
-_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+# The methods the conventions know; any other is "_OTHER" (its own name in
+# http.request.method_original) and the span is named "HTTP".
+_HTTP_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+)
+_GRAPHQL_TYPES = frozenset({"query", "mutation", "subscription"})
 _DB = {"postgresql": "postgresql", "mongodb": "mongodb"}
 _HTTP = frozenset({"http", "graphql", "soap"})
 # Where each database connector's errors keep the server's code (db.response.status_code).
 _STATUS_DETAIL = {"mongodb": "code", "postgresql": "sqlstate"}
 _KAFKA_SEND = frozenset({"produce", "produce_many", "send", "operation"})
+
+# PostgreSQL operations whose statement the connector writes itself.
+_POSTGRESQL_OPERATIONS = {"ping": "SELECT", "copy_in": "COPY", "copy_out": "COPY"}
 
 # The command pymongo sends for each MongoDB verb (the tests check each one
 # against a pymongo CommandListener). bulk_write sends one insert, update or
@@ -138,7 +153,9 @@ def _static_attributes(connector: Any) -> dict[str, Any]:
                 if port is not None:
                     attrs["server.port"] = port
     elif name in _HTTP:
-        base = urllib.parse.urlsplit(getattr(connector, "base_url", "") or "")
+        base = urllib.parse.urlsplit(
+            getattr(connector, "base_url", "") or getattr(config, "base_url", "") or ""
+        )
         if base.hostname:
             attrs["server.address"] = base.hostname
             attrs["server.port"] = base.port or (443 if base.scheme == "https" else 80)
@@ -188,8 +205,14 @@ class OpenTelemetryListener(Listener):
         attrs = dict(self._attributes_of(connector))
         name = connector.name
         verb, _, rest = operation.partition(" ")
-        if name in _HTTP and verb in _HTTP_METHODS:
-            attrs["http.request.method"] = verb
+        request = name in _HTTP and (
+            verb in _HTTP_METHODS or rest.startswith(("http://", "https://"))
+        )
+        if request:  # "METHOD url": one HTTP request
+            known = verb in _HTTP_METHODS
+            attrs["http.request.method"] = verb if known else "_OTHER"
+            if not known:
+                attrs["http.request.method_original"] = verb
             attrs["dictamesh.operation"] = verb
             if rest:
                 parts = urllib.parse.urlsplit(rest)
@@ -199,7 +222,16 @@ class OpenTelemetryListener(Listener):
                 attrs["url.full"] = urllib.parse.urlunsplit(
                     (parts.scheme, netloc, parts.path, "", "")
                 )
-            return verb, SpanKind.CLIENT, attrs
+            return (verb if known else "HTTP"), SpanKind.CLIENT, attrs
+        if name == "graphql" and verb in _GRAPHQL_TYPES:
+            # "query Name": the operation's type and name (never its document).
+            attrs["dictamesh.operation"] = verb
+            attrs["graphql.operation.type"] = verb
+            if rest:
+                attrs["graphql.operation.name"] = rest
+            return str(operation), SpanKind.CLIENT, attrs
+        if name == "kafka" and verb in _KAFKA_SEND and not rest:
+            rest = getattr(operation, "target", "")  # produce_many's topic
         if name == "kafka" and verb in _KAFKA_SEND and rest:
             # "produce TOPIC" (the send path's hook names the topic): the
             # destination, and the span name "send TOPIC" of the conventions.
@@ -211,14 +243,18 @@ class OpenTelemetryListener(Listener):
         attrs["dictamesh.operation"] = str(operation)
         if name == "mongodb":
             return self._describe_mongodb(operation, attrs)
-        if name in _DB:
-            attrs["db.operation.name"] = operation
+        if name == "postgresql":
+            # The statement's verb, which the connector worked out (only the
+            # keyword: see postgresql.statements.operation_name).
+            sql_verb: str | None = getattr(operation, "target", None)
+            sql_verb = sql_verb or _POSTGRESQL_OPERATIONS.get(operation)
+            if sql_verb and operation == "executemany":
+                sql_verb = f"BATCH {sql_verb}"  # one statement, many parameter sets
+            if sql_verb:
+                attrs["db.operation.name"] = sql_verb
             namespace = attrs.get("db.namespace")
-            return (
-                f"{operation} {namespace}" if namespace else operation,
-                SpanKind.CLIENT,
-                attrs,
-            )
+            what = sql_verb or str(operation)
+            return (f"{what} {namespace}" if namespace else what), SpanKind.CLIENT, attrs
         if name == "kafka":
             sending = operation in _KAFKA_SEND
             attrs["messaging.operation.name"] = "send" if sending else operation

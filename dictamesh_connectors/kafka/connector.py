@@ -443,7 +443,9 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
             for index, (value, key) in enumerate(zip(items, key_list, strict=True))
         ]
         wait = _seconds(timeout, self.config.produce_timeout)
-        with self._use("produce_many") as handle:
+        op = self._use("produce_many")
+        op._target = topic  # the destination, for listeners (spans)
+        with op as handle:
             if handle.fatal is not None:
                 self._lost(handle, handle.fatal)
             try:
@@ -490,7 +492,9 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
     ) -> RecordMetadata:
         """Produce bytes as they are (no serializer) and wait: the dead-letter path."""
         future = new_future()
-        with self._use("produce") as handle:
+        op = self._use("produce")
+        op._target = topic  # the destination, for listeners (spans)
+        with op as handle:
             if handle.fatal is not None:
                 self._lost(handle, handle.fatal)
             produce_one(

@@ -47,6 +47,7 @@ from dictamesh_connectors.postgresql.statements import (
     begin_statement,
     copy_in_statement,
     copy_out_statement,
+    operation_name,
 )
 from dictamesh_connectors.postgresql.transaction import Transaction
 from dictamesh_connectors.retry import RetryPolicy, retry_call, retry_once
@@ -233,19 +234,25 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         *,
         write: bool,
         may_repeat: Callable[[], bool] | None = None,
+        sql: SQL | None = None,
     ) -> T:
         """Run ``body(conn)`` on a pooled connection as one in-flight operation.
 
         Reads whose connection was lost are retried once on a fresh
         connection (when ``may_repeat`` allows it); writes never are. This
         is the hot path of every operation: ``_use()`` does the in-flight
-        accounting, without the general retry loop of ``_run()``.
+        accounting, without the general retry loop of ``_run()``. ``sql``
+        (the statement) gives listeners its verb, worked out only when one
+        is subscribed.
         """
         translator = translate(operation, self._target, write=write)
         checkout = self._checkout
 
         def attempt() -> T:
-            with self._use(operation) as pool, translator:
+            op = self._use(operation)
+            with op as pool, translator:
+                if sql is not None and op._started:  # a listener is subscribed
+                    _name_operation(op, sql)
                 conn = checkout.getconn(pool)
                 try:
                     return body(conn)
@@ -317,6 +324,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                 ),
             ),
             write=False,
+            sql=sql,
         )
 
     def execute(
@@ -350,6 +358,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                 ),
             ),
             write=True,
+            sql=sql,
         )
         return result
 
@@ -386,7 +395,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                 conn.execute("COMMIT")
             return ExecResult([], [], cur.rowcount)
 
-        return self._op("executemany", body, write=True)
+        return self._op("executemany", body, write=True, sql=sql)
 
     def copy_in(self, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
         """Bulk-load rows with ``COPY table (columns) FROM STDIN``.
@@ -406,7 +415,10 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         """
         statement = copy_in_statement(table, columns)
         return self._op(
-            "copy_in", lambda conn: copy_rows(conn.cursor(), statement, rows), write=True
+            "copy_in",
+            lambda conn: copy_rows(conn.cursor(), statement, rows),
+            write=True,
+            sql="COPY",
         )
 
     @overload
@@ -470,6 +482,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
             lambda conn: copy_to(conn.cursor(), statement, params, sink, written),
             write=False,
             may_repeat=lambda: written[0] == 0,
+            sql="COPY",
         )
         return buffer.getvalue() if out is None else count
 
@@ -495,7 +508,10 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
             raise InvalidConfigError("batch_size must be a positive int")
 
         def rows(columns: list[str]) -> Generator[dict[str, Any], None, None]:
-            with self._use() as pool:
+            op = self._use("stream")
+            with op as pool:
+                if op._started:  # a listener is subscribed
+                    _name_operation(op, sql)
                 yield from self._stream_rows(pool, columns, sql, params, batch_size)
 
         return RowStream(rows)
@@ -588,7 +604,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         """
         begin = begin_statement(isolation_level, read_only, deferrable)
         target = self._target
-        with self._use() as pool:
+        with self._use("transaction") as pool:
             conn = self._begin(pool, begin)
             tx = Transaction(conn, target, self.config.statement_timeout)
             try:
@@ -684,6 +700,13 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
             clock=self._clock,
             rand=self._rand,
         )
+
+
+def _name_operation(op: Any, sql: SQL) -> None:
+    """Give ``op``'s listeners the statement's verb (never its text)."""
+    verb = operation_name(sql)
+    if verb is not None:
+        op._target = verb
 
 
 def _is_conflict(err: ConnectorError) -> bool:

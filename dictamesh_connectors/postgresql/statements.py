@@ -9,6 +9,7 @@ before anything reaches the server.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "begin_statement",
     "copy_in_statement",
     "copy_out_statement",
+    "operation_name",
     "savepoint_statements",
     "timeout_ms",
 ]
@@ -51,6 +53,44 @@ ISOLATION_LEVELS = frozenset(
     {"READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"}
 )
 COPY_FORMATS = frozenset({"text", "csv", "binary"})
+
+
+# The statements whose first keyword names the operation (db.operation.name
+# of OpenTelemetry's conventions). A closed set: nothing a caller wrote
+# other than one of these words can come out of ``operation_name``.
+_OPERATIONS = frozenset(
+    {
+        "ALTER", "ANALYZE", "BEGIN", "CALL", "CLUSTER", "COMMENT", "COMMIT", "COPY", "CREATE",
+        "DEALLOCATE", "DECLARE", "DELETE", "DISCARD", "DO", "DROP", "EXECUTE", "EXPLAIN",
+        "FETCH", "GRANT", "IMPORT", "INSERT", "LISTEN", "LOCK", "MERGE", "MOVE", "NOTIFY",
+        "PREPARE", "REFRESH", "REINDEX", "RESET", "REVOKE", "ROLLBACK", "SAVEPOINT", "SELECT",
+        "SET", "SHOW", "TABLE", "TRUNCATE", "UNLISTEN", "UPDATE", "VACUUM", "VALUES",
+    }
+)  # fmt: skip
+_FIRST_WORD = re.compile(
+    r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*([A-Za-z]+)(?![A-Za-z0-9_$])", re.DOTALL
+)
+
+
+def operation_name(statement: object) -> str | None:
+    """The SQL verb of ``statement`` (``"SELECT"``, ``"INSERT"``...), or ``None``.
+
+    ``None`` unless the text is one statement (no ``;`` but a final one: the
+    conventions say not to name an operation from a text that may hold
+    several) and starts, after comments, with a keyword of a closed set;
+    ``WITH ...`` and ``psycopg.sql`` objects give ``None`` (no parsing).
+    Only the keyword is returned, never any other part of the text.
+    """
+    if isinstance(statement, bytes):
+        statement = statement.decode("utf-8", "replace")
+    if not isinstance(statement, str):
+        return None
+    text = statement.rstrip().rstrip(";")
+    if ";" in text:
+        return None
+    match = _FIRST_WORD.match(text)
+    verb = match.group(1).upper() if match else None
+    return verb if verb in _OPERATIONS else None
 
 
 def timeout_ms(timeout: float) -> str:

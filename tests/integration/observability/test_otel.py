@@ -63,30 +63,64 @@ def _traceparent(span) -> str:
 
 
 def test_postgresql_spans_follow_the_database_conventions(spans, postgres_dsn):
+    """db.operation.name is the statement's verb (never its text or a parameter), only
+    when the text is one statement; the span is "{verb} {database}"."""
     from dictamesh_connectors.postgresql import PostgreSQLConfig, PostgreSQLConnector
 
     exporter, tracer = spans
+    table = f"otel_{uuid.uuid4().hex[:8]}"
     config = PostgreSQLConfig.from_url(postgres_dsn, retry=RetryPolicy.no_retry())
     with PostgreSQLConnector(config) as db, tracer.start_as_current_span("job") as job:
         assert db.query("SELECT %s::text AS v", [MARKER]).scalar() == MARKER
+        db.execute(f"CREATE TABLE {table} (v text)")
+        db.executemany(f"insert into {table} VALUES (%s)", [[MARKER], [MARKER]])
+        assert db.query(f"/* {MARKER} */ SELECT v FROM {table} WHERE v = '{MARKER}'").rows
+        assert len(list(db.stream(f"SELECT v FROM {table}", batch_size=1))) == 2
+        db.copy_out(f"SELECT v FROM {table}")
+        db.query(f"SELECT 1; SELECT '{MARKER}'")  # two statements: no verb
+        with db.transaction() as tx:
+            tx.execute(f"UPDATE {table} SET v = %s", [MARKER])
+        db.ping()
+        db.execute(f"DROP TABLE {table}")
         with pytest.raises(ConnectorError) as info:
             db.execute("SELECT * FROM no_such_table_obs WHERE x = %s", [MARKER])
+        with pytest.raises(ConnectorError):
+            db.execute(f"{MARKER} FROM nowhere")  # not SQL: no verb comes of it
     finished = [s for s in exporter.get_finished_spans() if s.name != "job"]
-    ok, failed = finished[-2], finished[-1]
+    seen = [
+        (s.attributes["dictamesh.operation"], s.attributes.get("db.operation.name"), s.name)
+        for s in finished
+    ]
+    database = config.database
+    assert seen == [
+        ("query", "SELECT", f"SELECT {database}"),
+        ("execute", "CREATE", f"CREATE {database}"),
+        ("executemany", "BATCH INSERT", f"BATCH INSERT {database}"),
+        ("query", "SELECT", f"SELECT {database}"),
+        ("stream", "SELECT", f"SELECT {database}"),
+        ("copy_out", "COPY", f"COPY {database}"),
+        ("query", None, f"query {database}"),
+        ("transaction", None, f"transaction {database}"),
+        ("ping", "SELECT", f"SELECT {database}"),
+        ("execute", "DROP", f"DROP {database}"),
+        ("execute", "SELECT", f"SELECT {database}"),
+        ("execute", None, f"execute {database}"),
+    ]
+    ok, failed = finished[0], finished[-2]
     assert ok.kind is SpanKind.CLIENT
     assert ok.attributes["db.system.name"] == ok.attributes["db.system"] == "postgresql"
-    assert ok.attributes["db.operation.name"] == "query"
-    assert ok.attributes["db.namespace"] == config.database
+    assert ok.attributes["db.namespace"] == database
     assert (ok.attributes["server.address"], ok.attributes["server.port"]) == (
         config.host,
         config.port,
     )
-    assert ok.name == f"query {config.database}"
     assert ok.parent is not None and ok.parent.span_id == job.get_span_context().span_id
     assert ok.status.status_code is StatusCode.UNSET
+    assert "db.query.text" not in ok.attributes
     code = info.value.code.value
     assert failed.status.status_code is StatusCode.ERROR and failed.status.description == code
     assert failed.attributes["error.type"] == failed.attributes["dictamesh.error.code"] == code
+    assert failed.attributes["db.response.status_code"] == "42P01"  # the SQLSTATE
     assert failed.attributes["dictamesh.error.transient"] is False
     _no_marker(exporter.get_finished_spans())
     pw = config.password.get_secret_value() if config.password else None
@@ -107,7 +141,15 @@ def test_http_spans_and_traceparent_in_the_request_headers(spans):
         with HTTPConnector(config) as api, tracer.start_as_current_span("job") as job:
             api.get("/items", params={"q": MARKER})
             api.get("/flaky")
+            api.request("PROPFIND", "/dav", params={"q": MARKER})
     http_spans = [s for s in exporter.get_finished_spans() if s.name != "job"]
+    other = http_spans.pop()  # a method the conventions do not know
+    assert other.name == "HTTP" and other.kind is SpanKind.CLIENT
+    assert other.attributes["http.request.method"] == "_OTHER"
+    assert other.attributes["http.request.method_original"] == "PROPFIND"
+    assert other.attributes["dictamesh.operation"] == "PROPFIND"
+    assert other.attributes["url.full"] == server.url + "/dav"
+    assert other.attributes["http.response.status_code"] == 200
     first = http_spans[0]
     assert first.name == "GET" and first.kind is SpanKind.CLIENT
     assert first.attributes["http.request.method"] == "GET"
@@ -134,6 +176,35 @@ def test_http_spans_and_traceparent_in_the_request_headers(spans):
     _no_marker(exporter.get_finished_spans())
 
 
+def test_graphql_spans_name_the_operation_never_the_document(spans):
+    pytest.importorskip("graphql")
+    from dictamesh_connectors.graphql import GraphQLConfig, GraphQLConnector
+    from tests.integration.graphql.server import GraphQLTestServer
+
+    exporter, tracer = spans
+    with GraphQLTestServer() as server:
+        config = GraphQLConfig.from_url("graphql+" + server.url)
+        with GraphQLConnector(config) as gql, tracer.start_as_current_span("job"):
+            gql.query(f'query Counter {{ counter }} # "{MARKER}"', operation_name="Counter")
+            gql.mutation("mutation { increment(by: 2) }")
+    finished = [s for s in exporter.get_finished_spans() if s.name != "job"]
+    ops = [s for s in finished if s.attributes["dictamesh.connector"] == "graphql"]
+    assert [s.name for s in ops] == ["query Counter", "mutation"]
+    query, mutation = ops
+    assert query.attributes["graphql.operation.type"] == "query"
+    assert query.attributes["graphql.operation.name"] == "Counter"
+    assert mutation.attributes["graphql.operation.type"] == "mutation"
+    assert "graphql.operation.name" not in mutation.attributes
+    for span in ops:
+        assert span.kind is SpanKind.CLIENT
+        assert span.attributes["server.address"] == "127.0.0.1"
+        assert span.attributes["server.port"] == int(server.url.split(":")[2].split("/")[0])
+    # Each request is the HTTP connector's span: POST to the endpoint.
+    posts = [s for s in finished if s.attributes["dictamesh.connector"] == "http"]
+    assert [s.name for s in posts] == ["POST", "POST"]
+    _no_marker(exporter.get_finished_spans())
+
+
 def test_no_header_is_added_once_uninstrumented():
     app = ScriptedApp(ScriptedApp.status(200, b"ok"))
     with LocalServer(app) as server, HTTPConnector(HTTPConfig(base_url=server.url)) as api:
@@ -151,6 +222,10 @@ def test_kafka_produce_spans_and_traceparent_in_the_message_headers(spans, kafka
     with KafkaConnector(config) as kafka:
         with tracer.start_as_current_span("job"):
             kafka.produce_sync(topic, MARKER.encode(), headers={"kind": "test"})
+            batch = kafka.produce_many(topic, [b"one", b"two"], keys=[MARKER.encode()] * 2).result(
+                30
+            )
+            assert not batch.failed
         with kafka.consumer(f"g-{uuid.uuid4().hex[:6]}", [topic]) as consumer:
             message = None
             for _ in range(60):
@@ -159,7 +234,12 @@ def test_kafka_produce_spans_and_traceparent_in_the_message_headers(spans, kafka
                     break
     assert message is not None
     headers = dict(message.headers)
-    (send,) = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.PRODUCER]
+    send, many = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.PRODUCER]
+    assert many.name == f"send {topic}"  # the batch's topic too (no traceparent: one span)
+    assert many.attributes["messaging.destination.name"] == topic
+    assert many.attributes["messaging.operation.type"] == "send"
+    assert many.attributes["dictamesh.operation"] == "produce_many"
+    assert "messaging.kafka.message.key" not in many.attributes  # a key is data
     assert send.name == f"send {topic}"  # "{operation} {destination}", as the conventions say
     assert send.attributes["messaging.system"] == "kafka"
     assert send.attributes["messaging.operation.name"] == "send"

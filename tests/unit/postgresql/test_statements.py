@@ -10,6 +10,7 @@ from dictamesh_connectors.postgresql.statements import (
     begin_statement,
     copy_in_statement,
     copy_out_statement,
+    operation_name,
     savepoint_statements,
     timeout_ms,
 )
@@ -86,3 +87,25 @@ def test_savepoint_statements_name_the_same_quoted_savepoint():
     assert create == 'SAVEPOINT "dictamesh_sp_3"'
     assert rollback_to == 'ROLLBACK TO SAVEPOINT "dictamesh_sp_3"'
     assert release == 'RELEASE SAVEPOINT "dictamesh_sp_3"'
+
+
+@pytest.mark.parametrize(
+    ("statement", "verb"),
+    [
+        ("SELECT 1", "SELECT"),
+        ("  select * from t;  ", "SELECT"),
+        (b"update t set a = 1", "UPDATE"),
+        ("-- note\n/* block */ INSERT INTO t VALUES (%s)", "INSERT"),
+        ("copy t to stdout", "COPY"),
+        ("SELECT 1; DELETE FROM t", None),  # maybe several statements: no name
+        ("/* a; b */ SELECT 1", None),  # a ';' anywhere: not guessed
+        ("WITH a AS (SELECT 1) SELECT * FROM a", None),
+        ("s3cr3t-value SELECT", None),  # only a keyword of the closed set comes out
+        ("SELECTED 1", None),
+        ("", None),
+        (sql.SQL("SELECT 1"), None),  # composed objects are not rendered
+        (None, None),
+    ],
+)
+def test_operation_name_is_a_known_keyword_of_one_statement_or_none(statement, verb):
+    assert operation_name(statement) == verb
