@@ -804,7 +804,9 @@ def _check_sizes(documents: Sequence[Mapping[str, Any]], coll: Collection[Docume
 
 
 def _non_negative(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 2**62:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise wrong_type(f"{what} must be a non-negative int, not {type(value).__name__}")
+    if value < 0 or value > 2**62:
         raise InvalidConfigError(f"{what} must be a non-negative int", connector="mongodb")
     return value
 
@@ -861,10 +863,12 @@ def _cursor_options(
     ``find`` names the server time limit ``max_time_ms``, ``count_documents``
     ``maxTimeMS``: ``max_time_key`` says which.
     """
-    if limit:
-        options["limit"] = _non_negative(limit, "limit")
-    if skip:
-        options["skip"] = _non_negative(skip, "skip")
+    # The int 0 (the default) skips the check; truthiness alone would also
+    # let "", [] or 0.0 through unchecked, as "no limit".
+    if (type(limit) is not int or limit) and _non_negative(limit, "limit"):
+        options["limit"] = limit
+    if (type(skip) is not int or skip) and _non_negative(skip, "skip"):
+        options["skip"] = skip
     if hint is not None:
         options["hint"] = key_spec(hint)
     ms = max_time_ms(max_time)
