@@ -379,19 +379,21 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         """
 
         target = self._target
+        limit = self.config.statement_timeout
 
         def body(conn: psycopg.Connection[Any]) -> ExecResult:
             cur = conn.cursor()
             # Until COMMIT is sent, a lost connection means nothing happened.
             with translate("executemany", target, write=True, in_transaction=True):
-                conn.execute("BEGIN")
+                with deadline(conn, limit):
+                    conn.execute("BEGIN")
                 try:
-                    with conn.pipeline():
+                    with deadline(conn, limit), conn.pipeline():
                         cur.executemany(sql, params_seq)
                 except BaseException:
                     rollback_quietly(conn)
                     raise
-            with translate("commit", target, write=True):
+            with translate("commit", target, write=True), deadline(conn, limit):
                 conn.execute("COMMIT")
             return ExecResult([], [], cur.rowcount)
 

@@ -20,7 +20,7 @@ from dictamesh_connectors.postgresql import PostgreSQLConfig, PostgreSQLConnecto
 from dictamesh_connectors.retry import RetryPolicy
 from dictamesh_connectors.testing.faultproxy import FaultProxy
 from tests.conftest import POSTGRES
-from tests.integration.faultproxy.conftest import bounded, wait_for
+from tests.integration.faultproxy.conftest import Outcome, bounded, wait_for
 from tests.integration.postgresql.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -384,3 +384,96 @@ def test_disconnect_through_a_blackhole_returns(
     proxy.blackhole(True)
     assert bounded(lambda: connector.disconnect(2)).error is None
     assert not connector.is_connected
+
+
+def finished(outcome: Outcome, proxy: FaultProxy, what: str) -> ConnectorError:
+    """Lift the fault, join the bounded call, and return the error it ended with."""
+    proxy.clear()  # the held bytes flow: a hung call finishes now
+    assert outcome.thread is not None
+    outcome.thread.join(30)
+    assert not outcome.hung, f"{what} waited for ever through the blackhole"
+    err = outcome.error
+    assert isinstance(err, ConnectorError), err
+    return err
+
+
+@pytest.mark.parametrize("direction", ["both", "downstream"])
+def test_executemany_through_a_blackhole_at_begin_times_out_and_applies_nothing(
+    postgres_dsn: str, proxy: FaultProxy, table: str, admin: psycopg.Connection, direction: str
+) -> None:
+    """BEGIN lost (or its answer): nothing of the batch was sent, so nothing applied."""
+    with PostgreSQLConnector(proxied_config(postgres_dsn, proxy, statement_timeout=1.0)) as db:
+        assert db.query("SELECT 1").scalar() == 1
+        proxy.blackhole(True, direction=direction)  # type: ignore[arg-type]
+        outcome = bounded(
+            lambda: db.executemany(f"INSERT INTO {table} VALUES (%s)", [(1,), (2,)]),
+            wait=20.0,
+            may_hang=True,
+        )
+        err = finished(outcome, proxy, "executemany")
+        assert isinstance(err, ConnectorTimeoutError), err
+        assert err.code is ErrorCode.TIMEOUT and err.transient
+        assert not err.maybe_applied, err
+        assert admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+        assert bounded(lambda: db.query("SELECT 6").scalar()).result == 6
+
+
+def test_executemany_through_a_blackhole_between_rows_applies_nothing(
+    postgres_dsn: str, proxy: FaultProxy, table: str, admin: psycopg.Connection
+) -> None:
+    """The blackhole starts while the rows are sent: no COMMIT was sent, nothing applied."""
+
+    def rows() -> Iterator[tuple[int]]:
+        yield (1,)
+        proxy.blackhole(True)
+        yield (2,)
+
+    with PostgreSQLConnector(proxied_config(postgres_dsn, proxy, statement_timeout=1.0)) as db:
+        outcome = bounded(
+            lambda: db.executemany(f"INSERT INTO {table} VALUES (%s)", rows()),
+            wait=20.0,
+            may_hang=True,
+        )
+        err = finished(outcome, proxy, "executemany")
+        assert isinstance(err, ConnectorTimeoutError), err
+        assert err.transient and not err.maybe_applied, err
+        assert wait_for(
+            lambda: admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), timeout=30
+        )
+
+
+def test_executemany_whose_commit_answer_is_lost_times_out_maybe_applied(
+    postgres_dsn: str, proxy: FaultProxy, table: str, admin: psycopg.Connection
+) -> None:
+    """COMMIT reached the server and committed; its answer is held: maybe_applied."""
+    # A deferred constraint trigger runs at COMMIT: it keeps COMMIT running
+    # long enough to hold its answer.
+    admin.execute(
+        f"CREATE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$"
+    )
+    try:
+        admin.execute(
+            f"CREATE CONSTRAINT TRIGGER {table}_at_commit AFTER INSERT ON {table}"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+            f" EXECUTE FUNCTION {table}_slow()"
+        )
+        config = proxied_config(postgres_dsn, proxy, statement_timeout=3.0)
+        with PostgreSQLConnector(config) as db:
+            call = bounded_in_background(
+                lambda: db.executemany(f"INSERT INTO {table} VALUES (%s)", [(1,), (2,)])
+            )
+            assert wait_running(admin, config.application_name, "COMMIT")
+            proxy.blackhole(True, direction="downstream")
+            err = call().error
+            proxy.clear()
+            assert isinstance(err, ConnectorTimeoutError), err
+            assert err.code is ErrorCode.TIMEOUT and err.transient
+            assert err.maybe_applied, err  # it did commit: the client cannot know
+            assert wait_for(
+                lambda: admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (2,)
+            )
+            assert bounded(lambda: db.query("SELECT 7").scalar()).result == 7
+    finally:
+        admin.execute(f"DROP TABLE IF EXISTS {table}")
+        admin.execute(f"DROP FUNCTION IF EXISTS {table}_slow()")
