@@ -17,7 +17,8 @@ HTTP            ``http.request.method`` (``_OTHER`` and
                 ``http.response.status_code`` (when a response came)
 messaging       ``messaging.system``, ``messaging.operation.name``,
                 ``messaging.operation.type``, ``messaging.destination.name``
-                (the topic, on ``produce``/``produce_sync``), ``server.address``
+                (the topic: ``produce``, ``produce_sync``, ``produce_many``),
+                ``server.address``
 GraphQL         ``graphql.operation.type``, ``graphql.operation.name``,
                 ``server.address``, ``server.port``, ``url.scheme`` (the
                 request itself is the HTTP connector's span)
@@ -29,7 +30,9 @@ failed          status ERROR with our code as its description,
 
 No attribute carries a statement, a parameter, a query string, a message
 text or a credential: only the names above, taken from the connector's
-config (hosts, ports, database names) and the operation's name.
+config (hosts, ports, database names), the operation's name and what the
+connector hands listeners as its target (``observability.Operation``: a
+MongoDB collection or command name, a SQL keyword of a closed set).
 
 Context propagation: while instrumented, the HTTP connector adds the W3C
 ``traceparent`` (and ``tracestate``) of the request's own span to every
