@@ -10,7 +10,7 @@ import math
 
 from dictamesh_connectors.errors import InvalidConfigError
 
-__all__ = ["MAX_TIMEOUT", "check_timeout", "describe_value", "parse_number"]
+__all__ = ["MAX_TIMEOUT", "check_timeout", "describe_value", "parse_number", "to_seconds"]
 
 
 def describe_value(value: object) -> str:
@@ -91,12 +91,93 @@ MAX_TIMEOUT = 7 * 24 * 3600.0
 """The longest finite timeout any call accepts (7 days); ``inf`` means none."""
 
 
+_NO_LIMIT_WORDS = frozenset({"inf", "+inf", "infinity", "+infinity", "none", "never"})
+
+
+def to_seconds(
+    value: object,
+    *,
+    name: str = "timeout",
+    positive: bool = False,
+    maximum: float = MAX_TIMEOUT,
+    no_limit: str | None = "None",
+    text: bool = False,
+) -> float:
+    """Validate a duration in seconds: the one converter behind every timeout.
+
+    Every connector's duration (a per-call ``timeout``, MongoDB's
+    ``max_time`` and ``expire_after``, the File connector's ``lock()``
+    timeout and its ``lock_timeout``/``orphan_age`` fields) goes through
+    here, so NaN, ``bool``, negative numbers and an ``int`` too large for a
+    float are refused the same way everywhere; the callers differ only in
+    the parameters (and in the exception class they re-raise as).
+
+    Args:
+        value: An ``int`` or ``float`` (``bool`` is refused); with ``text``,
+            also a numeric ``str``.
+        name: What the value is, for the message (``""``: the caller names
+            it, as ``field_converter`` does for a config field).
+        positive: Refuse 0 (a network wait of zero seconds cannot succeed).
+        maximum: The largest finite value (inclusive); ``math.inf``: no bound,
+            and an in-range ``int`` too large for a float becomes ``inf``.
+        no_limit: How the caller spells "no limit" in the message (``"None"``,
+            ``"inf"``); ``+inf`` is accepted and returned as ``math.inf``.
+            ``None``: a finite duration is required and ``inf`` is refused.
+        text: Accept a numeric string (a config field read from a URL or
+            the environment); ``"inf"``, ``"infinity"``, ``"none"`` and
+            ``"never"`` mean no limit.
+
+    Returns:
+        The seconds as a ``float``; ``math.inf`` for no limit.
+
+    Raises:
+        TypeError: Not a number (a programming error, like any wrong type).
+        InvalidConfigError: NaN, negative, zero when ``positive``, above
+            ``maximum``, or ``inf`` when ``no_limit`` is ``None``; the
+            message shows the value only through ``describe_value``.
+    """
+    label = f"{name}: " if name else ""
+    if text and isinstance(value, str):
+        word = value.strip().lower()
+        if word in _NO_LIMIT_WORDS and no_limit is not None:
+            return math.inf
+        try:
+            value = float(word)
+        except ValueError:
+            raise InvalidConfigError(
+                f"{label}{describe_value(value)} is not a number of seconds"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = "a number of seconds or None" if no_limit == "None" else "a number of seconds"
+        raise TypeError(f"{name or 'the value'} must be {kind}, not {type(value).__name__}")
+    unlimited = no_limit is not None and value == math.inf
+    # Compared before converting: an int like 10**400 has no float, and
+    # Python compares it with a float exactly.  NaN fails every comparison.
+    if not unlimited and (not (0 <= value <= maximum) or (positive and value == 0)):
+        low = "above 0" if positive else "from 0"
+        high = f" to {maximum:.0f}" if math.isfinite(maximum) else ""
+        hint = f" (use {no_limit} for no limit)" if no_limit is not None else ""
+        raise InvalidConfigError(
+            f"{label}{describe_value(value)} is not a number of seconds {low}{high}{hint}"
+        )
+    try:
+        number = float(value)
+    except OverflowError:  # an int past any float, in range only when maximum is inf
+        number = math.inf
+    if number == math.inf and no_limit is None:
+        raise InvalidConfigError(
+            f"{label}{describe_value(value)} is not a finite number of seconds"
+        )
+    return number
+
+
 def check_timeout(value: object, *, name: str = "timeout", positive: bool = False) -> float | None:
     """Validate a per-call timeout in seconds, before any I/O.
 
     ``None`` and ``inf`` mean "no limit" (``None``); otherwise a finite
     number from 0 (above 0 when ``positive``: a network wait of zero
-    seconds cannot succeed) to ``MAX_TIMEOUT``.
+    seconds cannot succeed) to ``MAX_TIMEOUT``. ``to_seconds`` with the
+    per-call bounds.
 
     Raises:
         TypeError: Not a number (a programming error, like any wrong type).
@@ -104,14 +185,5 @@ def check_timeout(value: object, *, name: str = "timeout", positive: bool = Fals
     """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
-    if isinstance(value, float) and math.isinf(value) and value > 0:
-        return None
-    if not (0 <= value <= MAX_TIMEOUT) or (positive and value == 0):  # NaN fails too
-        low = "above 0" if positive else "from 0"
-        raise InvalidConfigError(
-            f"{name}: {describe_value(value)} is not a number of seconds {low} to "
-            f"{MAX_TIMEOUT:.0f} (use None for no limit)"
-        )
-    return float(value)
+    seconds = to_seconds(value, name=name, positive=positive)
+    return None if seconds == math.inf else seconds

@@ -239,7 +239,13 @@ class ConnectorError(Exception):
 
 def _seconds(value: object) -> float | None:
     """A server-given wait as non-negative seconds; never raises (a hostile
-    400-digit number is ``inf``: longer than any policy allows, so not retried)."""
+    400-digit number is ``inf``: longer than any policy allows, so not retried).
+
+    Not ``_convert.to_seconds`` on purpose: that one checks what a caller
+    gave and refuses bad input; this one reads what a server said inside an
+    error being built, where raising would lose the error, so garbage is
+    ``None`` (no hint) and a negative wait is 0 (retry now).
+    """
     if value is None:
         return None
     try:

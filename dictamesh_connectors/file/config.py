@@ -6,13 +6,13 @@ Pure data (no I/O): it validates, compares, pickles and builds from a
 
 from __future__ import annotations
 
-import math
 import os
 import urllib.parse
 from typing import Any, ClassVar
 
 import attrs
 
+from dictamesh_connectors._convert import to_seconds
 from dictamesh_connectors.config import (
     BaseConfig,
     bool_field,
@@ -54,17 +54,11 @@ def _converted(fn: Any, **kwargs: Any) -> Any:
 
 
 def _seconds(value: Any) -> float:
-    # A duration; inf (or "inf", "none") means "no limit".
-    if isinstance(value, str) and value.strip().lower() in ("inf", "infinity", "none", "never"):
-        return math.inf
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise InvalidConfigError(f"expected seconds, got {describe_value(value)}")
-    number = float(value)
-    if math.isnan(number) or number < 0:
-        raise InvalidConfigError(f"expected seconds >= 0 or inf, got {describe_value(value)}")
-    if math.isfinite(number) and number > MAX_SECONDS:
-        raise InvalidConfigError(f"{number!r} is above the maximum {MAX_SECONDS!r} (use inf)")
-    return number
+    # A duration (the core's converter); inf (or "inf", "none") means "no limit".
+    try:
+        return to_seconds(value, name="", maximum=MAX_SECONDS, no_limit="inf", text=True)
+    except TypeError:
+        raise InvalidConfigError(f"expected seconds, got {describe_value(value)}") from None
 
 
 def _root(value: Any) -> str:

@@ -25,8 +25,9 @@ from typing import Any, Literal, overload
 import attrs
 
 from dictamesh_connectors import _fork
+from dictamesh_connectors._convert import describe_value, to_seconds
 from dictamesh_connectors.base import Connector
-from dictamesh_connectors.errors import ConnectorError, ErrorCode
+from dictamesh_connectors.errors import ConnectorError, ErrorCode, InvalidConfigError
 from dictamesh_connectors.file import atomic, journal
 from dictamesh_connectors.file.args import check_codec, check_flag
 from dictamesh_connectors.file.atomic import AtomicWriter, BytesLike
@@ -1228,15 +1229,16 @@ def _too_large(operation: str, path: str, limit: int) -> ConnectorError:
 
 
 def _timeout(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise wrong_type("lock", "timeout", value, "a number of seconds")
+    # The core's duration check with lock()'s bounds (no maximum: inf, or an
+    # int past any float, waits as long as it takes), re-raised as the File
+    # connector's classes: ArgumentTypeError and INVALID_REQUEST.
     try:
-        number = float(value)
-    except OverflowError:  # an int too large for a float: far past any sane wait
-        number = math.inf
-    if math.isnan(number) or number < 0:
-        raise error(f"file: lock: timeout must be >= 0, got {number!r}", INVALID)
-    return number
+        return to_seconds(value, maximum=math.inf, no_limit="inf")
+    except TypeError:
+        raise wrong_type("lock", "timeout", value, "a number of seconds") from None
+    except InvalidConfigError:
+        shown = describe_value(value)
+        raise error(f"file: lock: timeout must be >= 0, got {shown}", INVALID) from None
 
 
 def _decode(data: bytes, encoding: str, errors: str, path: str) -> str:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from dictamesh_connectors._convert import check_timeout
+from dictamesh_connectors._convert import check_timeout, to_seconds
 from dictamesh_connectors.errors import (
     ConnectorError,
     ErrorCode,
@@ -238,21 +238,20 @@ def check_update(update: object) -> Mapping[str, Any] | list[Any]:
 def seconds(value: object, what: str = "timeout") -> float:
     """Return ``value`` as a positive, finite number of seconds.
 
+    The core's ``to_seconds`` with MongoDB's bounds: a year, not the
+    per-call ``MAX_TIMEOUT`` (a TTL index's ``expire_after`` or a
+    transaction ``deadline`` may be longer than a week), and no ``inf``.
+
     Raises:
         InvalidConfigError: Not a number, not positive, infinite or over a year.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidConfigError(
-            f"{what} must be a number of seconds, got {type(value).__name__}", connector=CONNECTOR
-        )
-    # An int like 10**400 has no float: it is out of range before converting.
-    out_of_range = isinstance(value, int) and not 0 < value <= _MAX_SECONDS
-    number = -1.0 if out_of_range else float(value)
-    if not (0 < number <= _MAX_SECONDS) or math.isnan(number):
-        raise InvalidConfigError(
-            f"{what} must be a positive number of seconds up to one year", connector=CONNECTOR
-        )
-    return number
+    try:
+        return to_seconds(value, name=what, positive=True, maximum=_MAX_SECONDS, no_limit=None)
+    except TypeError:
+        message = f"{what} must be a number of seconds, got {type(value).__name__}"
+    except InvalidConfigError:
+        message = f"{what} must be a positive number of seconds up to one year"
+    raise InvalidConfigError(message, connector=CONNECTOR)
 
 
 def call_timeout(value: object) -> float | None:

@@ -1,3 +1,4 @@
+import math
 import pickle
 import traceback
 
@@ -6,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dictamesh_connectors._convert import MAX_TIMEOUT, check_timeout, to_seconds
 from dictamesh_connectors.config import Secret, field_converter, redact_url_password, to_bool
 from dictamesh_connectors.errors import InvalidConfigError
 from dictamesh_connectors.retry import RetryPolicy
@@ -268,3 +270,61 @@ def test_url_userinfo_is_the_inverse_of_url_credentials():
     shown = url_userinfo("a@b:c", Secret("p@ss:/w"), redact=False)
     parts = urllib.parse.urlsplit(f"x://{shown}host")
     assert url_credentials(parts) == {"username": "a@b:c", "password": "p@ss:/w"}
+
+
+# -- to_seconds: the one duration converter (#7) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "kwargs", "expected"),
+    [
+        (0, {}, 0.0),
+        (2, {}, 2.0),
+        (MAX_TIMEOUT, {}, MAX_TIMEOUT),
+        (math.inf, {}, math.inf),
+        (10**400, {"maximum": math.inf, "no_limit": "inf"}, math.inf),
+        ("inf", {"text": True, "no_limit": "inf"}, math.inf),
+        (" never ", {"text": True, "no_limit": "inf"}, math.inf),
+        (" 1.5 ", {"text": True}, 1.5),
+        (86_400.0 * 365, {"maximum": 86_400.0 * 365, "no_limit": None}, 86_400.0 * 365),
+    ],
+)
+def test_to_seconds_accepts(value, kwargs, expected):
+    assert to_seconds(value, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "kwargs"),
+    [
+        (math.nan, {}),
+        (-1, {}),
+        (-(10**400), {"maximum": math.inf, "no_limit": "inf"}),
+        (10**400, {}),
+        (MAX_TIMEOUT + 1, {}),
+        (0, {"positive": True}),
+        (math.inf, {"no_limit": None}),
+        (10**400, {"maximum": math.inf, "no_limit": None}),
+        ("never", {"text": True, "no_limit": None}),
+        ("nan", {"text": True}),
+        ("soon", {"text": True}),
+    ],
+)
+def test_to_seconds_refuses_bad_values_as_invalid_config(value, kwargs):
+    with pytest.raises(InvalidConfigError, match="number of seconds"):
+        to_seconds(value, name="wait", **kwargs)
+
+
+@pytest.mark.parametrize("value", [True, "1", None, [1], b"1"])
+def test_to_seconds_refuses_a_wrong_type_as_type_error(value):
+    with pytest.raises(TypeError, match="wait must be a number of seconds"):
+        to_seconds(value, name="wait")
+
+
+def test_check_timeout_is_to_seconds_with_none_for_no_limit():
+    assert check_timeout(None) is None
+    assert check_timeout(math.inf) is None
+    assert check_timeout(3) == 3.0
+    with pytest.raises(
+        InvalidConfigError, match=r"timeout: int 0 is not a number of seconds above 0"
+    ):
+        check_timeout(0, positive=True)

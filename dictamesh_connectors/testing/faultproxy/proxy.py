@@ -71,6 +71,7 @@ import socket
 from collections.abc import Callable
 from typing import Literal, TypeVar
 
+from dictamesh_connectors._convert import to_seconds
 from dictamesh_connectors._fork import register_child_reset
 from dictamesh_connectors.testing.faultproxy._loop import Loop
 from dictamesh_connectors.testing.faultproxy._state import (
@@ -104,11 +105,9 @@ def _check_direction(direction: str) -> tuple[str, ...]:
 
 
 def _check_seconds(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
-    return float(value)
+    # The core's duration check: finite, >= 0, no upper bound; its
+    # InvalidConfigError is the ValueError this API documents.
+    return to_seconds(value, name=name, maximum=math.inf, no_limit=None)
 
 
 def _check_count(name: str, value: int, minimum: int) -> int:

@@ -341,6 +341,10 @@ def test_lock_timeout_with_a_fake_clock(files):
         files.lock("job", timeout="soon")
     assert code_of(lambda: files.lock("job", timeout=-1)) is ErrorCode.INVALID_REQUEST
     assert code_of(lambda: files.lock(".")) is ErrorCode.INVALID_REQUEST
+    # An int past any float: positive waits as long as it takes, negative is
+    # refused (it was taken for inf, a wait with no end).
+    files.lock("job", timeout=10**400).release()
+    assert code_of(lambda: files.lock("job", timeout=-(10**400))) is ErrorCode.INVALID_REQUEST
 
 
 def test_lock_survives_a_removed_sidecar(files, root):
