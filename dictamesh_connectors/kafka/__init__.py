@@ -14,9 +14,9 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from dictamesh_connectors._compat import lazy_attribute
 from dictamesh_connectors.kafka.config import KafkaConfig
 
 if TYPE_CHECKING:
@@ -51,10 +51,7 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     # The driver is imported on first use, so KafkaConfig works without it.
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return lazy_attribute(__name__, _LAZY, name)
 
 
 def __dir__() -> list[str]:

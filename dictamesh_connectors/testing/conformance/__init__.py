@@ -35,9 +35,9 @@ standard library alone.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from dictamesh_connectors._compat import lazy_attribute
 from dictamesh_connectors.testing.conformance.forking import run_in_child
 from dictamesh_connectors.testing.conformance.pickling import ErrorRecorder, assert_round_trips
 from dictamesh_connectors.testing.conformance.secretscan import (
@@ -86,17 +86,14 @@ _LAZY = {
     "hostile_text": "fuzzing",
     "hostile_urls": "fuzzing",
 }
+_MODULES = {name: f"{__name__}.{module}" for name, module in _LAZY.items()}
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     try:
-        loaded = importlib.import_module(f"{__name__}.{module}")
+        return lazy_attribute(__name__, _MODULES, name)
     except ImportError as exc:
         raise ImportError(
             f"dictamesh_connectors.testing.conformance.{name} needs pytest and hypothesis: "
             f"pip install 'dictamesh-connectors[testing]' ({exc})"
         ) from exc
-    return getattr(loaded, name)

@@ -24,9 +24,9 @@ connector's dependencies (``FakePostgreSQL`` returns the real
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from dictamesh_connectors._compat import lazy_attribute
 from dictamesh_connectors.testing.fakes._faults import ANY, FaultInjection, FaultPlan
 
 if TYPE_CHECKING:
@@ -58,10 +58,7 @@ _LAZY: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return lazy_attribute(__name__, _LAZY, name)
 
 
 def __dir__() -> list[str]:
