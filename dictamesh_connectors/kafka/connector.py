@@ -559,7 +559,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
                 with self._use("transaction") as handle:
                     producer = handle.producer
                     self._txn_call(handle, "begin_transaction", producer.begin_transaction)
-                    handle.in_transaction = True
+                    handle.in_transaction = handle.txn_unsettled = True
                     try:
                         yield
                     except BaseException:
@@ -570,6 +570,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
                         self._txn_call(
                             handle, "commit_transaction", producer.commit_transaction, wait
                         )
+                        handle.txn_unsettled = False
                     except ConnectorError as err:
                         if err.retry_hint is RetryHint.RETRY_TRANSACTION:
                             self._abort(handle, wait)
@@ -601,6 +602,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
     def _abort(self, handle: ProducerHandle, timeout: float) -> None:
         try:
             self._txn_call(handle, "abort_transaction", handle.producer.abort_transaction, timeout)
+            handle.txn_unsettled = False
         except ConnectorError as err:
             logger.warning("kafka: aborting the transaction failed: %s", err.message)
 

@@ -268,6 +268,9 @@ class ProducerHandle:
         self.last_error: ConnectorError | None = None  # the latest error_cb report
         self.fatal: ConnectorError | None = None  # set once the producer failed fatally
         self.in_transaction = False
+        # A transaction begun and not yet committed or aborted for sure (an
+        # abort or a commit that failed leaves it so): see close().
+        self.txn_unsettled = False
         self.closed = False
         # Bumped whenever produce() serves reports inline (a racy += is fine:
         # any change means "producers are active", and it never goes back).
@@ -373,9 +376,10 @@ class ProducerHandle:
             self._thread.join()
         producer = self.producer
         deadline = time.monotonic() + timeout
-        if self.in_transaction:
+        if self.in_transaction or self.txn_unsettled:
             try:
                 producer.abort_transaction(max(0.1, timeout))
+                self.txn_unsettled = False
             except confluent_kafka.KafkaException as exc:
                 error = classify(exc, operation="abort_transaction", target=self.target)
                 logger.warning(
@@ -400,12 +404,27 @@ class ProducerHandle:
         except Exception:
             logger.exception("kafka: a delivery callback raised while closing")
         finally:
-            # Destroys the librdkafka handle now (its threads and sockets),
-            # not whenever the garbage collector gets to it.
-            try:
-                producer.close()
-            except Exception:
-                logger.debug("kafka: producer.close() failed", exc_info=True)
+            if self.txn_unsettled:
+                # confluent-kafka's close() aborts the transaction again with
+                # no time limit: while no broker answers it never returns. The
+                # handle is destroyed without it instead (when the last
+                # reference goes, at once here; rd_kafka_destroy does not wait
+                # for the transaction), and the broker aborts the transaction
+                # after transaction_timeout.
+                logger.warning(
+                    "kafka: closing the producer on %s with its transaction not settled; "
+                    "the broker aborts it after transaction_timeout",
+                    self.target,
+                )
+                self.producer = _CLOSED
+                del producer
+            else:
+                # Destroys the librdkafka handle now (its threads and sockets),
+                # not whenever the garbage collector gets to it.
+                try:
+                    producer.close()
+                except Exception:
+                    logger.debug("kafka: producer.close() failed", exc_info=True)
             admin, self._admin = self._admin, None
             del admin
         return remaining
@@ -434,6 +453,22 @@ def flush_producer(producer: Any, timeout: float | None) -> int:
         remaining = int(producer.flush(left))
         if remaining == 0 or (deadline is not None and time.monotonic() >= deadline):
             return remaining
+
+
+class _ClosedProducer:
+    """Stands in for a producer destroyed without ``close()``: every call is refused."""
+
+    def __getattr__(self, name: str) -> Any:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("Producer has been closed")
+
+        return refused
+
+    def __len__(self) -> int:
+        return 0
+
+
+_CLOSED: Any = _ClosedProducer()
 
 
 class _translate_config:

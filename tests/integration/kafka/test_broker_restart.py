@@ -102,3 +102,36 @@ def test_disconnect_without_a_broker_fails_every_pending_future(private_broker, 
         assert exc.details["kafka_code"] in ("_PURGE_QUEUE", "_PURGE_INFLIGHT")
         assert exc.maybe_applied is (exc.details["kafka_code"] == "_PURGE_INFLIGHT")
     assert any("100 record(s)" in r.getMessage() for r in caplog.records)
+
+
+def test_a_transactional_disconnect_returns_with_no_broker_and_the_transaction_unsettled(
+    private_broker, caplog
+):
+    config = KafkaConfig(
+        bootstrap_servers=private_broker.bootstrap,
+        client_id=unique("txn-down"),
+        transactional_id=unique("txn-down"),
+        delivery_timeout=30,
+    )
+    kafka = KafkaConnector(config)
+    kafka.connect()
+    topic = unique("txn-down")
+    kafka.create_topic(topic)
+    returned: list[int] = []
+    try:
+        with pytest.raises(RuntimeError), kafka.transaction(timeout=2.0):
+            kafka.produce_sync(topic, b"in the transaction")  # the coordinator knows it
+            private_broker.kill()
+            raise RuntimeError("give up")  # the abort cannot reach the coordinator
+        # confluent-kafka's Producer.close() would abort again with no time
+        # limit, and never return while no broker answers.
+        closer = threading.Thread(
+            target=lambda: returned.append(kafka.disconnect(timeout=3.0)), daemon=True
+        )
+        closer.start()
+        closer.join(120)
+        assert not closer.is_alive(), "disconnect() blocked: no broker, transaction unsettled"
+    finally:
+        private_broker.start()
+    assert returned == [0]
+    assert any("not settled" in r.getMessage() for r in caplog.records)

@@ -398,3 +398,25 @@ def test_consumer_close_logs_a_translated_driver_error_and_is_closed(caplog):
         r.getMessage() for r in caplog.records if "refused while closing" in r.getMessage()
     ]
     assert message.startswith("kafka: close consumer g") and "KafkaError{" not in message
+
+
+def test_an_unsettled_transaction_is_closed_without_confluent_kafkas_unbounded_abort():
+    kafka = make(transactional_id="t2", delivery_timeout=60)
+    fake = FakeProducer.instances[0]
+
+    def abort(timeout: float = -1) -> None:
+        fake.calls.append("abort")
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no coordinator", retriable=True))
+
+    fake.abort_transaction = abort  # no broker answers
+    with pytest.raises(RuntimeError), kafka.transaction(timeout=1):
+        raise RuntimeError("give up")
+    assert kafka.disconnect(1) == 0
+    # Its own bounded abort was tried again; Producer.close() (which aborts
+    # once more with no time limit) was not called.
+    assert fake.calls.count("abort") == 2 and "close" not in fake.calls
+    kafka.connect()
+    with kafka.transaction():  # settled: closed as usual
+        pass
+    kafka.disconnect(1)
+    assert FakeProducer.instances[1].calls[-1] == "close"
