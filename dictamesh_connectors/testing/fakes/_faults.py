@@ -26,7 +26,6 @@ they were programmed; only the head of each queue sees calls.
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
@@ -37,6 +36,7 @@ from typing import Any
 import attrs
 
 from dictamesh_connectors import _fork
+from dictamesh_connectors._convert import to_seconds
 from dictamesh_connectors.errors import (
     ConnectorError,
     ErrorCode,
@@ -85,12 +85,9 @@ def _count(name: str, value: object, minimum: int) -> int:
 
 
 def _seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    seconds = float(value)
-    if math.isnan(seconds) or not 0.0 <= seconds <= _MAX_SECONDS:
-        raise InvalidConfigError(f"{name} must be between 0 and {_MAX_SECONDS:g} seconds")
-    return seconds
+    # The core's duration check, bounded by an hour (an int past any float is
+    # out of range, not an OverflowError).
+    return to_seconds(value, name=name, maximum=_MAX_SECONDS, no_limit=None)
 
 
 def _operation_name(operation: object, known: frozenset[str] | None = None) -> str:

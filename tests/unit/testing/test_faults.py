@@ -215,6 +215,7 @@ def test_clear_forgets_everything():
         ({"times": True}, TypeError),
         ({"code": "NO_SUCH_CODE"}, InvalidConfigError),
         ({"retry_after": float("nan")}, InvalidConfigError),
+        ({"retry_after": 10**400}, InvalidConfigError),  # was a raw OverflowError
         ({"retry_after": "1"}, TypeError),
     ],
 )
@@ -223,7 +224,7 @@ def test_fail_next_validates(kwargs, error):
         plan().fail_next("query", **kwargs)
 
 
-@pytest.mark.parametrize("seconds", [-1, float("nan"), float("inf"), 7200])
+@pytest.mark.parametrize("seconds", [-1, float("nan"), float("inf"), 7200, 10**400])
 def test_set_latency_validates(seconds):
     with pytest.raises(InvalidConfigError):
         plan().set_latency("query", seconds)
