@@ -135,6 +135,9 @@ class Connector(Generic[ConfigT, HandleT]):
         self._sleep: Callable[[float], object] = time.sleep
         self._clock: Callable[[], float] = time.monotonic
         self._rand: Callable[[], float] = random.random
+        # Whether _translate_errors is overridden: the base's does nothing, and
+        # a connector that translates inside its operations (HTTP) skips it.
+        self._translates = type(self)._translate_errors is not Connector._translate_errors
         _fork.register_child_reset(self)
 
     # ------------------------------------------------------------------ hooks
@@ -495,6 +498,8 @@ class Connector(Generic[ConfigT, HandleT]):
         """One attempt of ``_run``: in flight, translated, a lost handle invalidated."""
         with self._use(description) as handle:
             try:
+                if not self._translates:  # nothing to translate: no context manager
+                    return fn(handle)
                 with self._translate_errors():
                     return fn(handle)
             except ConnectorError as err:
