@@ -120,8 +120,9 @@ class Response:
     ) -> None:
         self.status_code = status_code
         self._secret_params = secret_params  # query names redact_url hides in messages
-        # Built on first use: most callers never look at the headers.
-        self._headers = headers if isinstance(headers, CaseInsensitiveDict) else None
+        # Built on first use: most callers never look at the headers (and the
+        # isinstance check against the ABC costs a Python call, so it waits too).
+        self._headers: CaseInsensitiveDict[str] | None = None
         self._raw_headers = headers
         self._body = body
         self._iter = chunks
@@ -137,7 +138,9 @@ class Response:
         """Case-insensitive mapping of the response headers."""
         headers = self._headers
         if headers is None:
-            headers = self._headers = CaseInsensitiveDict(self._raw_headers)
+            raw = self._raw_headers
+            headers = raw if isinstance(raw, CaseInsensitiveDict) else CaseInsensitiveDict(raw)
+            self._headers = headers
         return headers
 
     @headers.setter
