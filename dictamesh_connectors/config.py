@@ -188,7 +188,13 @@ def float_field(
     max: float | None = None,
     optional: bool = False,
 ) -> Any:
-    """A finite float field accepting numbers and numeric strings, range-checked."""
+    """A finite float field accepting numbers and numeric strings, range-checked.
+
+    Every finite duration of the configs (timeouts, lifetimes) is one, with
+    its bounds as ``min``/``max``. A duration that may be ``inf`` ("no
+    limit", as ``FileConfig.lock_timeout``) converts with
+    ``_convert.to_seconds(text=True)`` instead: this field refuses ``inf``.
+    """
     return attrs.field(
         default=default, converter=field_converter(_number(False, min, max, optional))
     )
