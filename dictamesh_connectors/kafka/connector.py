@@ -324,7 +324,12 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
                 self._lost(handle, handle.fatal)
             if observability.propagator is not None:  # tracing on: W3C traceparent
                 pairs = observability.propagator(self, f"produce {topic}", pairs)
-            produce_one(handle, topic, payload, key, pairs, partition, ts, future, wait)
+            try:
+                produce_one(handle, topic, payload, key, pairs, partition, ts, future, wait)
+            except ConnectorError as err:
+                if err.retry_hint is RetryHint.RECONNECT:  # fenced or fatal: this caller
+                    self._lost(handle, err)  # is told; the next call gets a new producer
+                raise
         return future
 
     def produce_sync(
@@ -452,6 +457,8 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
                 produce_batch(handle, topic, messages, partition, wait)
             except ConnectorError as err:
                 batch.fail_unqueued([i for i, m in enumerate(messages) if "_error" in m], err)
+                if err.retry_hint is RetryHint.RECONNECT:
+                    self._lost(handle, err)
                 raise
         return batch.future
 

@@ -420,3 +420,24 @@ def test_an_unsettled_transaction_is_closed_without_confluent_kafkas_unbounded_a
         pass
     kafka.disconnect(1)
     assert FakeProducer.instances[1].calls[-1] == "close"
+
+
+def test_a_fatal_error_from_produce_itself_rebuilds_the_producer_for_the_next_call():
+    kafka = make()
+    fake = FakeProducer.instances[0]
+    real_produce = fake.produce
+    fatal = KafkaException(KafkaError(KafkaError._FATAL, "Unable to produce message"))
+
+    def refuse(*args, **kwargs):
+        fake.produce = real_produce
+        raise fatal
+
+    fake.produce = refuse
+    with pytest.raises(ConnectorError) as info:
+        kafka.produce("orders", b"x")
+    assert not info.value.transient and info.value.retry_hint is RetryHint.RECONNECT
+    assert "failed fatally" in info.value.message
+    # The caller was told; the very next call gets a new producer (not the stale error).
+    assert kafka.produce_sync("orders", b"y").offset >= 1
+    assert len(FakeProducer.instances) == 2
+    kafka.disconnect(5)
