@@ -555,6 +555,8 @@ def produce_one(
             )
             if error is not None and error.retry_hint is RetryHint.RECONNECT:
                 handle.fatal = error  # fenced or fatal: rebuilt on next use
+            if error is not None and error.details.get("kafka_code") == "_STATE":
+                error = _explain_state(handle, error)
             raise error from exc  # type: ignore[misc]
         except RuntimeError as exc:  # "Producer has been closed": disconnect() won a race
             error = classify(exc, operation=f"produce to {topic}", target=handle.target)
@@ -564,6 +566,19 @@ def produce_one(
     if not handle.closed:
         handle.activity += 1
         handle.serve(0)
+
+
+def _explain_state(handle: ProducerHandle, error: ConnectorError) -> ConnectorError:
+    """librdkafka's bare "Erroneous state", said in our words where we know why."""
+    if handle.config.transactional_id is None:
+        return error
+    return build_error(
+        f"{error.message} (a transactional producer produces only inside transaction(); "
+        "after its producer was fenced and rebuilt, the old transaction is gone: start a new one)",
+        (error.code, error.transient, error.retry_hint),
+        connector=CONNECTOR,
+        details=error.details,
+    )
 
 
 # Makes a DeliveryFuture's Condition once, for whichever waiter comes first

@@ -159,3 +159,19 @@ def test_a_fenced_producer_raises_only_classified_errors_and_resolves_every_futu
         first.disconnect(30)
         second.disconnect(30)
     assert [m.value for m in read_all(kafka, topic, 1)] == [b"recovered"]
+
+
+def test_producing_outside_a_transaction_with_a_transactional_id_says_why(kafka_config, new_topic):
+    topic = new_topic()
+    txn = KafkaConnector(
+        kafka_config.evolve(transactional_id=unique("outside"), delivery_timeout=60)
+    )
+    txn.connect()
+    try:
+        with pytest.raises(ConnectorError) as info:
+            txn.produce(topic, b"no transaction")
+        assert info.value.code is ErrorCode.INVALID_REQUEST and not info.value.transient
+        assert info.value.details["kafka_code"] == "_STATE"
+        assert "only inside transaction()" in info.value.message
+    finally:
+        txn.disconnect(30)
