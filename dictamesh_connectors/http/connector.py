@@ -76,7 +76,7 @@ from dictamesh_connectors.http.errors import (
     protocol_error,
     too_large,
 )
-from dictamesh_connectors.http.models import Request, Response
+from dictamesh_connectors.http.models import Request, Response, _response
 from dictamesh_connectors.http.ratelimit import TokenBucket
 from dictamesh_connectors.http.retry import IDEMPOTENT_METHODS
 from dictamesh_connectors.http.transport import Transport, discard, redactor, release, session_for
@@ -558,7 +558,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
             timeouts, urllib3_timeout = self._timeouts, self._timeout
         else:
             timeouts, urllib3_timeout = self._call_timeouts(timeout, method, url)
-        call = _Call(
+        call = _Call(  # positional: keywords to a class call cost CPython a dict
             method,
             url,
             headers,
@@ -566,10 +566,10 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
             timeouts,
             urllib3_timeout,
             idempotent,
-            key=bool(key_value),
-            mode=_Raise.ALL if raise_for_status else _Raise.TRANSIENT,
-            stream=stream,
-            resendable=resendable,
+            bool(key_value),
+            _Raise.ALL if raise_for_status else _Raise.TRANSIENT,
+            stream,
+            resendable,
         )
         policy = (retry or self.config.retry) if call.replayable else RetryPolicy.no_retry()
         # Only a query can hold a secret (URLs with credentials are refused).
@@ -1044,18 +1044,18 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
         status = raw.status
         error = status >= 400
         streamed = call.stream and not error  # error bodies are always read
-        response = Response(
+        response = _response(
             status,
             raw.headers,
             None if streamed else self._read(raw, method, url),
-            url=url,
-            elapsed=datetime.timedelta(seconds=elapsed),
-            request_method=method,
-            reason=raw.reason or "",
-            history=hop.history,
-            chunks=self._chunks(raw, call, method, url) if streamed else None,
-            release=(lambda: release(raw, complete=False)) if streamed else None,
-            secret_params=self._secret_params,
+            url,
+            elapsed,
+            method,
+            raw.reason or "",
+            hop.history,
+            self._chunks(raw, call, method, url) if streamed else None,
+            (lambda: release(raw, complete=False)) if streamed else None,
+            self._secret_params,
         )
         if streamed:
             return response

@@ -90,12 +90,13 @@ class Response:
 
     __slots__ = (
         "_body",
+        "_elapsed",
         "_headers",
         "_iter",
         "_raw_headers",
         "_release",
+        "_seconds",
         "_secret_params",
-        "elapsed",
         "history",
         "reason",
         "request_method",
@@ -128,10 +129,25 @@ class Response:
         self._iter = chunks
         self._release = release
         self.url = url
-        self.elapsed = elapsed if elapsed is not None else datetime.timedelta(0)
+        self._elapsed: datetime.timedelta | None = (
+            elapsed if elapsed is not None else datetime.timedelta(0)
+        )
+        self._seconds = 0.0
         self.request_method = request_method
         self.reason = reason
         self.history: list[Response] = history or []
+
+    @property
+    def elapsed(self) -> datetime.timedelta:
+        """Time from sending to the end of the headers."""
+        elapsed = self._elapsed
+        if elapsed is None:  # made by _response: a timedelta costs more than the rest
+            elapsed = self._elapsed = datetime.timedelta(seconds=self._seconds)
+        return elapsed
+
+    @elapsed.setter
+    def elapsed(self, value: datetime.timedelta) -> None:
+        self._elapsed = value
 
     @property
     def headers(self) -> CaseInsensitiveDict[str]:
@@ -313,6 +329,46 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response [{self.status_code}] {self.request_method} {self.shown_url}>"
+
+
+_new = object.__new__
+
+
+def _response(
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    url: str,
+    seconds: float,
+    request_method: str,
+    reason: str,
+    history: list[Response],
+    chunks: Iterator[bytes] | None,
+    release: Callable[[], None] | None,
+    secret_params: Collection[str],
+) -> Response:
+    """``Response(...)`` for the connector's hot path: positional, ``elapsed`` in seconds.
+
+    Calling a class with keyword arguments costs CPython a dict per call
+    (its ``__init__`` is reached through ``tp_init``), and a ``timedelta``
+    from a float costs more than the rest: this builds the same object
+    without either (``elapsed`` is made on first use).
+    """
+    response: Response = _new(Response)
+    response.status_code = status_code
+    response._secret_params = secret_params
+    response._headers = None
+    response._raw_headers = headers
+    response._body = body
+    response._iter = chunks
+    response._release = release
+    response.url = url
+    response._elapsed = None
+    response._seconds = seconds
+    response.request_method = request_method
+    response.reason = reason
+    response.history = history
+    return response
 
 
 @functools.lru_cache(maxsize=64)
