@@ -496,7 +496,9 @@ class Connector(Generic[ConfigT, HandleT]):
 
     def _run_attempt(self, fn: Callable[[HandleT], T], description: str) -> T:
         """One attempt of ``_run``: in flight, translated, a lost handle invalidated."""
-        with self._use(description) as handle:
+        op: _InFlight[HandleT] = _new_in_flight(_InFlight)  # self._use(description), inline
+        op._connector, op._operation = self, description
+        with op as handle:
             try:
                 if not self._translates:  # nothing to translate: no context manager
                     return fn(handle)
