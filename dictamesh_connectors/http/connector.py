@@ -200,6 +200,10 @@ class _Raise(enum.Enum):
     NONE = "none"  # never (ping)
 
 
+# Bound once: looking an Enum member up on its class is a descriptor call.
+_RAISE_ALL, _RAISE_TRANSIENT, _RAISE_NONE = _Raise.ALL, _Raise.TRANSIENT, _Raise.NONE
+
+
 class HTTPConnector(Connector[HTTPConfig, Transport]):
     """HTTP(S) client for adapters: pooled, retrying safely, never leaking credentials.
 
@@ -525,7 +529,9 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
         # headers, no body, the default timeouts): each step is otherwise a call.
         if type(method) is not str or method not in _COMMON_METHODS:
             method = self._check_method(method)
-        url = self._resolve(path, query, method)
+        url = self._urls.resolved.get(path) if not query and type(path) is str else None
+        if url is None:
+            url = self._resolve(path, query, method)
         if extra_headers:
             headers = self._headers(extra_headers, method, url)
         else:
@@ -567,7 +573,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
             urllib3_timeout,
             idempotent,
             bool(key_value),
-            _Raise.ALL if raise_for_status else _Raise.TRANSIENT,
+            _RAISE_ALL if raise_for_status else _RAISE_TRANSIENT,
             stream,
             resendable,
         )
@@ -915,7 +921,8 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
             ConnectorError: Translated driver errors, error statuses (as
                 ``call.mode`` says), too many or unsafe redirects.
         """
-        hop = _Hop(call, self, with_auth=self._auth is not None and self._same_origin(call.url))
+        # Positional: keywords to a class call cost CPython a dict.
+        hop = _Hop(call, self, self._auth is not None and self._same_origin(call.url))
         with hop:
             while True:
                 raw, token, elapsed = self._send_hop(transport, call, hop)
@@ -1059,7 +1066,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
         )
         if streamed:
             return response
-        if error and call.mode is not _Raise.NONE:
+        if error and call.mode is not _RAISE_NONE:
             err = error_for_status(
                 status,
                 raw.headers,
@@ -1071,7 +1078,7 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
                 response=response,
                 secret_params=self._secret_params,
             )
-            if call.mode is _Raise.ALL or err.transient:
+            if call.mode is _RAISE_ALL or err.transient:
                 raise err
         return response
 

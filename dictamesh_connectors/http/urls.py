@@ -127,9 +127,10 @@ class URLResolver:
         self.base = base_url.rstrip("/")
         self.origin = origin_of(self.base)
         self._allowed = frozenset(allowed_hosts)
-        # path -> URL for requests without a query: the same few paths come back
-        # all the time. Replaced whole when full; dict reads and writes are atomic.
-        self._resolved: dict[str, str] = {}
+        self.resolved: dict[str, str] = {}
+        """path -> URL of the requests without a query: the same few paths come back
+        all the time (a caller may read it to skip ``resolve``; only ``resolve``
+        writes it). Replaced whole when full; dict reads and writes are atomic."""
 
     def resolve(self, path: str, query: Any = None) -> str:
         """The absolute URL for ``path`` (relative to the base, or absolute) plus ``query``.
@@ -141,7 +142,7 @@ class URLResolver:
                 nor allowed.
         """
         if not query:
-            cached = self._resolved.get(path)
+            cached = self.resolved.get(path)
             if cached is not None:
                 return cached
         if _BAD_URL_CHARS.search(path):
@@ -167,9 +168,9 @@ class URLResolver:
                 raise UnsafeURLError(full.partition("?")[0], "malformed URL or query") from None
             resolved = prepared.url or full
         if not query:
-            if len(self._resolved) >= _MAX_RESOLVED:
-                self._resolved = {}
-            self._resolved[path] = resolved
+            if len(self.resolved) >= _MAX_RESOLVED:
+                self.resolved = {}
+            self.resolved[path] = resolved
         return resolved
 
     def _check_absolute(self, full: str) -> None:
