@@ -11,6 +11,7 @@ from dictamesh_connectors._version import __version__
 from dictamesh_connectors.base import Connector, State
 from dictamesh_connectors.config import BaseConfig, Secret
 from dictamesh_connectors.errors import (
+    ArgumentTypeError,
     AuthenticationError,
     ConnectorError,
     ConnectorTimeoutError,
@@ -24,6 +25,7 @@ from dictamesh_connectors.registry import connect, known_schemes, register
 from dictamesh_connectors.retry import RetryPolicy, retry_call
 
 __all__ = [
+    "ArgumentTypeError",
     "AuthenticationError",
     "BaseConfig",
     "Connector",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from dictamesh_connectors.errors import InvalidConfigError
+from dictamesh_connectors.errors import ArgumentTypeError, InvalidConfigError
 
 __all__ = ["MAX_TIMEOUT", "check_timeout", "describe_value", "parse_number", "to_seconds"]
 
@@ -131,7 +131,7 @@ def to_seconds(
         The seconds as a ``float``; ``math.inf`` for no limit.
 
     Raises:
-        TypeError: Not a number (a programming error, like any wrong type).
+        ArgumentTypeError: Not a number (a programming error; also a TypeError).
         InvalidConfigError: NaN, negative, zero when ``positive``, above
             ``maximum``, or ``inf`` when ``no_limit`` is ``None``; the
             message shows the value only through ``describe_value``.
@@ -149,7 +149,7 @@ def to_seconds(
             ) from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         kind = "a number of seconds or None" if no_limit == "None" else "a number of seconds"
-        raise TypeError(f"{name or 'the value'} must be {kind}, not {type(value).__name__}")
+        raise ArgumentTypeError(f"{name or 'the value'} must be {kind}, not {type(value).__name__}")
     unlimited = no_limit is not None and value == math.inf
     # Compared before converting: an int like 10**400 has no float, and
     # Python compares it with a float exactly.  NaN fails every comparison.
@@ -180,7 +180,7 @@ def check_timeout(value: object, *, name: str = "timeout", positive: bool = Fals
     per-call bounds.
 
     Raises:
-        TypeError: Not a number (a programming error, like any wrong type).
+        ArgumentTypeError: Not a number (a programming error; also a TypeError).
         InvalidConfigError: NaN, negative, or above ``MAX_TIMEOUT``.
     """
     if value is None:

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 __all__ = [
+    "ArgumentTypeError",
     "AuthenticationError",
     "ConnectorError",
     "ConnectorTimeoutError",
@@ -277,6 +278,19 @@ class InvalidConfigError(ConnectorError, ValueError):
     """A configuration value (or a request argument) is invalid. Never transient."""
 
     default_code = ErrorCode.INVALID_CONFIG
+
+
+class ArgumentTypeError(ConnectorError, TypeError):
+    """An argument of the wrong type (a filter that is not a mapping, a path that is not a str).
+
+    A programming error, caught before any I/O. Both a ``ConnectorError``
+    (code INVALID_REQUEST, never transient), so ``except ConnectorError``
+    catches every bad argument, and a ``TypeError``, the type Python code
+    expects for a wrong argument type. The message names the argument and
+    the type it got, never its value. One class for every connector.
+    """
+
+    default_code = ErrorCode.INVALID_REQUEST
 
 
 class ConnectorTimeoutError(ConnectorError):

@@ -59,6 +59,7 @@ import errno
 from typing import Any
 
 from dictamesh_connectors.errors import (
+    ArgumentTypeError,
     ConnectorError,
     ErrorCode,
     ErrorRule,
@@ -143,18 +144,6 @@ NOT_FOUND = _NOT_FOUND
 """The path does not exist."""
 CONFLICT = _CONFLICT
 """The target exists (``overwrite=False``) or is not empty."""
-
-
-class ArgumentTypeError(ConnectorError, TypeError):
-    """An argument of the wrong type (a path that is not a string, data that is not bytes).
-
-    Both a ``ConnectorError`` (code INVALID_REQUEST, never transient) and a
-    ``TypeError``, the toolkit's documented exception for a wrong argument
-    type: ``except ConnectorError`` and ``except TypeError`` both catch it.
-    Raised before any file is touched.
-    """
-
-    default_code = ErrorCode.INVALID_REQUEST
 
 
 def wrong_type(operation: str, what: str, value: object, expected: str) -> ArgumentTypeError:

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from dictamesh_connectors._convert import check_timeout, to_seconds
 from dictamesh_connectors.errors import (
+    ArgumentTypeError,
     ConnectorError,
     ErrorCode,
     ErrorRule,
@@ -49,17 +50,6 @@ MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 _MAX_SECONDS = 86_400.0 * 365
 _BAD_REQUEST = ErrorRule(ErrorCode.INVALID_REQUEST, False, RetryHint.NONE)
 _INT64 = 2**63
-
-
-class ArgumentTypeError(InvalidConfigError, TypeError):
-    """An argument of the wrong type: a filter that is not a mapping, a number as a sort.
-
-    Raised before any I/O. It is an ``InvalidConfigError`` (code
-    INVALID_CONFIG, never transient), so ``except ConnectorError`` catches
-    every bad argument, and a ``TypeError`` too, the type docs/errors.md
-    names for a wrong argument type. The message names the argument and the
-    type it got, never its value.
-    """
 
 
 def wrong_type(message: str) -> ArgumentTypeError:

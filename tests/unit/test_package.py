@@ -10,6 +10,7 @@ from dictamesh_connectors._compat import require
 from dictamesh_connectors.errors import MissingDependencyError
 
 EXPECTED_ALL = [
+    "ArgumentTypeError",
     "AuthenticationError",
     "BaseConfig",
     "Connector",

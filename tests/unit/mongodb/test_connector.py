@@ -173,14 +173,14 @@ def offline():
 def test_bad_input_fails_before_any_io(offline, call, exc, code):
     with pytest.raises(exc) as info:
         call(offline)
-    # Never a bare builtin: a wrong type is an ArgumentTypeError, both an
-    # InvalidConfigError (a ConnectorError with a code) and a TypeError.
+    # Never a bare builtin: a wrong type is an ArgumentTypeError, both a
+    # ConnectorError (INVALID_REQUEST) and a TypeError.
     assert isinstance(info.value, ConnectorError), repr(info.value)
     if code is not None:
         assert info.value.code is code
     if isinstance(info.value, TypeError):
         assert isinstance(info.value, ArgumentTypeError)
-        assert info.value.code is ErrorCode.INVALID_CONFIG and not info.value.transient
+        assert info.value.code is ErrorCode.INVALID_REQUEST and not info.value.transient
     assert "SECRET" not in str(info.value)
 
 
