@@ -98,6 +98,7 @@ logger = logging.getLogger(__name__)
 _METHOD = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _WITH_EMPTY_BODY = frozenset({"POST", "PUT", "PATCH"})
+_BODILESS = _COMMON_METHODS - _WITH_EMPTY_BODY  # sent without Content-Length when bodiless
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _STRIP = frozenset({"authorization", "cookie", "proxy-authorization"})
 _CHUNK = 64 * 1024
@@ -534,6 +535,11 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
             url = self._resolve(path, query, method)
         if extra_headers:
             headers = self._headers(extra_headers, method, url)
+        elif content is None and idempotency_key is None and method in _BODILESS:
+            # Nothing below adds a header (no body, no key: auto keys are for
+            # POST/PATCH): the defaults are sent as they are. No one mutates a
+            # request's headers after this (auth and tracing add to copies).
+            headers = self._default_headers
         else:
             headers = dict(self._default_headers)
         key_header = self.config.idempotency_header
@@ -951,10 +957,13 @@ class HTTPConnector(Connector[HTTPConfig, Transport]):
             headers = dict(headers)
             url, token = self._auth.add_to(headers, url)
         if observability.propagator is not None:  # tracing on: W3C traceparent
+            if headers is self._default_headers:  # shared: a propagator may add in place
+                headers = dict(headers)
             headers = observability.propagator(self, f"{hop.method} {hop.url}", headers)
         if self._limiter is not None:
             self._limiter.acquire()
-        call.rewind()
+        if call.body_pos is not None:
+            call.rewind()
         started = time.perf_counter()
         raw = transport.urlopen(hop.method, url, headers, hop.body, call.timeout)
         elapsed = time.perf_counter() - started
