@@ -17,6 +17,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dictamesh_connectors._compat import require
+from dictamesh_connectors.postgresql.errors import scrub
+from dictamesh_connectors.postgresql.session import PoolConnectFailed
 
 if TYPE_CHECKING:
     import psycopg
@@ -64,7 +66,14 @@ class Checkout:
             checkout.putconn(pool, conn)
     """
 
-    __slots__ = ("_always", "_ended", "_max_checks", "_off", "_suspicious_until")
+    __slots__ = (
+        "_always",
+        "_connect_error",
+        "_ended",
+        "_max_checks",
+        "_off",
+        "_suspicious_until",
+    )
 
     def __init__(self, health_check: str, max_open_conns: int) -> None:
         """Check connections as ``health_check`` says: ``"auto"``, ``"always"`` or ``"off"``."""
@@ -77,6 +86,8 @@ class Checkout:
         self._ended: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
         # Until then, every checkout is checked (a connection was found dead).
         self._suspicious_until = 0.0
+        # Why the pool's last attempt to connect failed (None: it succeeded).
+        self._connect_error: psycopg.Error | None = None
 
     @property
     def configure(self) -> Callable[[psycopg.Connection[Any]], None] | None:
@@ -107,6 +118,17 @@ class Checkout:
                     ended.add(dead)
 
         conn.add_notice_handler(on_notice)
+
+    def connected(self, error: psycopg.Error | None) -> None:
+        """The pool's latest connect attempt failed with ``error`` (``None``: it worked).
+
+        Called from the pool's workers (``DeadlineConnection.on_connect``); a
+        lone store, so no lock. The error is scrubbed of the attempt's
+        libpq handle, which holds the password.
+        """
+        if error is not None:
+            scrub(error)
+        self._connect_error = error
 
     def healthy(self, conn: psycopg.Connection[Any]) -> bool:
         """Tell whether a connection just taken from the pool may be handed out.
@@ -142,9 +164,11 @@ class Checkout:
         connection is dead, and each costs only one non-blocking read.
 
         Raises:
+            PoolConnectFailed: No connection within the timeout, and the
+                pool's last attempt to connect failed (its ``__cause__``).
             psycopg_pool.PoolTimeout: No connection within the timeout.
         """
-        conn: psycopg.Connection[Any] = pool.getconn(timeout)
+        conn: psycopg.Connection[Any] = self._getconn(pool, timeout)
         if self._off:
             return conn
         now = time.monotonic()
@@ -164,8 +188,20 @@ class Checkout:
             with contextlib.suppress(Exception):
                 conn.close()
             pool.putconn(conn)
-            conn = pool.getconn(timeout)
+            conn = self._getconn(pool, timeout)
         return conn  # only fresh connections are left by now
+
+    def _getconn(
+        self, pool: psycopg_pool.ConnectionPool[Any], timeout: float | None
+    ) -> psycopg.Connection[Any]:
+        try:
+            conn: psycopg.Connection[Any] = pool.getconn(timeout)
+        except psycopg_pool.PoolTimeout as exc:
+            error = self._connect_error
+            if error is None:
+                raise
+            raise PoolConnectFailed(f"{exc}; the last attempt to connect failed") from error
+        return conn
 
     @staticmethod
     def putconn(pool: psycopg_pool.ConnectionPool[Any], conn: psycopg.Connection[Any]) -> None:

@@ -35,6 +35,7 @@ from dictamesh_connectors.postgresql.query_builder import Table
 from dictamesh_connectors.postgresql.results import ExecResult, QueryResult, RowStream, result_of
 from dictamesh_connectors.postgresql.session import (
     Writable,
+    connection_class,
     copy_rows,
     copy_to,
     deadline,
@@ -162,6 +163,8 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
             max_lifetime=c.conn_max_lifetime,
             max_idle=c.conn_max_idle_time,
             configure=self._checkout.configure,
+            # Every round trip on a pooled connection has a client-side deadline.
+            connection_class=connection_class(c.statement_timeout, self._checkout.connected),
             name=f"dictamesh-postgresql-{id(self):x}",
         )
         try:
@@ -319,9 +322,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
             "query",
             lambda conn: result_of(
                 QueryResult,
-                execute(
-                    conn, sql, params, timeout, local=False, default=self.config.statement_timeout
-                ),
+                execute(conn, sql, params, timeout, local=False),
             ),
             write=False,
             sql=sql,
@@ -353,9 +354,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
             "execute",
             lambda conn: result_of(
                 ExecResult,
-                execute(
-                    conn, sql, params, timeout, local=False, default=self.config.statement_timeout
-                ),
+                execute(conn, sql, params, timeout, local=False),
             ),
             write=True,
             sql=sql,
@@ -379,21 +378,19 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         """
 
         target = self._target
-        limit = self.config.statement_timeout
 
         def body(conn: psycopg.Connection[Any]) -> ExecResult:
             cur = conn.cursor()
             # Until COMMIT is sent, a lost connection means nothing happened.
             with translate("executemany", target, write=True, in_transaction=True):
-                with deadline(conn, limit):
-                    conn.execute("BEGIN")
+                conn.execute("BEGIN")
                 try:
-                    with deadline(conn, limit), conn.pipeline():
+                    with conn.pipeline():
                         cur.executemany(sql, params_seq)
                 except BaseException:
                     rollback_quietly(conn)
                     raise
-            with translate("commit", target, write=True), deadline(conn, limit):
+            with translate("commit", target, write=True):
                 conn.execute("COMMIT")
             return ExecResult([], [], cur.rowcount)
 
@@ -608,7 +605,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
         target = self._target
         with self._use("transaction") as pool:
             conn = self._begin(pool, begin)
-            tx = Transaction(conn, target, self.config.statement_timeout)
+            tx = Transaction(conn, target)
             try:
                 try:
                     yield tx
@@ -627,8 +624,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
                         code=ErrorCode.TRANSACTION_FAILED,
                         connector=self.name,
                     )
-                limit = self.config.statement_timeout
-                with translate("commit", target, write=True), deadline(conn, limit):
+                with translate("commit", target, write=True):
                     conn.execute("COMMIT")
             finally:
                 if not conn.closed and (conn.pgconn.transaction_status != _IDLE):
@@ -637,14 +633,12 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
 
     def _begin(self, pool: psycopg_pool.ConnectionPool[Any], begin: str) -> psycopg.Connection[Any]:
         target = self._target
-        limit = self.config.statement_timeout
 
         def begin_once() -> psycopg.Connection[Any]:
             with translate("transaction", target):
                 conn = self._checkout.getconn(pool)
                 try:
-                    with deadline(conn, limit):
-                        conn.execute(begin)
+                    conn.execute(begin)
                 except BaseException:
                     self._checkout.putconn(pool, conn)
                     raise

@@ -10,6 +10,9 @@ state and, last resort, the message text). Programming errors (``TypeError``,
 
 Exception mapping::
 
+    PoolConnectFailed .................... as its cause while connecting: a refused
+    |   connection is CONNECTION_FAILED    transient  RETRY
+    |   (the pool timed out and its last attempt to connect had failed)
     psycopg_pool.PoolTimeout ............. TIMEOUT              transient  RETRY
     psycopg_pool.TooManyRequests ......... RESOURCE_EXHAUSTED   transient  RETRY
     psycopg_pool.PoolClosed .............. NOT_CONNECTED        permanent  NONE
@@ -98,7 +101,7 @@ from dictamesh_connectors.errors import (
     Translator,
     build_error,
 )
-from dictamesh_connectors.postgresql.session import StatementDeadlineExceeded
+from dictamesh_connectors.postgresql.session import PoolConnectFailed, StatementDeadlineExceeded
 
 if TYPE_CHECKING:
     import psycopg
@@ -337,6 +340,18 @@ def classify(
     unknown_outcome = write and not in_transaction
     where = f"{CONNECTOR}: {operation} on {target}: " if target else f"{CONNECTOR}: {operation}: "
     # psycopg_pool errors subclass psycopg.OperationalError: check them first.
+    if isinstance(exc, PoolConnectFailed) and isinstance(exc.__cause__, psycopg.Error):
+        # The pool could not connect: say why, as connect() would (refused:
+        # CONNECTION_FAILED, transient; a bad password: AUTH_FAILED).
+        failed = classify(exc.__cause__, operation=operation, target=target, connecting=True)
+        if failed is not None:
+            return build_error(
+                where + "no connection available from the pool; its last attempt to connect "
+                f"failed: {_connect_message(str(exc.__cause__))}",
+                ErrorRule(failed.code, failed.transient, failed.retry_hint),
+                connector=CONNECTOR,
+                details={**failed.details, "pool": "connect_failed"},
+            )
     if isinstance(exc, psycopg_pool.PoolTimeout):
         return build_error(
             where + f"no connection available from the pool ({exc})",

@@ -7,14 +7,13 @@ own exceptions; the caller translates them (``errors.translate``).
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from dictamesh_connectors._compat import require
-from dictamesh_connectors._watchdog import WATCHDOG, shutdown_socket
 from dictamesh_connectors.postgresql.statements import (
     GET_AND_SET_TIMEOUT,
     SET_TIMEOUT,
@@ -25,14 +24,20 @@ from dictamesh_connectors.postgresql.statements import (
 
 if TYPE_CHECKING:
     import psycopg
+    import psycopg_pool
     from psycopg import sql
+    from psycopg.abc import PQGen
 else:
     psycopg = require("psycopg", extra="postgresql", connector="postgresql")
+    psycopg_pool = require("psycopg_pool", extra="postgresql", connector="postgresql")
 
 __all__ = [
+    "DeadlineConnection",
+    "PoolConnectFailed",
     "StatementDeadlineExceeded",
     "Writable",
     "client_deadline",
+    "connection_class",
     "copy_rows",
     "copy_to",
     "deadline",
@@ -43,14 +48,25 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _INERROR = psycopg.pq.TransactionStatus.INERROR
+RV = TypeVar("RV")
+_C = TypeVar("_C", bound="DeadlineConnection")
 
 
 class StatementDeadlineExceeded(psycopg.OperationalError):
-    """The server did not answer in time, so the client shut the connection down.
+    """The server did not answer in time, so the client closed the connection.
 
-    Raised instead of the driver's "server closed the connection" when the
-    client-side deadline of ``deadline`` fired; ``errors.classify`` makes it
-    a TIMEOUT (with ``maybe_applied`` for a write outside a transaction).
+    Raised by a ``DeadlineConnection`` when one of its waits for the server
+    passed its client-side deadline; ``errors.classify`` makes it a TIMEOUT
+    (with ``maybe_applied`` for a write outside a transaction).
+    """
+
+
+class PoolConnectFailed(psycopg_pool.PoolTimeout):
+    """No connection came from the pool in time, and its last attempt to connect failed.
+
+    Raised by ``Checkout.getconn`` instead of the bare ``PoolTimeout``, with
+    the connect error as ``__cause__``: a server that refuses connections
+    is CONNECTION_FAILED (``errors.classify``), not a busy pool's TIMEOUT.
     """
 
 
@@ -63,16 +79,104 @@ def client_deadline(limit: float) -> float:
     return limit + max(1.0, limit / 10)
 
 
-class deadline:
-    """The client-side deadline of the statements run on ``conn`` in the block.
+class DeadlineConnection(psycopg.Connection[Any]):
+    """A psycopg connection whose every wait for the server has a client-side deadline.
 
     ``statement_timeout`` is enforced by the server: when the network holds
-    the bytes (a blackhole, a stuck proxy), psycopg waits for ever. With
-    ``limit`` > 0, the core watchdog shuts the connection's socket down
-    ``client_deadline(limit)`` seconds after the block began; the driver's
-    wait then fails, and the block raises ``StatementDeadlineExceeded``.
-    The connection is dead afterwards (the pool discards it on return).
-    ``limit`` 0 means no limit, as ``statement_timeout = 0`` does.
+    the bytes (a blackhole, a stuck proxy, a half-open connection), psycopg
+    waits for ever, and TCP keepalives do not help while something ACKs.
+    psycopg runs every round trip on a connection (a statement, ``BEGIN``,
+    ``COMMIT``, ``ROLLBACK``, a pipeline, ``COPY``, a named cursor's
+    ``DECLARE``/``FETCH``/``CLOSE``, the pool's check and rollback) through
+    ``wait()``; this class overrides that one method, so no round trip can
+    escape the deadline. The deadline is ``client_deadline(limit)`` seconds
+    without the server making progress (sending or taking bytes): a long
+    pipeline or ``COPY`` that streams is never cut, a silent server is.
+    When it passes, the connection is closed (the pool discards it) and
+    ``StatementDeadlineExceeded`` is raised. ``limit`` is ``statement_limit``
+    (a class attribute: the pool's connection class is made per connector
+    by ``connection_class``), or the one ``deadline`` sets for a block; 0
+    means no deadline, as ``statement_timeout = 0`` does.
+
+    psycopg resumes a waiting generator every ``interval`` (0.1 s) even when
+    the socket is silent (for Ctrl-C): the deadline is checked then, in the
+    waiting thread, with no other thread involved.
+    """
+
+    statement_limit: ClassVar[float] = 0.0
+    """The default ``limit`` (seconds) of this class's connections."""
+
+    on_connect: ClassVar[Callable[[psycopg.Error | None], None] | None] = None
+    """Told the outcome of each ``connect()``: the driver's error, or ``None``."""
+
+    @classmethod
+    def connect(cls: type[_C], *args: Any, **kwargs: Any) -> _C:
+        """Connect as psycopg does, telling ``on_connect`` how it went (the pool's last error)."""
+        report = cls.on_connect
+        try:
+            conn = super().connect(*args, **kwargs)
+        except psycopg.Error as exc:
+            if report is not None:
+                report(exc)
+            raise
+        if report is not None:
+            report(None)
+        return conn
+
+    _dictamesh_limit: float | None = None
+
+    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
+        """Consume ``gen`` as psycopg does, under the connection's client-side deadline."""
+        limit = self._dictamesh_limit
+        if limit is None:
+            limit = self.statement_limit
+        if limit <= 0:
+            return super().wait(gen, interval, timeout)
+        try:
+            return super().wait(_watched(gen, limit), interval, timeout)
+        except StatementDeadlineExceeded:
+            # The protocol stopped half-way: the connection is unusable.
+            self.pgconn.finish()
+            raise
+
+
+def _watched(gen: PQGen[RV], limit: float) -> PQGen[RV]:
+    """``gen``, failing once the socket was silent for ``client_deadline(limit)`` seconds."""
+    seconds = client_deadline(limit)
+    try:
+        state = next(gen)
+        expires = monotonic() + seconds
+        while True:
+            ready = yield state
+            if ready:
+                state = gen.send(ready)
+                expires = monotonic() + seconds
+            elif monotonic() < expires:
+                state = gen.send(ready)
+            else:
+                gen.close()
+                raise StatementDeadlineExceeded(
+                    f"the server did not answer within {seconds:g} s "
+                    f"(statement limit {limit:g} s); the connection was closed"
+                )
+    except StopIteration as stop:
+        result: RV = stop.value
+        return result
+
+
+def connection_class(
+    statement_limit: float, on_connect: Callable[[psycopg.Error | None], None] | None = None
+) -> type[DeadlineConnection]:
+    """A ``DeadlineConnection`` class (one per pool) with its default limit and connect hook."""
+    attributes = {"statement_limit": statement_limit, "on_connect": on_connect}
+    return type("DictameshConnection", (DeadlineConnection,), attributes)
+
+
+class deadline:
+    """Run the round trips of the block on ``conn`` under ``limit`` (see ``DeadlineConnection``).
+
+    For a statement with its own ``timeout``; restores the previous limit
+    after the block. A connection of another class is left alone.
 
     Example::
 
@@ -80,19 +184,20 @@ class deadline:
             conn.execute(sql)
     """
 
-    __slots__ = ("_fd", "_key", "_limit")
+    __slots__ = ("_conn", "_limit", "_saved")
 
     def __init__(self, conn: psycopg.Connection[Any], limit: float) -> None:
-        """Watch the statements run on ``conn`` for ``client_deadline(limit)`` seconds."""
+        """The block's round trips on ``conn`` get ``client_deadline(limit)`` seconds each."""
+        self._conn = conn
         self._limit = limit
-        self._key = 0
-        self._fd = conn.pgconn.socket if limit > 0 else -1
+        self._saved: float | None = None
 
     def __enter__(self) -> None:
-        """Arm the deadline."""
-        if self._limit > 0:
-            expire = functools.partial(shutdown_socket, self._fd)
-            self._key = WATCHDOG.arm(client_deadline(self._limit), expire)
+        """Set the limit."""
+        conn = self._conn
+        if isinstance(conn, DeadlineConnection):
+            self._saved = conn._dictamesh_limit
+            conn._dictamesh_limit = self._limit
 
     def __exit__(
         self,
@@ -100,12 +205,10 @@ class deadline:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Disarm it; a driver error after it fired becomes ``StatementDeadlineExceeded``."""
-        if self._key and WATCHDOG.disarm(self._key) and isinstance(exc, psycopg.Error):
-            raise StatementDeadlineExceeded(
-                f"the server did not answer within {client_deadline(self._limit):g} s "
-                f"(statement limit {self._limit:g} s); the connection was closed"
-            ) from None
+        """Restore the previous limit."""
+        conn = self._conn
+        if isinstance(conn, DeadlineConnection):
+            conn._dictamesh_limit = self._saved
 
 
 class Writable(Protocol):
@@ -121,17 +224,17 @@ def execute(
     timeout: float | None,
     *,
     local: bool,
-    default: float = 0.0,
 ) -> psycopg.Cursor[Any]:
     """Run one statement; with ``timeout``, under that ``statement_timeout`` only.
 
-    Without a timeout this is exactly one round trip. With one, the old
+    Without a timeout this is exactly one round trip, under the
+    connection's own client-side deadline (the config's
+    ``statement_timeout``, see ``DeadlineConnection``). With one, the old
     value is read and the new one set in one round trip before the
     statement, and restored after it (``local`` inside a transaction, where
-    a failure rolls the setting back anyway). A connection whose setting
-    cannot be restored is closed, so the pool never hands it out again.
-    Either way the statement runs under a client-side ``deadline`` (of
-    ``timeout``, else of ``default``, the config's ``statement_timeout``).
+    a failure rolls the setting back anyway), all three under a deadline of
+    ``timeout``. A connection whose setting cannot be restored is closed,
+    so the pool never hands it out again.
 
     Raises:
         InvalidConfigError: ``timeout`` is not a positive number.
@@ -140,27 +243,24 @@ def execute(
     """
     cur = conn.cursor()
     if timeout is None:
-        with deadline(conn, default):
-            cur.execute(query, params)
+        cur.execute(query, params)
         return cur
     ms = timeout_ms(timeout)
     with deadline(conn, timeout):
         row = conn.execute(GET_AND_SET_TIMEOUT, (ms, local)).fetchone()
-    old = row[0] if row else "0"
-    try:
-        with deadline(conn, timeout):
+        old = row[0] if row else "0"
+        try:
             cur.execute(query, params)
-    finally:
-        if conn.pgconn.transaction_status != _INERROR:
-            try:
-                with deadline(conn, timeout):
+        finally:
+            if not conn.closed and conn.pgconn.transaction_status != _INERROR:
+                try:
                     conn.execute(SET_TIMEOUT, (old, local))
-            except psycopg.Error:
-                # Never hand a connection with a foreign timeout back to the pool.
-                logger.debug(
-                    "postgresql: could not restore statement_timeout; closing", exc_info=True
-                )
-                conn.close()
+                except psycopg.Error:
+                    # Never hand a connection with a foreign timeout back to the pool.
+                    logger.debug(
+                        "postgresql: could not restore statement_timeout; closing", exc_info=True
+                    )
+                    conn.close()
     return cur
 
 

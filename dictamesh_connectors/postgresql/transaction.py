@@ -47,11 +47,10 @@ class Transaction:
                 tx.execute("INSERT INTO audit (note) VALUES (%s)", ["debit"])
     """
 
-    def __init__(self, conn: psycopg.Connection[Any], target: str, limit: float = 0.0) -> None:
-        """A transaction open on ``conn``; ``limit`` is the config's ``statement_timeout``."""
+    def __init__(self, conn: psycopg.Connection[Any], target: str) -> None:
+        """A transaction open on ``conn`` (``target`` names the server in errors)."""
         self._conn = conn
         self._target = target
-        self._limit = limit
         self._active = True
         self._savepoints = 0
 
@@ -90,9 +89,7 @@ class Transaction:
         """
         conn = self._check()
         with translate("query", self._target, in_transaction=True):
-            return result_of(
-                QueryResult, execute(conn, sql, params, timeout, local=True, default=self._limit)
-            )
+            return result_of(QueryResult, execute(conn, sql, params, timeout, local=True))
 
     def execute(
         self, sql: SQL, params: Params = None, *, timeout: float | None = None
@@ -108,9 +105,7 @@ class Transaction:
         """
         conn = self._check()
         with translate("execute", self._target, write=True, in_transaction=True):
-            result = result_of(
-                ExecResult, execute(conn, sql, params, timeout, local=True, default=self._limit)
-            )
+            result = result_of(ExecResult, execute(conn, sql, params, timeout, local=True))
         return result
 
     def executemany(

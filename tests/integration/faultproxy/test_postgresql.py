@@ -16,7 +16,8 @@ import psycopg
 import pytest
 
 from dictamesh_connectors.errors import ConnectorError, ConnectorTimeoutError, ErrorCode, RetryHint
-from dictamesh_connectors.postgresql import PostgreSQLConfig, PostgreSQLConnector
+from dictamesh_connectors.postgresql import PostgreSQLConfig, PostgreSQLConnector, Transaction
+from dictamesh_connectors.postgresql.session import PoolConnectFailed
 from dictamesh_connectors.retry import RetryPolicy
 from dictamesh_connectors.testing.faultproxy import FaultProxy
 from tests.conftest import POSTGRES
@@ -273,9 +274,14 @@ def test_refused_while_connected_is_transient_and_not_sent(
     err = bounded(lambda: connector.execute(f"INSERT INTO {table} VALUES (1)")).error
     assert isinstance(err, ConnectorError), err
     # psycopg_pool keeps retrying in the background and the checkout times
-    # out: TIMEOUT ("no connection available from the pool"), not sent.
-    assert err.code in (ErrorCode.TIMEOUT, ErrorCode.CONNECTION_FAILED, ErrorCode.UNAVAILABLE)
+    # out; its last attempt to connect was refused: CONNECTION_FAILED, with
+    # the refusal as the cause, not a busy pool's TIMEOUT. Not sent.
+    assert err.code is ErrorCode.CONNECTION_FAILED, err
     assert err.transient and not err.maybe_applied
+    assert err.details["pool"] == "connect_failed"
+    assert "refused" in err.message.lower(), err.message
+    assert isinstance(err.__cause__, PoolConnectFailed)
+    assert isinstance(err.__cause__.__cause__, psycopg.OperationalError)
     proxy.refuse(False)
     # psycopg_pool retries its connects with a doubling backoff (1 s, 2 s, ...):
     # the pool heals at its next attempt, not at once.
@@ -477,3 +483,202 @@ def test_executemany_whose_commit_answer_is_lost_times_out_maybe_applied(
     finally:
         admin.execute(f"DROP TABLE IF EXISTS {table}")
         admin.execute(f"DROP FUNCTION IF EXISTS {table}_slow()")
+
+
+# Every round trip the connector makes on a pooled connection, each behind a
+# blackhole switched on just before it: it must end within its client-side
+# deadline (statement_timeout 1 s plus the margin) with a classified
+# transient error, never hang. ``(name, call, maybe_applied)``; ``call(db,
+# proxy, table)`` switches the blackhole on itself.
+def _hole(proxy: FaultProxy) -> None:
+    proxy.blackhole(True)
+
+
+def _tx_begin(db: PostgreSQLConnector, proxy: FaultProxy, table: str) -> None:
+    _hole(proxy)
+    with db.transaction():
+        pass
+
+
+def _tx_commit(db: PostgreSQLConnector, proxy: FaultProxy, table: str) -> None:
+    with db.transaction() as tx:
+        tx.execute(f"INSERT INTO {table} VALUES (1)")
+        _hole(proxy)
+
+
+def _tx_statement(db: PostgreSQLConnector, proxy: FaultProxy, table: str) -> None:
+    with db.transaction() as tx:
+        _hole(proxy)
+        tx.query("SELECT 1")
+
+
+def _tx_executemany(db: PostgreSQLConnector, proxy: FaultProxy, table: str) -> None:
+    with db.transaction() as tx:
+        _hole(proxy)
+        tx.executemany(f"INSERT INTO {table} VALUES (%s)", [(1,), (2,)])
+
+
+def _tx_copy_in(db: PostgreSQLConnector, proxy: FaultProxy, table: str) -> None:
+    with db.transaction() as tx:
+        _hole(proxy)
+        tx.copy_in(table, ["id"], [(1,), (2,)])
+
+
+def _savepoint_create(db: PostgreSQLConnector, proxy: FaultProxy, table: str) -> None:
+    with db.transaction() as tx:
+        _hole(proxy)
+        with tx.savepoint():
+            pass
+
+
+def _savepoint_release(db: PostgreSQLConnector, proxy: FaultProxy, table: str) -> None:
+    with db.transaction() as tx, tx.savepoint():
+        tx.execute(f"INSERT INTO {table} VALUES (1)")
+        _hole(proxy)
+
+
+def _run_in_transaction(db: PostgreSQLConnector, proxy: FaultProxy, table: str) -> None:
+    def fn(tx: Transaction) -> None:
+        _hole(proxy)
+        tx.execute(f"INSERT INTO {table} VALUES (1)")
+
+    db.run_in_transaction(fn)
+
+
+def _copy_in(db: PostgreSQLConnector, proxy: FaultProxy, table: str) -> None:
+    _hole(proxy)
+    db.copy_in(table, ["id"], [(1,), (2,)])
+
+
+def _copy_out(db: PostgreSQLConnector, proxy: FaultProxy, table: str) -> None:
+    _hole(proxy)
+    db.copy_out("SELECT generate_series(1, 10)")
+
+
+def _stream_declare(db: PostgreSQLConnector, proxy: FaultProxy, table: str) -> None:
+    _hole(proxy)
+    list(db.stream("SELECT generate_series(1, 10) AS n"))
+
+
+def _stream_fetch(db: PostgreSQLConnector, proxy: FaultProxy, table: str) -> None:
+    with db.stream("SELECT generate_series(1, 10) AS n", batch_size=2) as rows:
+        next(rows)
+        _hole(proxy)
+        list(rows)
+
+
+def _query_with_timeout(db: PostgreSQLConnector, proxy: FaultProxy, table: str) -> None:
+    _hole(proxy)
+    db.query("SELECT 1", timeout=1.0)  # the SET before it is the first round trip
+
+
+def _ping(db: PostgreSQLConnector, proxy: FaultProxy, table: str) -> None:
+    _hole(proxy)
+    db.ping()
+
+
+def _ping_with_timeout(db: PostgreSQLConnector, proxy: FaultProxy, table: str) -> None:
+    _hole(proxy)
+    db.ping(timeout=1.0)
+
+
+ROUND_TRIPS = [
+    ("transaction-begin", _tx_begin, False),
+    ("transaction-commit", _tx_commit, True),
+    ("transaction-statement", _tx_statement, False),
+    ("transaction-executemany", _tx_executemany, False),
+    ("transaction-copy_in", _tx_copy_in, False),
+    ("savepoint-create", _savepoint_create, False),
+    ("savepoint-release", _savepoint_release, False),
+    ("run_in_transaction", _run_in_transaction, False),
+    ("copy_in", _copy_in, True),
+    ("copy_out", _copy_out, False),
+    ("stream-declare", _stream_declare, False),
+    ("stream-fetch", _stream_fetch, False),
+    ("query-timeout-set", _query_with_timeout, False),
+    ("ping", _ping, False),
+    ("ping-timeout", _ping_with_timeout, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "maybe_applied"), [r[1:] for r in ROUND_TRIPS], ids=[r[0] for r in ROUND_TRIPS]
+)
+def test_every_round_trip_through_a_blackhole_ends_with_a_transient_error(
+    postgres_dsn: str,
+    proxy: FaultProxy,
+    table: str,
+    admin: psycopg.Connection,
+    call,  # type: ignore[no-untyped-def]
+    maybe_applied: bool,
+) -> None:
+    with PostgreSQLConnector(proxied_config(postgres_dsn, proxy, statement_timeout=1.0)) as db:
+        assert db.query("SELECT 1").scalar() == 1
+        outcome = bounded(lambda: call(db, proxy, table), wait=20.0, may_hang=True)
+        err = finished(outcome, proxy, call.__name__)
+        assert err.transient, err
+        assert err.code is ErrorCode.TIMEOUT, err
+        assert err.maybe_applied is maybe_applied, err
+        if not maybe_applied:
+            assert wait_for(
+                lambda: admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,),
+                timeout=30,
+            )
+        # the dead connection was discarded: the connector carries on
+        assert bounded(lambda: db.query("SELECT 8").scalar()).result == 8
+
+
+@pytest.mark.parametrize("where", ["rollback", "savepoint-rollback", "stream-close"])
+def test_a_cleanup_round_trip_through_a_blackhole_ends_and_keeps_the_first_error(
+    postgres_dsn: str, proxy: FaultProxy, table: str, where: str
+) -> None:
+    """ROLLBACK (of a block that raised, or to a savepoint) and a stream closed
+    early: the cleanup is bounded, and the caller's own error is the one seen."""
+
+    class Boom(Exception):
+        pass
+
+    def body(db: PostgreSQLConnector) -> None:
+        if where == "stream-close":
+            with db.stream("SELECT generate_series(1, 10) AS n", batch_size=2) as rows:
+                next(rows)
+                _hole(proxy)
+                raise Boom
+        with db.transaction() as tx:
+            if where == "rollback":
+                _hole(proxy)
+                raise Boom
+            with tx.savepoint():
+                _hole(proxy)
+                raise Boom
+
+    with PostgreSQLConnector(proxied_config(postgres_dsn, proxy, statement_timeout=1.0)) as db:
+        assert db.query("SELECT 1").scalar() == 1
+        outcome = bounded(lambda: body(db), wait=20.0, may_hang=True)
+        proxy.clear()
+        assert outcome.thread is not None
+        outcome.thread.join(30)
+        assert not outcome.hung, f"{where} waited for ever through the blackhole"
+        if where == "savepoint-rollback":
+            # ROLLBACK TO SAVEPOINT is the connector's own statement: its error surfaces
+            err = outcome.error
+            assert isinstance(err, ConnectorError), err
+            assert err.code is ErrorCode.TIMEOUT and err.transient
+        else:
+            assert isinstance(outcome.error, Boom), outcome.error
+        assert bounded(lambda: db.query("SELECT 9").scalar()).result == 9
+
+
+def test_the_always_health_check_through_a_blackhole_ends_with_a_transient_error(
+    postgres_dsn: str, proxy: FaultProxy
+) -> None:
+    """health_check="always": the checkout's check (one round trip) is bounded too."""
+    config = proxied_config(postgres_dsn, proxy, statement_timeout=1.0, health_check="always")
+    with PostgreSQLConnector(config) as db:
+        assert db.query("SELECT 1").scalar() == 1
+        _hole(proxy)
+        outcome = bounded(lambda: db.query("SELECT 2"), wait=30.0, may_hang=True)
+        err = finished(outcome, proxy, "the checkout check")
+        assert err.transient and not err.maybe_applied, err
+        assert err.code in (ErrorCode.TIMEOUT, ErrorCode.CONNECTION_FAILED), err
+        assert bounded(lambda: db.query("SELECT 3").scalar()).result == 3

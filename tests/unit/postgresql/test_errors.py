@@ -24,6 +24,7 @@ from dictamesh_connectors.postgresql.errors import (
     classify,
     translate,
 )
+from dictamesh_connectors.postgresql.session import PoolConnectFailed
 
 TARGET = "dictamesh_test@127.0.0.1:55432"
 PASSWORD = "Sup3r-Secret-Pa55"
@@ -411,3 +412,35 @@ def test_a_network_failure_at_connect_stays_transient():
     )
     err = classify(exc, connecting=True)
     assert err.code is ErrorCode.CONNECTION_FAILED and err.transient is True
+
+
+def _pool_failed(cause: psycopg.Error) -> PoolConnectFailed:
+    try:
+        raise PoolConnectFailed("couldn't get a connection after 3.00 sec") from cause
+    except PoolConnectFailed as exc:
+        return exc
+
+
+def test_a_pool_timeout_after_a_refused_connect_is_connection_failed():
+    refused = psycopg.OperationalError(
+        'connection failed: connection to server at "127.0.0.1", port 1 failed:'
+        " Connection refused\n\tIs the server running on that host?"
+    )
+    err = classify(_pool_failed(refused), operation="query", target=TARGET)
+    assert err.code is ErrorCode.CONNECTION_FAILED
+    assert err.transient and err.retry_hint is RetryHint.RETRY
+    assert not err.maybe_applied
+    assert err.details["pool"] == "connect_failed"
+    assert "Connection refused" in err.message
+    # a bare PoolTimeout (a busy pool) stays TIMEOUT
+    assert classify(psycopg_pool.PoolTimeout("x")).code is ErrorCode.TIMEOUT
+
+
+def test_a_pool_timeout_after_a_refused_password_is_auth_failed():
+    bad = psycopg.OperationalError(
+        'connection failed: connection to server at "127.0.0.1", port 5432 failed:'
+        ' FATAL:  password authentication failed for user "app"'
+    )
+    err = classify(_pool_failed(bad), operation="execute", target=TARGET, write=True)
+    assert err.code is ErrorCode.AUTH_FAILED and not err.transient
+    assert not err.maybe_applied

@@ -152,3 +152,72 @@ def test_rollback_quietly_swallows_a_failed_rollback():
     conn = FakeConn(fail_restore=True)
     rollback_quietly(conn)
     assert conn.log == [("ROLLBACK", None)]
+
+
+def _server(replies):
+    """A psycopg-style generator: yields a wait state (1: read) until a reply arrives."""
+    got = []
+    for _ in range(replies):
+        while not (yield 1):
+            pass
+        got.append("reply")
+    return got
+
+
+def _drive(gen, readiness, clock):
+    """Run ``gen`` as psycopg's wait() does, feeding ``readiness`` (and moving ``clock``)."""
+    next(gen)
+    for ready, elapsed in readiness:
+        clock.now += elapsed
+        try:
+            gen.send(ready)
+        except StopIteration as stop:
+            return stop.value
+    raise AssertionError("the generator did not finish")
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_silent_socket_fails_the_wait_after_the_client_deadline(monkeypatch):
+    from dictamesh_connectors.postgresql import session
+
+    clock = Clock()
+    monkeypatch.setattr(session, "monotonic", clock)
+    gen = session._watched(_server(1), 1.0)  # deadline: 1 + 1 s
+    next(gen)
+    clock.now += 1.9
+    gen.send(0)  # silent, 1.9 s: still waiting
+    clock.now += 0.2
+    with pytest.raises(session.StatementDeadlineExceeded, match="within 2 s"):
+        gen.send(0)
+
+
+def test_progress_restarts_the_client_deadline(monkeypatch):
+    """A long pipeline or COPY that keeps the socket busy is never cut."""
+    from dictamesh_connectors.postgresql import session
+
+    clock = Clock()
+    monkeypatch.setattr(session, "monotonic", clock)
+    # ten replies, each after 1.5 s of silence: 15 s in all, past the 2 s deadline
+    readiness = [(0, 1.5), (1, 0.0)] * 10
+    assert _drive(session._watched(_server(10), 1.0), readiness, clock) == ["reply"] * 10
+
+
+def test_the_deadline_block_sets_and_restores_a_connections_limit():
+    from dictamesh_connectors.postgresql.session import connection_class, deadline
+
+    cls = connection_class(5.0)
+    conn = cls.__new__(cls)  # no server: only the attribute is looked at
+    assert conn._dictamesh_limit is None and cls.statement_limit == 5.0
+    with deadline(conn, 1.0):
+        assert conn._dictamesh_limit == 1.0
+        with deadline(conn, 2.0):
+            assert conn._dictamesh_limit == 2.0
+        assert conn._dictamesh_limit == 1.0
+    assert conn._dictamesh_limit is None
