@@ -125,15 +125,19 @@ class DeadlineConnection(psycopg.Connection[Any]):
 
     _dictamesh_limit: float | None = None
 
-    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
-        """Consume ``gen`` as psycopg does, under the connection's client-side deadline."""
+    def wait(self, gen: PQGen[RV], *args: Any, **kwargs: Any) -> RV:
+        """Consume ``gen`` as psycopg does, under the connection's client-side deadline.
+
+        The other arguments (``interval``, and ``timeout`` since psycopg
+        3.3) go to psycopg's own ``wait()`` unchanged.
+        """
         limit = self._dictamesh_limit
         if limit is None:
             limit = self.statement_limit
         if limit <= 0:
-            return super().wait(gen, interval, timeout)
+            return super().wait(gen, *args, **kwargs)
         try:
-            return super().wait(_watched(gen, limit), interval, timeout)
+            return super().wait(_watched(gen, limit), *args, **kwargs)
         except StatementDeadlineExceeded:
             # The protocol stopped half-way: the connection is unusable.
             self.pgconn.finish()
