@@ -40,6 +40,7 @@ from dictamesh_connectors.postgresql.session import (
     copy_to,
     deadline,
     execute,
+    pipelined,
     rollback_quietly,
 )
 from dictamesh_connectors.postgresql.statements import (
@@ -385,8 +386,7 @@ class PostgreSQLConnector(Connector[PostgreSQLConfig, "psycopg_pool.ConnectionPo
             with translate("executemany", target, write=True, in_transaction=True):
                 conn.execute("BEGIN")
                 try:
-                    with conn.pipeline():
-                        cur.executemany(sql, params_seq)
+                    pipelined(conn, cur, sql, params_seq)
                 except BaseException:
                     rollback_quietly(conn)
                     raise

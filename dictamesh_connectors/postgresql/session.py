@@ -8,7 +8,7 @@ own exceptions; the caller translates them (``errors.translate``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
@@ -42,6 +42,7 @@ __all__ = [
     "copy_to",
     "deadline",
     "execute",
+    "pipelined",
     "rollback_quietly",
 ]
 
@@ -125,47 +126,85 @@ class DeadlineConnection(psycopg.Connection[Any]):
 
     _dictamesh_limit: float | None = None
 
+    def _limit(self) -> float:
+        """The limit (seconds) of the round trips now: the block's, else the class's."""
+        limit = self._dictamesh_limit
+        return self.statement_limit if limit is None else limit
+
     def wait(self, gen: PQGen[RV], *args: Any, **kwargs: Any) -> RV:
         """Consume ``gen`` as psycopg does, under the connection's client-side deadline.
 
         The other arguments (``interval``, and ``timeout`` since psycopg
         3.3) go to psycopg's own ``wait()`` unchanged.
         """
-        limit = self._dictamesh_limit
-        if limit is None:
-            limit = self.statement_limit
-        if limit <= 0:
+        if self._limit() <= 0:
             return super().wait(gen, *args, **kwargs)
         try:
-            return super().wait(_watched(gen, limit), *args, **kwargs)
+            return super().wait(_watched(gen, self._limit), *args, **kwargs)
         except StatementDeadlineExceeded:
             # The protocol stopped half-way: the connection is unusable.
             self.pgconn.finish()
             raise
 
 
-def _watched(gen: PQGen[RV], limit: float) -> PQGen[RV]:
-    """``gen``, failing once the socket was silent for ``client_deadline(limit)`` seconds."""
-    seconds = client_deadline(limit)
+def _watched(gen: PQGen[RV], limit: Callable[[], float]) -> PQGen[RV]:
+    """``gen``, failing once the socket was silent for ``client_deadline(limit())`` seconds.
+
+    ``limit()`` is read at each check, so a pipeline that queues more
+    statements during the wait (``pipelined``) extends its own deadline.
+    """
     try:
         state = next(gen)
-        expires = monotonic() + seconds
+        progress = monotonic()
         while True:
             ready = yield state
             if ready:
                 state = gen.send(ready)
-                expires = monotonic() + seconds
-            elif monotonic() < expires:
+                progress = monotonic()
+                continue
+            seconds = client_deadline(limit())
+            if monotonic() - progress < seconds:
                 state = gen.send(ready)
-            else:
-                gen.close()
-                raise StatementDeadlineExceeded(
-                    f"the server did not answer within {seconds:g} s "
-                    f"(statement limit {limit:g} s); the connection was closed"
-                )
+                continue
+            gen.close()
+            raise StatementDeadlineExceeded(
+                f"the server did not answer within {seconds:g} s "
+                f"(statement limit {limit():g} s); the connection was closed"
+            )
     except StopIteration as stop:
         result: RV = stop.value
         return result
+
+
+def pipelined(
+    conn: psycopg.Connection[Any],
+    cur: psycopg.Cursor[Any],
+    query: SQL,
+    params_seq: Iterable[Any],
+) -> None:
+    """``cur.executemany(query, params_seq)`` in a pipeline, under a deadline that grows.
+
+    The server sends a pipeline's results only when it reaches its sync,
+    at the end: the client then waits, silent, while every statement runs.
+    So the deadline of the pipeline's waits is the connection's limit
+    times the statements queued so far (each may run for the limit).
+    """
+    if not isinstance(conn, DeadlineConnection):
+        with conn.pipeline():
+            cur.executemany(query, params_seq)
+        return
+    base = conn._limit()
+    count = 0
+
+    def counted() -> Iterator[Any]:
+        nonlocal count
+        for params in params_seq:
+            count += 1
+            conn._dictamesh_limit = base * count
+            yield params
+
+    with deadline(conn, base), conn.pipeline():
+        cur.executemany(query, counted())
 
 
 def connection_class(

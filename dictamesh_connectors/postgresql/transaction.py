@@ -15,7 +15,7 @@ from dictamesh_connectors.errors import ConnectorError, ErrorCode
 from dictamesh_connectors.postgresql.errors import translate
 from dictamesh_connectors.postgresql.query_builder import Table
 from dictamesh_connectors.postgresql.results import ExecResult, QueryResult, result_of
-from dictamesh_connectors.postgresql.session import copy_rows, execute
+from dictamesh_connectors.postgresql.session import copy_rows, execute, pipelined
 from dictamesh_connectors.postgresql.statements import (
     SQL,
     Params,
@@ -119,8 +119,7 @@ class Transaction:
         conn = self._check()
         with translate("executemany", self._target, write=True, in_transaction=True):
             cur = conn.cursor()
-            with conn.pipeline():
-                cur.executemany(sql, params_seq)
+            pipelined(conn, cur, sql, params_seq)
             return ExecResult([], [], cur.rowcount)
 
     def copy_in(self, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:

@@ -682,3 +682,19 @@ def test_the_always_health_check_through_a_blackhole_ends_with_a_transient_error
         assert err.transient and not err.maybe_applied, err
         assert err.code in (ErrorCode.TIMEOUT, ErrorCode.CONNECTION_FAILED), err
         assert bounded(lambda: db.query("SELECT 3").scalar()).result == 3
+
+
+def test_a_pipeline_longer_than_the_deadline_that_keeps_answering_is_not_cut(
+    postgres_dsn: str, proxy: FaultProxy, table: str, admin: psycopg.Connection
+) -> None:
+    """The deadline counts the server's silence, not the whole call: ten
+    statements of 0.3 s each (3 s) pass under a 2 s deadline (limit 1 s)."""
+    with PostgreSQLConnector(proxied_config(postgres_dsn, proxy, statement_timeout=1.0)) as db:
+        outcome = bounded(
+            lambda: db.executemany(
+                f"INSERT INTO {table} SELECT %s FROM pg_sleep(0.3)", [(n,) for n in range(10)]
+            )
+        )
+        assert outcome.error is None, outcome.error
+        assert outcome.result.rows_affected == 10
+    assert admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (10,)

@@ -189,7 +189,7 @@ def test_a_silent_socket_fails_the_wait_after_the_client_deadline(monkeypatch):
 
     clock = Clock()
     monkeypatch.setattr(session, "monotonic", clock)
-    gen = session._watched(_server(1), 1.0)  # deadline: 1 + 1 s
+    gen = session._watched(_server(1), lambda: 1.0)  # deadline: 1 + 1 s
     next(gen)
     clock.now += 1.9
     gen.send(0)  # silent, 1.9 s: still waiting
@@ -206,7 +206,7 @@ def test_progress_restarts_the_client_deadline(monkeypatch):
     monkeypatch.setattr(session, "monotonic", clock)
     # ten replies, each after 1.5 s of silence: 15 s in all, past the 2 s deadline
     readiness = [(0, 1.5), (1, 0.0)] * 10
-    assert _drive(session._watched(_server(10), 1.0), readiness, clock) == ["reply"] * 10
+    assert _drive(session._watched(_server(10), lambda: 1.0), readiness, clock) == ["reply"] * 10
 
 
 def test_the_deadline_block_sets_and_restores_a_connections_limit():
