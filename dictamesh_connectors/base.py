@@ -509,6 +509,45 @@ class Connector(Generic[ConfigT, HandleT]):
                     self._on_connection_lost(handle, err)
                 raise
 
+    def _operation_clock(self) -> float:
+        """The start of an operation recorded with ``_record_operation``.
+
+        ``time.perf_counter()`` while a listener is subscribed, else ``0.0``
+        (no clock read): the same rule ``_InFlight`` follows.
+        """
+        return time.perf_counter() if self._listeners or observability._global else 0.0
+
+    def _record_operation(
+        self, operation: str, started: float, error: ConnectorError | None = None
+    ) -> None:
+        """Count and report an operation that ran *outside* the in-flight accounting.
+
+        For objects the connector makes but does not own the calls of (a
+        thread-confined Kafka consumer): their calls are not in-flight
+        operations of the connector (``disconnect()`` does not wait for a
+        blocked poll), but they are counted in ``stats()`` and reported to
+        listeners exactly as ``_use`` does for its operations. ``started``
+        comes from ``_operation_clock()``; ``operation`` may be an
+        ``observability.Operation`` (built only when ``started`` is set).
+        With no listener this costs one atomic increment (and the error
+        count when ``error`` is given).
+        """
+        self._finished.increment()
+        if error is not None:
+            self._count_error(error)
+        if started:
+            self._report_operation(operation, started, error)
+
+    def _report_operation(
+        self, operation: str, started: float, error: ConnectorError | None
+    ) -> None:
+        """Tell the listeners an operation begun at ``started`` ended (with ``error``)."""
+        duration = time.perf_counter() - started
+        listeners = self._listeners
+        observability.notify(listeners, "on_operation", self, operation, duration, error)
+        if error is not None:
+            observability.notify(listeners, "on_error", self, operation, error)
+
     def _note_retry(self, operation: str, attempt: int, wait: float, error: ConnectorError) -> None:
         """Count a retry and tell the listeners (pass it as ``retry_call(on_retry=...)``)."""
         with self._lock:  # counters
@@ -736,13 +775,10 @@ class _InFlight(Generic[HandleT]):
         if connector._state is _DISCONNECTING:
             connector._wake_drain()
         if self._started:  # listeners were subscribed when it began
-            error = exc if isinstance(exc, ConnectorError) else None
-            duration = time.perf_counter() - self._started
-            listeners = connector._listeners
             operation = self._operation
             target = getattr(self, "_target", None)  # unset on most connectors' operations
             if target is not None:
                 operation = observability.Operation(operation, target)
-            observability.notify(listeners, "on_operation", connector, operation, duration, error)
-            if error is not None:
-                observability.notify(listeners, "on_error", connector, operation, error)
+            connector._report_operation(
+                operation, self._started, exc if isinstance(exc, ConnectorError) else None
+            )

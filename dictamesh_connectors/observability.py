@@ -102,16 +102,32 @@ class Operation(str):
     statement. It is never a filter, a document, a statement's text or a
     value. Built only when a listener is subscribed.
 
+    The Kafka consumer's operations (``poll``, ``consume``, ``commit``,
+    ``process``: see docs/observability.md) carry the topic as ``target``
+    (``""`` when a batch spans several topics), the consumer group as
+    ``group`` and, for ``poll``/``consume``, the number of records returned
+    as ``count``.
+
     Attributes:
-        target: The collection (or command name) the operation acts on.
+        target: The collection (or command name, or topic) the operation acts on.
+        group: The Kafka consumer group, or ``None``.
+        records: Records a Kafka ``poll``/``consume`` returned, or ``None``.
     """
 
     target: str
+    group: str | None = None
+    records: int | None = None
 
-    def __new__(cls, name: str, target: str) -> Operation:
+    def __new__(
+        cls, name: str, target: str, *, group: str | None = None, records: int | None = None
+    ) -> Operation:
         """``Operation("find_one", "users")``: the name, carrying ``target``."""
         self = super().__new__(cls, name)
         self.target = target
+        if group is not None:
+            self.group = group
+        if records is not None:
+            self.records = records
         return self
 
 

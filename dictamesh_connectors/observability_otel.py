@@ -73,12 +73,13 @@ from dictamesh_connectors._version import __version__
 from dictamesh_connectors.observability import Listener
 
 if TYPE_CHECKING:
-    from opentelemetry import propagate, trace
+    from opentelemetry import context, propagate, trace
     from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer, TracerProvider
 
     from dictamesh_connectors.errors import ConnectorError
 else:
     trace = require("opentelemetry.trace", extra="otel", connector="otel")
+    context = require("opentelemetry.context", extra="otel", connector="otel")
     propagate = require("opentelemetry.propagate", extra="otel", connector="otel")
     Span, SpanKind, StatusCode = trace.Span, trace.SpanKind, trace.StatusCode
 
@@ -95,6 +96,8 @@ _HTTP = frozenset({"http", "graphql", "soap"})
 # Where each database connector's errors keep the server's code (db.response.status_code).
 _STATUS_DETAIL = {"mongodb": "code", "postgresql": "sqlstate"}
 _KAFKA_SEND = frozenset({"produce", "produce_many", "send", "operation"})
+_KAFKA_RECEIVE = frozenset({"poll", "consume"})
+_PROCESS = "process"
 
 # PostgreSQL operations whose statement the connector writes itself.
 _POSTGRESQL_OPERATIONS = {"ping": "SELECT", "copy_in": "COPY", "copy_out": "COPY"}
@@ -258,7 +261,14 @@ class OpenTelemetryListener(Listener):
             namespace = attrs.get("db.namespace")
             what = sql_verb or str(operation)
             return (f"{what} {namespace}" if namespace else what), SpanKind.CLIENT, attrs
+        if name == "kafka" and (operation in _KAFKA_RECEIVE or operation == _PROCESS):
+            return self._describe_consumer(operation, attrs)
         if name == "kafka":
+            group = getattr(operation, "group", None)
+            if group is not None:
+                attrs["messaging.consumer.group.name"] = group
+            if operation == "commit":
+                attrs["messaging.operation.type"] = "settle"
             sending = operation in _KAFKA_SEND
             attrs["messaging.operation.name"] = "send" if sending else operation
             if sending:
@@ -269,6 +279,31 @@ class OpenTelemetryListener(Listener):
                 attrs,
             )
         return f"{name} {operation}", SpanKind.CLIENT, attrs
+
+    @staticmethod
+    def _describe_consumer(
+        operation: str, attrs: dict[str, Any]
+    ) -> tuple[str, SpanKind, dict[str, Any]]:
+        """A Kafka consumer's span: ``receive`` (poll/consume) or ``process`` (one record).
+
+        The messaging conventions for consumers: ``"{operation} {topic}"``
+        (the topic left out when a batch spans several), a CLIENT span for a
+        receive, a CONSUMER span for processing one record.
+        """
+        topic = getattr(operation, "target", "")
+        group = getattr(operation, "group", None)
+        kind = "process" if operation == _PROCESS else "receive"
+        attrs["messaging.operation.name"] = kind
+        attrs["messaging.operation.type"] = kind
+        if topic:
+            attrs["messaging.destination.name"] = topic
+        if group is not None:
+            attrs["messaging.consumer.group.name"] = group
+        count = getattr(operation, "records", None)
+        if kind == "receive" and count is not None:
+            attrs["messaging.batch.message_count"] = count
+        span_kind = SpanKind.CONSUMER if kind == "process" else SpanKind.CLIENT
+        return (f"{kind} {topic}" if topic else kind), span_kind, attrs
 
     @staticmethod
     def _describe_mongodb(
@@ -301,9 +336,19 @@ class OpenTelemetryListener(Listener):
     def on_operation(
         self, connector: Any, operation: str, duration: float, error: ConnectorError | None
     ) -> None:
-        """End the operation's span (started by ``inject`` or back-dated by ``duration``)."""
-        spans = getattr(self._sending, "spans", None)
-        span = spans.pop(id(connector), None) if spans else None
+        """End the operation's span (started by ``inject`` or back-dated by ``duration``).
+
+        A Kafka ``poll``/``consume`` that returned no record (and did not
+        fail) makes no span: an idle consumer would otherwise flood traces.
+        """
+        span: Span | None = None
+        if operation == _PROCESS and connector.name == "kafka":
+            span = self._end_processing(connector)
+        elif error is None and getattr(operation, "records", None) == 0:
+            return  # an empty receive
+        else:
+            spans = getattr(self._sending, "spans", None)
+            span = spans.pop(id(connector), None) if spans else None
         if span is None:
             name, kind, attrs = self._describe(connector, operation)
             start = time.time_ns() - int(duration * 1e9)
@@ -347,6 +392,48 @@ class OpenTelemetryListener(Listener):
         if span is not None:
             span.set_attribute("http.response.status_code", status)
 
+    def _start_processing(self, connector: Any, operation: str, headers: Any) -> None:
+        """Start (and make current) the ``process`` span of one consumed record.
+
+        Its parent is the trace context the record's headers carry (the
+        producer's ``traceparent``), which is also its link, as the
+        conventions say; without one it is a new trace's root.
+        """
+        carrier: dict[str, str] = {}
+        for key, value in headers or ():
+            if isinstance(key, str) and isinstance(value, bytes):
+                carrier[key] = value.decode("latin-1")
+        parent = propagate.extract(carrier)
+        remote = trace.get_current_span(parent).get_span_context()
+        links = [trace.Link(remote)] if remote.is_valid else None
+        name, kind, attrs = self._describe(connector, operation)
+        span = self._tracer.start_span(
+            name,
+            context=parent if remote.is_valid else None,
+            kind=kind,
+            attributes=attrs,
+            links=links,
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        stacks = getattr(self._sending, "processing", None)
+        if stacks is None:
+            stacks = self._sending.processing = {}
+        stacks.setdefault(id(connector), []).append((span, token))
+
+    def _end_processing(self, connector: Any) -> Span | None:
+        """The ``process`` span under way on this thread for ``connector`` (made not current)."""
+        stacks: dict[int, list[tuple[Span, Any]]] | None = getattr(
+            self._sending, "processing", None
+        )
+        stack = stacks.get(id(connector)) if stacks else None
+        if stacks is None or not stack:
+            return None
+        span, token = stack.pop()
+        if not stack:
+            del stacks[id(connector)]
+        context.detach(token)
+        return span
+
     def inject(self, connector: Any, operation: str, headers: Any) -> Any:
         """Headers with the W3C trace context of this send's span added (a new object).
 
@@ -355,7 +442,16 @@ class OpenTelemetryListener(Listener):
         redirect) reuses it. ``headers`` is a ``dict`` (HTTP, returned as a
         new dict) or ``None``/a list of ``(str, bytes)`` pairs (Kafka,
         returned as a new list).
+
+        For a Kafka consumer's ``process`` operation (one record handed to
+        ``run()``'s handler) it goes the other way: it takes the trace
+        context *out of* the record's headers and starts the record's
+        ``process`` span under it, current while the handler runs (ended by
+        ``on_operation``); ``headers`` are returned as they are.
         """
+        if operation == _PROCESS and connector.name == "kafka":
+            self._start_processing(connector, operation, headers)
+            return headers
         spans = getattr(self._sending, "spans", None)
         if spans is None:
             spans = self._sending.spans = {}

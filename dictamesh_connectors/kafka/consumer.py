@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from dictamesh_connectors import _fork
+from dictamesh_connectors import _fork, observability
 from dictamesh_connectors._compat import require
 from dictamesh_connectors._convert import MAX_TIMEOUT, check_timeout
 from dictamesh_connectors.errors import (
@@ -254,6 +254,9 @@ class KafkaConsumer:
         self._consumed: dict[tuple[str, int], int] = {}
         self._done: dict[tuple[str, int], int] = {}
         self._stashed: ConnectorError | None = None
+        # Observability: the connector's own mechanism (stats, listeners),
+        # without registering these calls as its in-flight operations.
+        self._clock = connector._operation_clock
         with translate("subscribe", self._target):
             # Weak: no reference cycle keeps an unclosed consumer alive for
             # the garbage collector (which might run in a forked child).
@@ -298,6 +301,28 @@ class KafkaConsumer:
             from_kafka_error(error, operation=f"consumer {self.group_id}", target=self._target),
         )
 
+    # ---------------------------------------------------------- observability
+
+    def _record(
+        self,
+        operation: str,
+        started: float,
+        error: ConnectorError | None,
+        topic: str = "",
+        count: int | None = None,
+    ) -> None:
+        """Count ``operation`` in the connector's stats and tell its listeners.
+
+        Not an in-flight operation of the connector (``disconnect()`` never
+        waits for a consumer); ``started`` is 0.0 (no listener: only the
+        counters) or the ``_operation_clock()`` reading.
+        """
+        if started:
+            operation = observability.Operation(
+                operation, topic, group=self.group_id, records=count
+            )
+        self._connector._record_operation(operation, started, error)
+
     # ---------------------------------------------------------------- reading
 
     def _message(self, raw: Any) -> KafkaMessage:
@@ -340,18 +365,30 @@ class KafkaConsumer:
         """
         consumer = self._check()
         wait = check_timeout(timeout)
-        if self._stashed is not None:
-            stashed, self._stashed = self._stashed, None
-            raise stashed
-        with translate("poll", self._target):
-            raw = consumer.poll(-1 if wait is None else wait)
-        if raw is None:
-            return None
-        error = self._error_of(raw, "poll")
-        if error is not None:
-            raise error
-        self._consumed[(raw.topic(), raw.partition())] = raw.offset() + 1
-        return self._message(raw)
+        started = self._clock()
+        failed: ConnectorError | None = None
+        raw = None
+        try:
+            if self._stashed is not None:
+                stashed, self._stashed = self._stashed, None
+                raise stashed
+            with translate("poll", self._target):
+                raw = consumer.poll(-1 if wait is None else wait)
+            if raw is None:
+                return None
+            error = self._error_of(raw, "poll")
+            if error is not None:
+                raise error
+            self._consumed[(raw.topic(), raw.partition())] = raw.offset() + 1
+            return self._message(raw)
+        except ConnectorError as err:
+            failed = err
+            raise
+        finally:
+            if started and raw is not None:
+                self._record("poll", started, failed, raw.topic() or "", 0 if failed else 1)
+            else:
+                self._record("poll", started, failed, count=0)
 
     def consume(self, max_messages: int = 100, timeout: float = 1.0) -> list[KafkaMessage]:
         """Up to ``max_messages`` records, waiting at most ``timeout`` seconds.
@@ -366,12 +403,30 @@ class KafkaConsumer:
         if not 1 <= max_messages <= 1_000_000:
             raise _bad_request("max_messages must be in 1..1000000")
         wait = check_timeout(timeout)
+        started = self._clock()
+        messages: list[KafkaMessage] = []
+        failed: ConnectorError | None = None
+        try:
+            self._consume_into(messages, consumer, max_messages, wait)
+        except ConnectorError as err:
+            failed = err
+            raise
+        finally:
+            topic = ""
+            if started and messages:
+                topics = {message.topic for message in messages}
+                topic = topics.pop() if len(topics) == 1 else ""
+            self._record("consume", started, failed, topic, len(messages))
+        return messages
+
+    def _consume_into(
+        self, messages: list[KafkaMessage], consumer: Any, max_messages: int, wait: float | None
+    ) -> None:
         if self._stashed is not None:
             stashed, self._stashed = self._stashed, None
             raise stashed
         with translate("consume", self._target):
             raws = consumer.consume(max_messages, -1 if wait is None else wait)
-        messages: list[KafkaMessage] = []
         append = messages.append
         consumed = self._consumed
         make = self._message
@@ -395,7 +450,6 @@ class KafkaConsumer:
                 raise error
             self._stashed = error
             break
-        return messages
 
     # ---------------------------------------------------------------- offsets
 
@@ -415,8 +469,16 @@ class KafkaConsumer:
             offsets, self._consumed = self._consumed, {}
         if not offsets:
             return
-        with translate("commit", self._target, write=True):
-            consumer.commit(offsets=_partitions(offsets), asynchronous=asynchronous)
+        started = self._clock()
+        failed: ConnectorError | None = None
+        try:
+            with translate("commit", self._target, write=True):
+                consumer.commit(offsets=_partitions(offsets), asynchronous=asynchronous)
+        except ConnectorError as err:
+            failed = err
+            raise
+        finally:
+            self._record("commit", started, failed, _one_topic(offsets) if started else "")
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         """Make the next read of an assigned partition start at ``offset``."""
@@ -580,10 +642,29 @@ class KafkaConsumer:
             if stop.wait(seconds):
                 raise _Stopped
 
+        clock = self._clock
+        run_started = clock()
+        failed: ConnectorError | None = None
         try:
             while not stop.is_set():
-                with translate("consume", self._target):
-                    raws = consumer.consume(max_messages, poll_wait)
+                started = clock()
+                try:
+                    with translate("consume", self._target):
+                        raws = consumer.consume(max_messages, poll_wait)
+                except ConnectorError as err:
+                    self._record("consume", started, err, count=0)
+                    raise
+                if started:
+                    topics = {raw.topic() for raw in raws if raw.error() is None}
+                    self._record(
+                        "consume",
+                        started,
+                        None,
+                        topics.pop() if len(topics) == 1 else "",
+                        sum(1 for raw in raws if raw.error() is None),
+                    )
+                else:
+                    self._record("consume", 0.0, None)
                 for raw in raws:
                     if stop.is_set():
                         break  # not handled, not committed: redelivered
@@ -602,14 +683,21 @@ class KafkaConsumer:
                     commits += self._commit_done(consumer)
         except _Stopped:
             pass
+        except ConnectorError as err:
+            failed = err
+            raise
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             try:
                 if self._done:
                     commits += self._commit_done(consumer)
+            except ConnectorError as err:
+                failed = failed or err
+                raise
             finally:
                 self.close()
+                self._record("run", run_started, failed, _one_topic_of(self.topics))
         return RunResult(processed, dead, commits)
 
     def _commit_done(self, consumer: Any) -> int:
@@ -625,10 +713,12 @@ class KafkaConsumer:
             ConnectorError: A permanent refusal.
         """
         offsets, self._done = self._done, {}
+        started = self._clock()
         try:
             with translate("commit", self._target, write=True):
                 consumer.commit(offsets=_partitions(offsets), asynchronous=False)
         except ConnectorError as err:
+            self._record("commit", started, err, _one_topic(offsets) if started else "")
             if not err.transient:
                 raise
             for key, offset in offsets.items():
@@ -639,6 +729,7 @@ class KafkaConsumer:
                 err.code.value,
             )
             return 0
+        self._record("commit", started, None, _one_topic(offsets) if started else "")
         return 1
 
     def _handle(
@@ -649,39 +740,61 @@ class KafkaConsumer:
         dead_letter_topic: str | None,
         wait: Callable[[float], None],
     ) -> int:
-        """Handle one record; return 1 if it went to the dead-letter topic."""
+        """Handle one record; return 1 if it went to the dead-letter topic.
+
+        One ``process`` operation of the connector (its span, while traced,
+        continues the producer's trace: ``observability.propagator`` is
+        handed the record's headers, from which it takes the traceparent).
+        """
+        started = self._clock()
+        topic = raw.topic()
+        hook = observability.propagator
+        if hook is not None and started:
+            hook(
+                self._connector,
+                observability.Operation("process", topic, group=self.group_id),
+                raw.headers() or [],
+            )
+        failed: ConnectorError | None = None
         try:
             message = self._message(raw)
             retry_call(
                 lambda: handler(message),
                 policy,
                 idempotent=True,
-                description=f"kafka: handler for {raw.topic()}[{raw.partition()}]@{raw.offset()}",
+                description=f"kafka: handler for {topic}[{raw.partition()}]@{raw.offset()}",
                 sleep=wait,
             )
             return 0
         except ConnectorError as err:
+            failed = err
             if err.transient:
                 raise
             return self._dead_letter(raw, err, dead_letter_topic)
         except Exception as exc:
+            failed = self._handler_failed(raw, exc)
             return self._dead_letter(raw, exc, dead_letter_topic)
+        finally:
+            self._record("process", started, failed, topic)
+
+    def _handler_failed(self, raw: Any, exc: Exception) -> ConnectorError:
+        """The EXEC_FAILED error of a handler that raised ``exc`` (not a ConnectorError)."""
+        where = f"{raw.topic()}[{raw.partition()}]@{raw.offset()}"
+        error = build_error(
+            f"{CONNECTOR}: the handler failed on {where}: {type(exc).__name__}",
+            _HANDLER_FAILED,
+            connector=CONNECTOR,
+            details={"topic": raw.topic(), "partition": raw.partition(), "offset": raw.offset()},
+        )
+        error.__cause__ = exc
+        return error
 
     def _dead_letter(self, raw: Any, exc: Exception, topic: str | None) -> int:
         where = f"{raw.topic()}[{raw.partition()}]@{raw.offset()}"
         if topic is None:
             if isinstance(exc, ConnectorError):
                 raise exc
-            raise build_error(
-                f"{CONNECTOR}: the handler failed on {where}: {type(exc).__name__}",
-                _HANDLER_FAILED,
-                connector=CONNECTOR,
-                details={
-                    "topic": raw.topic(),
-                    "partition": raw.partition(),
-                    "offset": raw.offset(),
-                },
-            ) from exc
+            raise self._handler_failed(raw, exc) from exc
         code = exc.code.value if isinstance(exc, ConnectorError) else type(exc).__name__
         text = str(exc)[:_MAX_ERROR_TEXT].encode("utf-8", "replace")
         headers: list[tuple[str, str | bytes | None]] = list(raw.headers() or [])
@@ -772,6 +885,17 @@ def _rebalance_callback(method: Any, what: str) -> Any:
             )
 
     return call
+
+
+def _one_topic(offsets: Mapping[tuple[str, int], int]) -> str:
+    """The topic of every key of ``offsets`` when they share one, else ``""``."""
+    topics = {topic for topic, _ in offsets}
+    return topics.pop() if len(topics) == 1 else ""
+
+
+def _one_topic_of(topics: Sequence[str]) -> str:
+    """The subscription's topic when it is one plain name, else ``""``."""
+    return topics[0] if len(topics) == 1 and not topics[0].startswith("^") else ""
 
 
 def _decoder(spec: Any) -> Any:

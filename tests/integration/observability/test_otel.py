@@ -4,6 +4,7 @@ attribute, errors with our code, W3C traceparent in HTTP and Kafka headers."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
@@ -408,3 +409,79 @@ def test_file_spans_carry_the_operation_and_our_error_code(spans, tmp_path):
     )
     assert failed.attributes["error.type"] == "NOT_FOUND"
     _no_marker(exporter.get_finished_spans())
+
+
+def test_kafka_consumer_receive_and_process_spans_continue_the_producers_trace(
+    spans, kafka_bootstrap
+):
+    """poll()/consume(): a ``receive`` span when records came (none for an empty poll);
+    run(): a CONSUMER ``process`` span per record, child of (and linked to) the span that
+    produced it, current while the handler runs; errors with our code; no payload or key."""
+    from dictamesh_connectors.kafka import KafkaConfig, KafkaConnector
+
+    exporter, tracer = spans
+    topic = f"otel-{uuid.uuid4().hex[:8]}"
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    config = KafkaConfig(bootstrap_servers=kafka_bootstrap, allow_auto_create_topics=True)
+    with KafkaConnector(config) as kafka:
+        with tracer.start_as_current_span("job"):
+            for value in (MARKER, "poison", "last"):
+                kafka.produce_sync(topic, value.encode(), key=MARKER.encode())
+        sends = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.PRODUCER]
+        assert len(sends) == 3
+        with kafka.consumer(f"{group}-peek", [topic]) as peek:
+            got = []
+            for _ in range(60):
+                got += peek.consume(10, 1.0)
+                if len(got) == 3:
+                    break
+            assert len(got) == 3
+        stop = threading.Event()
+        inner: dict[bytes, object] = {}
+
+        def handler(message) -> None:
+            with tracer.start_as_current_span("handler") as span:
+                inner[message.value] = span
+            if message.value == b"last":
+                stop.set()
+            if message.value == b"poison":
+                raise ValueError(MARKER)
+
+        with pytest.raises(ConnectorError) as info:
+            kafka.consumer(group, [topic]).run(handler, stop_event=stop, handle_sigterm=False)
+        assert info.value.code.value == "EXEC_FAILED"
+    finished = exporter.get_finished_spans()
+    receives = [s for s in finished if s.name == f"receive {topic}"]
+    assert receives and sum(s.attributes["messaging.batch.message_count"] for s in receives) >= 5
+    for span in receives:
+        assert span.kind is SpanKind.CLIENT
+        assert span.attributes["messaging.system"] == "kafka"
+        assert span.attributes["messaging.operation.type"] == "receive"
+        assert span.attributes["messaging.destination.name"] == topic
+        assert span.attributes["messaging.consumer.group.name"] in (group, f"{group}-peek")
+        assert span.attributes["messaging.batch.message_count"] >= 1
+    process = [s for s in finished if s.name == f"process {topic}"]
+    assert len(process) == 2  # the run stopped at the poison record (no dead-letter topic)
+    for span, send in zip(process, sends, strict=False):
+        assert span.kind is SpanKind.CONSUMER
+        assert span.attributes["messaging.operation.type"] == "process"
+        assert span.attributes["messaging.destination.name"] == topic
+        assert span.attributes["messaging.consumer.group.name"] == group
+        # The producer's trace goes on: parent and link are the span that sent the record.
+        assert span.context.trace_id == send.context.trace_id
+        assert span.parent is not None and span.parent.span_id == send.context.span_id
+        assert [link.context.span_id for link in span.links] == [send.context.span_id]
+    ok, failed = process
+    assert inner[MARKER.encode()].parent.span_id == ok.context.span_id  # current in the handler
+    assert inner[b"poison"].parent.span_id == failed.context.span_id
+    assert ok.status.status_code is not StatusCode.ERROR
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes["error.type"] == "EXEC_FAILED"
+    commits = [s for s in finished if s.attributes.get("dictamesh.operation") == "commit"]
+    assert commits and all(s.attributes["messaging.operation.type"] == "settle" for s in commits)
+    (run,) = [s for s in finished if s.attributes.get("dictamesh.operation") == "run"]
+    assert run.attributes["error.type"] == "EXEC_FAILED"
+    for span in finished:
+        for key in span.attributes:
+            assert "key" not in key and "payload" not in key and "body" not in key, key
+    _no_marker(finished)

@@ -221,6 +221,15 @@ def test_counters_and_pool_gauges_of_mongodb_kafka_and_file(
         assert store.find_one(collection, {"n": 2})["n"] == 2
         for n in range(3):
             events.produce(topic, f"event {n}".encode()).result(60)
+        # The connector's consumers count under its label: one operation per call.
+        consume_calls = 0
+        with events.consumer(f"prom-{uuid.uuid4().hex[:6]}", [topic]) as consumer:
+            received: list = []
+            while len(received) < 3 and consume_calls < 60:
+                received += consumer.consume(10, 1.0)
+                consume_calls += 1
+            consumer.commit()
+        assert len(received) == 3
         export.write_text("a.txt", "x")
         with pytest.raises(ConnectorError) as info:
             export.read_text("missing.txt")
@@ -235,6 +244,10 @@ def test_counters_and_pool_gauges_of_mongodb_kafka_and_file(
         assert value(samples, ops, connector="store", operation="insert_one") == 2
         assert value(samples, ops, connector="store", operation="find_one") == 1
         assert value(samples, ops, connector="events", operation="produce") == 3
+        assert value(samples, ops, connector="events", operation="consume") == consume_calls
+        assert value(samples, ops, connector="events", operation="commit") == 1
+        durations = "dictamesh_connector_operation_duration_seconds_count"
+        assert value(samples, durations, connector="events", operation="consume") == consume_calls
         assert value(samples, ops, connector="export", operation="write") == 1
         errors = "dictamesh_connector_errors_total"
         assert value(samples, errors, connector="export", operation="read", code="NOT_FOUND") == 1
