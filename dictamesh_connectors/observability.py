@@ -163,6 +163,11 @@ sends and the Kafka connector ``pairs = propagator(connector, "produce",
 pairs)`` on each message: it returns the headers with W3C ``traceparent``
 added (a new dict, or a new list of ``(str, bytes)`` pairs). With tracing
 off, the send path pays one attribute check.
+
+The Kafka consumer's ``run()`` calls it the other way, with an
+``Operation("process", topic)`` and a consumed record's headers: the hook
+takes the trace context out of them and starts the record's ``process``
+span (ended by the operation's ``on_operation`` event).
 """
 
 responded: Callable[[Any, int], None] | None = None

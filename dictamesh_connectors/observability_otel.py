@@ -19,6 +19,13 @@ messaging       ``messaging.system``, ``messaging.operation.name``,
                 ``messaging.operation.type``, ``messaging.destination.name``
                 (the topic: ``produce``, ``produce_sync``, ``produce_many``),
                 ``server.address``
+consuming       ``receive TOPIC`` (CLIENT) per ``poll()``/``consume()`` that
+                returned records (or failed), ``process TOPIC`` (CONSUMER)
+                per record ``run()`` handles: ``messaging.operation.type``,
+                ``messaging.destination.name``,
+                ``messaging.consumer.group.name``,
+                ``messaging.batch.message_count`` (receive); ``commit`` is
+                a ``settle``
 GraphQL         ``graphql.operation.type``, ``graphql.operation.name``,
                 ``server.address``, ``server.port``, ``url.scheme`` (the
                 request itself is the HTTP connector's span)
@@ -38,8 +45,11 @@ Context propagation: while instrumented, the HTTP connector adds the W3C
 ``traceparent`` (and ``tracestate``) of the request's own span to every
 request it sends, and the Kafka connector to every message it produces
 (``produce``/``produce_sync``), so the server's or consumer's spans join the
-caller's trace. The hook is one call, ``observability.propagator``, which is
-``None`` (one attribute check on the send path) unless this module set it.
+caller's trace. On the consuming side ``run()`` hands each record's headers
+to the same hook: the record's ``process`` span is a child of (and linked
+to) the producer's span, and current while the handler runs. The hook is
+one call, ``observability.propagator``, which is ``None`` (one attribute
+check on the send path) unless this module set it.
 
 Each retry is an attempt of its own (its own span); the retry itself is an
 event (``dictamesh.retry``) on the span current in the caller.

@@ -254,9 +254,6 @@ class KafkaConsumer:
         self._consumed: dict[tuple[str, int], int] = {}
         self._done: dict[tuple[str, int], int] = {}
         self._stashed: ConnectorError | None = None
-        # Observability: the connector's own mechanism (stats, listeners),
-        # without registering these calls as its in-flight operations.
-        self._clock = connector._operation_clock
         with translate("subscribe", self._target):
             # Weak: no reference cycle keeps an unclosed consumer alive for
             # the garbage collector (which might run in a forked child).
@@ -302,6 +299,10 @@ class KafkaConsumer:
         )
 
     # ---------------------------------------------------------- observability
+
+    def _clock(self) -> float:
+        """The start of a call, for ``_record`` (0.0, no clock read, without listeners)."""
+        return self._connector._operation_clock()
 
     def _record(
         self,

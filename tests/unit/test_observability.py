@@ -185,3 +185,36 @@ def test_stats_count_operations_errors_and_retries_under_32_threads():
     assert stats.retries == 32
     assert stats.in_flight == 0 and stats.pool == {}
     c.disconnect()
+
+
+def test_an_operation_recorded_outside_the_in_flight_accounting():
+    """_record_operation (a Kafka consumer's calls): counted and reported like a _use()
+    block, never in flight, even while disconnected; no clock read without listeners."""
+    c = FakeConnector(FakeConfig())
+    assert c._operation_clock() == 0.0  # no listener: no clock read
+    c._record_operation("poll", c._operation_clock())
+    assert c.stats().operations == 1 and c.stats().in_flight == 0
+    rec = Recorder(c)
+    c.add_listener(rec)
+    started = c._operation_clock()
+    assert started > 0
+    failure = ConnectorError("gone", code=ErrorCode.NOT_FOUND)
+    c._record_operation(observability.Operation("poll", "orders", group="g", records=0), started)
+    c._record_operation("commit", c._operation_clock(), failure)
+    assert rec.events == [
+        ("operation", "poll", None),
+        ("operation", "commit", ErrorCode.NOT_FOUND),
+        ("error", "commit", ErrorCode.NOT_FOUND),
+    ]
+    assert rec.lock_held == [False, False, False]
+    stats = c.stats()
+    assert stats.operations == 3 and stats.errors == {"NOT_FOUND": 1}
+    assert c._in_flight_threads() == {} and c.state.value == "disconnected"
+
+
+def test_operation_carries_a_consumers_group_and_record_count():
+    op = observability.Operation("consume", "orders", group="billing", records=3)
+    assert op == "consume" and hash(op) == hash("consume")
+    assert (op.target, op.group, op.records) == ("orders", "billing", 3)
+    plain = observability.Operation("find_one", "users")
+    assert plain.group is None and plain.records is None

@@ -7,13 +7,14 @@ import pytest
 pytest.importorskip("opentelemetry.sdk")
 pytest.importorskip("prometheus_client")
 
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 from dictamesh_connectors import observability, observability_otel
-from dictamesh_connectors.errors import ConnectorError
+from dictamesh_connectors.errors import ConnectorError, ErrorCode
 from dictamesh_connectors.observability_prometheus import ConnectorCollector
 from dictamesh_connectors.retry import RetryPolicy
 
@@ -121,3 +122,37 @@ def test_without_the_extras_the_error_names_them():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+class _KafkaNamed(FakeConnector):
+    name = "kafka"
+
+
+def test_consumer_spans_receive_only_with_records_and_process_without_a_traceparent():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    listener = observability_otel.OpenTelemetryListener(provider)
+    c = _KafkaNamed(FakeConfig())
+    c.add_listener(listener)
+    op = observability.Operation
+    c._record_operation(op("poll", "", group="g", records=0), c._operation_clock())
+    assert exporter.get_finished_spans() == ()  # an empty receive: no span
+    c._record_operation(op("consume", "t", group="g", records=2), c._operation_clock())
+    failure = ConnectorError("gone", code=ErrorCode.NOT_FOUND)
+    c._record_operation(op("poll", "", group="g", records=0), c._operation_clock(), failure)
+    started = c._operation_clock()
+    process = op("process", "t", group="g")
+    headers = [("traceparent", b"not a trace context"), ("k", None)]
+    assert listener.inject(c, process, headers) is headers  # nothing added
+    during = trace.get_current_span()  # what the handler would see
+    c._record_operation(process, started)
+    assert trace.get_current_span() is not during  # made not current again
+    received, failed, processed = exporter.get_finished_spans()
+    assert received.name == "receive t" and received.kind is SpanKind.CLIENT
+    assert received.attributes["messaging.batch.message_count"] == 2
+    assert received.attributes["messaging.consumer.group.name"] == "g"
+    assert failed.name == "receive" and failed.attributes["error.type"] == "NOT_FOUND"
+    assert processed.name == "process t" and processed.kind is SpanKind.CONSUMER
+    assert processed.parent is None and not processed.links  # no producer context: a root
+    assert during.get_span_context() == processed.context
