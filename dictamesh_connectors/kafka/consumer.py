@@ -765,6 +765,10 @@ class KafkaConsumer:
                 idempotent=True,
                 description=f"kafka: handler for {topic}[{raw.partition()}]@{raw.offset()}",
                 sleep=wait,
+                # A retry of the connector's: stats().retries and on_retry.
+                on_retry=lambda n, pause, err: self._connector._note_retry(
+                    "process", n, pause, err
+                ),
             )
             return 0
         except ConnectorError as err:

@@ -84,10 +84,25 @@ def test_run_retries_transient_handler_errors_then_commits(kafka, new_topic):
 
     group = unique("retry")
     policy = RetryPolicy(max_attempts=5, initial_backoff=0.05, jitter=False)
-    result = kafka.consumer(group, topic).run(
-        handler, stop_event=stop, retry=policy, handle_sigterm=False
-    )
+    retried: list[tuple[str, int, str]] = []
+
+    class Listener:
+        def on_retry(self, connector, operation, attempt, wait, error):  # type: ignore[no-untyped-def]
+            retried.append((str(operation), attempt, error.code.value))
+
+    before = kafka.stats().retries
+    listener = Listener()
+    kafka.add_listener(listener)
+    try:
+        result = kafka.consumer(group, topic).run(
+            handler, stop_event=stop, retry=policy, handle_sigterm=False
+        )
+    finally:
+        kafka.remove_listener(listener)
     assert [len(attempts[v]) for v in (b"a", b"flaky", b"c")] == [1, 3, 1]
+    # The handler's two retries are the connector's: counted and reported.
+    assert kafka.stats().retries - before == 2
+    assert [(op, n) for op, n, _ in retried] == [("process", 1), ("process", 2)]
     gaps = [b - a for a, b in zip(attempts[b"flaky"], attempts[b"flaky"][1:], strict=False)]
     assert all(gap > 0 for gap in gaps)  # waited between attempts (the backoff), in order
     assert result.processed == 3 and result.dead_lettered == 0
