@@ -842,6 +842,17 @@ def _find_args(
 ) -> dict[str, Any]:
     """Keyword arguments of ``Collection.find``, checked before any I/O."""
     args: dict[str, Any] = {"filter": check_filter(filter)}
+    if (
+        projection is None
+        and sort is None
+        and hint is None
+        and max_time is None
+        and type(limit) is int
+        and not limit
+        and type(skip) is int
+        and not skip
+    ):
+        return args  # the common call (a filter alone): nothing else to check
     if projection is not None:
         args["projection"] = _projection(projection)
     spec = sort_spec(sort)
