@@ -7,6 +7,7 @@ own exceptions; the caller translates them (``errors.translate``).
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from time import monotonic
@@ -49,8 +50,22 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _INERROR = psycopg.pq.TransactionStatus.INERROR
+_READY_NONE = psycopg.waiting.Ready.NONE
 RV = TypeVar("RV")
 _C = TypeVar("_C", bound="DeadlineConnection")
+
+UNWATCHED_WAIT = 0.1
+"""Seconds a round trip runs in psycopg's own (C) wait before the silence watch takes over."""
+
+# psycopg 3.3.9 gives ``Connection.wait`` an overall ``timeout``: past it the
+# wait function (``wait_c`` too) raises the internal ``_WaitTimeout`` and leaves
+# the generator suspended, resumable. Without it (3.2, 3.3.0) every wait of a
+# connection with a limit is watched from its start.
+_WAIT_PARAMETERS = inspect.signature(psycopg.Connection.wait).parameters
+_BOUNDED_WAIT = hasattr(psycopg.errors, "_WaitTimeout") and "timeout" in _WAIT_PARAMETERS
+_WaitTimeout: type[Exception] = getattr(psycopg.errors, "_WaitTimeout", psycopg.OperationalError)
+_INTERVAL: float = _WAIT_PARAMETERS["interval"].default if "interval" in _WAIT_PARAMETERS else 0.1
+_psycopg_wait = psycopg.Connection.wait  # super().wait without making a super object per call
 
 
 class StatementDeadlineExceeded(psycopg.OperationalError):
@@ -99,9 +114,16 @@ class DeadlineConnection(psycopg.Connection[Any]):
     by ``connection_class``), or the one ``deadline`` sets for a block; 0
     means no deadline, as ``statement_timeout = 0`` does.
 
-    psycopg resumes a waiting generator every ``interval`` (0.1 s) even when
-    the socket is silent (for Ctrl-C): the deadline is checked then, in the
-    waiting thread, with no other thread involved.
+    The common round trip runs no Python code per socket step for this: it
+    runs first in psycopg's own wait (C, ``timeout=UNWATCHED_WAIT``),
+    untouched; only one still waiting after ``UNWATCHED_WAIT`` (a slow
+    statement, a silent network) is resumed under the watch (``_watched``),
+    which counts the silence from then on: a silent server is cut at most
+    ``UNWATCHED_WAIT`` late, never early. psycopg resumes a waiting generator
+    every ``interval`` (0.1 s) even when the socket is silent (for Ctrl-C):
+    the watch checks the deadline then, in the waiting thread, with no other
+    thread involved. With a psycopg whose ``wait()`` has no ``timeout`` (3.2,
+    3.3.0), every wait is watched from its start.
     """
 
     statement_limit: ClassVar[float] = 0.0
@@ -131,30 +153,52 @@ class DeadlineConnection(psycopg.Connection[Any]):
         limit = self._dictamesh_limit
         return self.statement_limit if limit is None else limit
 
-    def wait(self, gen: PQGen[RV], *args: Any, **kwargs: Any) -> RV:
+    def wait(self, gen: PQGen[RV], interval: float = _INTERVAL, timeout: float | None = None) -> RV:
         """Consume ``gen`` as psycopg does, under the connection's client-side deadline.
 
-        The other arguments (``interval``, and ``timeout`` since psycopg
-        3.3) go to psycopg's own ``wait()`` unchanged.
+        ``interval`` and ``timeout`` (psycopg >= 3.3's overall limit of the
+        wait, raising its ``_WaitTimeout``) mean what they mean to psycopg.
         """
-        if self._limit() <= 0:
-            return super().wait(gen, *args, **kwargs)
+        limit = self._dictamesh_limit
+        if (self.statement_limit if limit is None else limit) <= 0:
+            if timeout is None:
+                return _psycopg_wait(self, gen, interval)
+            return _psycopg_wait(self, gen, interval, timeout)
+        if not _BOUNDED_WAIT:
+            return self._watch(_watched(gen, self._limit), interval, timeout)
+        # The fast path: psycopg's own wait, bounded; most round trips end here.
+        quick = UNWATCHED_WAIT if timeout is None or timeout > UNWATCHED_WAIT else timeout
         try:
-            return super().wait(_watched(gen, self._limit), *args, **kwargs)
+            return _psycopg_wait(self, gen, interval, quick)
+        except _WaitTimeout:
+            if timeout is not None and timeout <= UNWATCHED_WAIT:
+                raise  # the caller's own timeout
+        rest = None if timeout is None else timeout - quick
+        return self._watch(_watched(gen, self._limit, resumed=True), interval, rest)
+
+    def _watch(self, gen: PQGen[RV], interval: float, timeout: float | None) -> RV:
+        """psycopg's wait of a ``_watched`` generator; a connection past the deadline is closed."""
+        try:
+            if timeout is None:
+                return _psycopg_wait(self, gen, interval)
+            return _psycopg_wait(self, gen, interval, timeout)
         except StatementDeadlineExceeded:
             # The protocol stopped half-way: the connection is unusable.
             self.pgconn.finish()
             raise
 
 
-def _watched(gen: PQGen[RV], limit: Callable[[], float]) -> PQGen[RV]:
+def _watched(gen: PQGen[RV], limit: Callable[[], float], *, resumed: bool = False) -> PQGen[RV]:
     """``gen``, failing once the socket was silent for ``client_deadline(limit())`` seconds.
 
     ``limit()`` is read at each check, so a pipeline that queues more
     statements during the wait (``pipelined``) extends its own deadline.
+    ``resumed``: ``gen`` was started by a wait that timed out, so it is
+    suspended on a state this generator never saw; a ``READY_NONE`` (what
+    psycopg's wait sends every ``interval`` anyway) makes it yield it again.
     """
     try:
-        state = next(gen)
+        state = gen.send(_READY_NONE) if resumed else next(gen)
         progress = monotonic()
         while True:
             ready = yield state

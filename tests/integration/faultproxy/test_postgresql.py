@@ -698,3 +698,36 @@ def test_a_pipeline_longer_than_the_deadline_that_keeps_answering_is_not_cut(
         assert outcome.error is None, outcome.error
         assert outcome.result.rows_affected == 10
     assert admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (10,)
+
+
+def test_a_big_copy_out_blackholed_mid_stream_times_out(
+    postgres_dsn: str, proxy: FaultProxy
+) -> None:
+    """The blackhole starts after the first chunk of a large export arrived: the
+    waits that follow (each past psycopg's own bounded wait, then watched) end
+    at the client-side deadline with a TIMEOUT, not a hang."""
+
+    class Sink:
+        def __init__(self) -> None:
+            self.written = 0
+
+        def write(self, data: bytes) -> None:
+            if not self.written:
+                proxy.blackhole(True)
+            self.written += len(data)
+
+    sink = Sink()
+    with PostgreSQLConnector(proxied_config(postgres_dsn, proxy, statement_timeout=1.0)) as db:
+        assert db.query("SELECT 1").scalar() == 1
+        outcome = bounded(
+            lambda: db.copy_out(
+                "SELECT n, repeat('x', 100) FROM generate_series(1, 500000) n", out=sink
+            ),
+            wait=20.0,
+            may_hang=True,
+        )
+        err = finished(outcome, proxy, "copy_out")
+        assert isinstance(err, ConnectorTimeoutError), err
+        assert err.code is ErrorCode.TIMEOUT and err.transient and not err.maybe_applied
+        assert 0 < sink.written < 500000 * 100  # cut mid-stream
+        assert bounded(lambda: db.query("SELECT 10").scalar()).result == 10

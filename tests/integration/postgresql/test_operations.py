@@ -253,3 +253,30 @@ def test_ping_connect_disconnect_lifecycle(make_db, admin):
         db.query("SELECT 1")
     db.connect()
     assert db.query("SELECT 1").scalar() == 1
+
+
+def test_fast_round_trips_skip_the_silence_watch_and_slow_ones_get_it(db, monkeypatch):
+    """A statement that answers at once runs in psycopg's own wait alone; one slower
+    than UNWATCHED_WAIT is resumed under the client-side deadline's watch, and answers."""
+    from dictamesh_connectors.postgresql import session
+
+    assert db.query("SELECT 1").scalar() == 1  # the pool's connections are open
+    watched = []
+    real = session._watched
+
+    def spy(gen, limit, *, resumed=False):
+        watched.append(resumed)
+        return real(gen, limit, resumed=resumed)
+
+    monkeypatch.setattr(session, "_watched", spy)
+    for n in range(5):
+        assert db.query("SELECT %s::int", [n]).scalar() == n
+    with db.transaction() as tx:
+        assert tx.query("SELECT 2").scalar() == 2
+    if not session._BOUNDED_WAIT:  # psycopg 3.2: every wait is watched
+        assert watched and not any(watched)
+        return
+    assert watched == []
+    slow = f"SELECT 3 FROM pg_sleep({3 * session.UNWATCHED_WAIT})"
+    assert db.query(slow).scalar() == 3
+    assert watched == [True]

@@ -221,3 +221,144 @@ def test_the_deadline_block_sets_and_restores_a_connections_limit():
             assert conn._dictamesh_limit == 2.0
         assert conn._dictamesh_limit == 1.0
     assert conn._dictamesh_limit is None
+
+
+# DeadlineConnection.wait() on a real socket (a socketpair), no server: the
+# fast path (psycopg's own C wait, bounded) and the watch it falls back to.
+class SocketPG:
+    """What psycopg's ``Connection.wait`` reads of a pgconn: the socket; ``finish`` is recorded."""
+
+    transaction_status = IDLE
+
+    def __init__(self, fileno):
+        self.socket = fileno
+        self.finished = False
+
+    def finish(self):
+        self.finished = True
+
+
+@pytest.fixture
+def wired(monkeypatch):
+    """``(conn, peer, watched)``: a deadline connection (limit 5 s) on one end of a
+    socketpair, the other end, and the ``resumed`` flag of each ``_watched`` entered."""
+    import socket
+
+    from dictamesh_connectors.postgresql import session
+
+    ours, peer = socket.socketpair()
+    cls = session.connection_class(5.0)
+    conn = cls.__new__(cls)  # no server: wait() only reads pgconn.socket
+    conn.pgconn = SocketPG(ours.fileno())
+    watched = []
+    real = session._watched
+
+    def spy(gen, limit, *, resumed=False):
+        watched.append(resumed)
+        return real(gen, limit, resumed=resumed)
+
+    monkeypatch.setattr(session, "_watched", spy)
+    yield conn, peer, watched
+    del conn.pgconn  # psycopg's __del__ looks no further than a missing pgconn
+    ours.close()
+    peer.close()
+
+
+def _reads(sock, count):
+    """A psycopg-style generator: reads ``count`` bytes from ``sock``, yielding 1 (read) to wait."""
+    got = b""
+    while len(got) < count:
+        ready = yield 1
+        if ready:
+            got += sock.recv(count - len(got))
+    return got
+
+
+def _own_socket(conn):
+    """A socket object on (a dup of) the connection's end, for the test generator to read."""
+    import os
+    import socket
+
+    return socket.socket(fileno=os.dup(conn.pgconn.socket))
+
+
+def test_the_fast_path_is_there_on_this_psycopg():
+    """psycopg 3.3.9 has the bounded wait the fast path runs on: losing it is a regression."""
+    from dictamesh_connectors.postgresql import session
+
+    version = tuple(int(part) for part in psycopg.__version__.split(".")[:3] if part.isdigit())
+    if version >= (3, 3, 9):
+        assert session._BOUNDED_WAIT
+
+
+def test_a_round_trip_that_answers_at_once_never_enters_the_watch(wired):
+    """The common case runs in psycopg's C wait alone: no Python generator per socket step."""
+    from dictamesh_connectors.postgresql import session
+
+    conn, peer, watched = wired
+    sock = _own_socket(conn)
+    for _ in range(3):
+        peer.sendall(b"pong")
+        assert conn.wait(_reads(sock, 4)) == b"pong"
+    sock.close()
+    assert watched == ([] if session._BOUNDED_WAIT else [False] * 3)
+
+
+def test_a_slow_round_trip_is_resumed_under_the_watch_and_answers(wired):
+    """Past UNWATCHED_WAIT the suspended generator is resumed by the watch, state intact."""
+    import threading
+
+    from dictamesh_connectors.postgresql import session
+
+    conn, peer, watched = wired
+    sock = _own_socket(conn)
+    peer.sendall(b"p")  # one part now, the rest after the fast path has given up
+    timer = threading.Timer(3 * session.UNWATCHED_WAIT, peer.sendall, [b"ong"])
+    timer.start()
+    try:
+        assert conn.wait(_reads(sock, 4)) == b"pong"
+    finally:
+        timer.join()
+        sock.close()
+    assert watched == ([True] if session._BOUNDED_WAIT else [False])
+    assert not conn.pgconn.finished
+
+
+def test_a_silent_socket_ends_the_wait_at_the_deadline_and_closes(wired, monkeypatch):
+    """The full path: psycopg's wait gives up, the watch counts the silence, the deadline passes."""
+    from dictamesh_connectors.postgresql import session
+
+    conn, _peer, watched = wired
+    monkeypatch.setattr(session, "client_deadline", lambda limit: 0.3)
+    sock = _own_socket(conn)
+    with pytest.raises(session.StatementDeadlineExceeded, match=r"within 0\.3 s"):
+        conn.wait(_reads(sock, 4))
+    sock.close()
+    assert conn.pgconn.finished  # the connection is unusable: closed
+    assert watched == ([True] if session._BOUNDED_WAIT else [False])
+
+
+def test_the_callers_own_timeout_stays_psycopgs(wired):
+    """psycopg's own ``timeout`` (e.g. ``notifies``) still ends the wait with its _WaitTimeout."""
+    from dictamesh_connectors.postgresql import session
+
+    if not session._BOUNDED_WAIT:
+        return  # psycopg 3.2 has no such timeout
+    conn, _peer, watched = wired
+    sock = _own_socket(conn)
+    for timeout in (session.UNWATCHED_WAIT / 2, 3 * session.UNWATCHED_WAIT):
+        with pytest.raises(psycopg.errors._WaitTimeout):
+            conn.wait(_reads(sock, 4), timeout=timeout)
+    sock.close()
+    assert watched == [True]  # the short one never left psycopg's wait
+    assert not conn.pgconn.finished
+
+
+def test_no_limit_no_watch(wired):
+    conn, peer, watched = wired
+    conn._dictamesh_limit = 0.0
+    sock = _own_socket(conn)
+    peer.sendall(b"pong")
+    assert conn.wait(_reads(sock, 4)) == b"pong"
+    sock.close()
+    assert watched == []
