@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -246,14 +247,7 @@ class KafkaConsumer:
                 f"kafka: librdkafka refuses the consumer settings: {' '.join(text.split())}",
                 connector=CONNECTOR,
             ) from None
-        self._owner = threading.get_ident()
-        self._pid = os.getpid()
-        self._closed = False
-        # Next offset to commit per (topic, partition): what poll()/consume()
-        # returned (for commit()), and what run()'s handler finished.
-        self._consumed: dict[tuple[str, int], int] = {}
-        self._done: dict[tuple[str, int], int] = {}
-        self._stashed: ConnectorError | None = None
+        self._init_state()
         with translate("subscribe", self._target):
             # Weak: no reference cycle keeps an unclosed consumer alive for
             # the garbage collector (which might run in a forked child).
@@ -264,6 +258,22 @@ class KafkaConsumer:
                 on_lost=_rebalance_callback(self._on_lost, "lost"),
             )
         _fork.register_child_reset(self)
+
+    def _init_state(self) -> None:
+        """The member's own bookkeeping, confined to the creating thread."""
+        self._owner = threading.get_ident()
+        self._pid = os.getpid()
+        self._closed = False
+        # Next offset to commit per (topic, partition): what poll()/consume()
+        # returned (for commit()), and what run()'s handler finished.
+        self._consumed: dict[tuple[str, int], int] = {}
+        self._done: dict[tuple[str, int], int] = {}
+        self._stashed: ConnectorError | None = None
+        # Records librdkafka handed over behind an error in the same batch:
+        # the error is raised first, then these are returned, in order (the
+        # consumer's position is already past them: dropping them would
+        # lose them, and a later commit would skip them for good).
+        self._pending: deque[Any] = deque()
 
     # ---------------------------------------------------------------- checks
 
@@ -373,8 +383,11 @@ class KafkaConsumer:
             if self._stashed is not None:
                 stashed, self._stashed = self._stashed, None
                 raise stashed
-            with translate("poll", self._target):
-                raw = consumer.poll(-1 if wait is None else wait)
+            if self._pending:
+                raw = self._pending.popleft()
+            else:
+                with translate("poll", self._target):
+                    raw = consumer.poll(-1 if wait is None else wait)
             if raw is None:
                 return None
             error = self._error_of(raw, "poll")
@@ -426,12 +439,11 @@ class KafkaConsumer:
         if self._stashed is not None:
             stashed, self._stashed = self._stashed, None
             raise stashed
-        with translate("consume", self._target):
-            raws = consumer.consume(max_messages, -1 if wait is None else wait)
+        raws = self._fetch(consumer, max_messages, -1 if wait is None else wait)
         append = messages.append
         consumed = self._consumed
         make = self._message
-        for raw in raws:
+        for index, raw in enumerate(raws):
             error: ConnectorError | None = None
             if raw.error() is not None:
                 error = self._error_of(raw, "consume")
@@ -447,10 +459,31 @@ class KafkaConsumer:
                     consumed[(message.topic, message.partition)] = message.offset + 1
                     append(message)
                     continue
+            self._pending.extendleft(reversed(raws[index + 1 :]))
             if not messages:
                 raise error
             self._stashed = error
             break
+
+    def _fetch(self, consumer: Any, max_messages: int, wait: float) -> list[Any]:
+        """The next raw records: those held back first, else librdkafka's next batch."""
+        pending = self._pending
+        if not pending:
+            with translate("consume", self._target):
+                return consumer.consume(max_messages, wait)  # type: ignore[no-any-return]
+        take = pending.popleft
+        return [take() for _ in range(min(max_messages, len(pending)))]
+
+    def _forget_pending(self, partitions: set[tuple[str, int]]) -> None:
+        """Drop held-back records of ``partitions`` (revoked, lost or sought).
+
+        Their partition's next reader starts from the committed offset (or
+        the position sought), so they are read again, not lost.
+        """
+        if self._pending:
+            self._pending = deque(
+                raw for raw in self._pending if (raw.topic(), raw.partition()) not in partitions
+            )
 
     # ---------------------------------------------------------------- offsets
 
@@ -490,6 +523,7 @@ class KafkaConsumer:
         with translate("seek", self._target):
             consumer.seek(confluent_kafka.TopicPartition(topic, partition, offset))
         self._done.pop((topic, partition), None)
+        self._forget_pending({(topic, partition)})
 
     def assignment(self) -> list[tuple[str, int]]:
         """The ``(topic, partition)`` pairs currently assigned to this member."""
@@ -569,6 +603,7 @@ class KafkaConsumer:
         for key in revoked:
             self._done.pop(key, None)
             self._consumed.pop(key, None)
+        self._forget_pending(revoked)
         if offsets:
             try:
                 consumer.commit(offsets=_partitions(offsets), asynchronous=False)
@@ -585,6 +620,7 @@ class KafkaConsumer:
         for tp in partitions:
             self._done.pop((tp.topic, tp.partition), None)
             self._consumed.pop((tp.topic, tp.partition), None)
+        self._forget_pending({(tp.topic, tp.partition) for tp in partitions})
 
     # ---------------------------------------------------------------- the loop
 
@@ -647,11 +683,18 @@ class KafkaConsumer:
         run_started = clock()
         failed: ConnectorError | None = None
         try:
+            if self._stashed is not None:
+                # An error an earlier consume() met behind the records it
+                # returned: treated as if met here (the records held back
+                # behind it are handled next).
+                stashed, self._stashed = self._stashed, None
+                if not stashed.transient:
+                    raise stashed
+                logger.warning("%s", stashed.message)
             while not stop.is_set():
                 started = clock()
                 try:
-                    with translate("consume", self._target):
-                        raws = consumer.consume(max_messages, poll_wait)
+                    raws = self._fetch(consumer, max_messages, poll_wait)
                 except ConnectorError as err:
                     self._record("consume", started, err, count=0)
                     raise

@@ -16,7 +16,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -796,12 +795,7 @@ class FakeKafkaConsumer(KafkaConsumer):
         conf.update(extra)
         conf.update(chosen)
         self._consumer = _Consumer(connector, group, conf)  # type: ignore[assignment]
-        self._owner = threading.get_ident()
-        self._pid = os.getpid()
-        self._closed = False
-        self._consumed: dict[tuple[str, int], int] = {}
-        self._done: dict[tuple[str, int], int] = {}
-        self._stashed: ConnectorError | None = None
+        self._init_state()
         with translate("subscribe", self._target):
             self._consumer.subscribe(
                 names,

@@ -224,3 +224,36 @@ def test_subscribing_to_a_missing_topic_is_not_found(kafka):
             for _ in range(30):
                 consumer.poll(1.0)
         assert info.value.code is ErrorCode.NOT_FOUND
+
+
+def test_a_refused_record_mid_batch_loses_none_of_the_records_behind_it(kafka_config, new_topic):
+    # librdkafka hands over a whole batch at once; the deserializer refuses
+    # one record in the middle. The error is raised when reached, and every
+    # record behind it is still returned, in order, then committed.
+    topic = new_topic(partitions=1)
+
+    def decode(data: bytes | None) -> bytes | None:
+        if data == b"13":
+            raise ValueError("not mine")
+        return data
+
+    with KafkaConnector(kafka_config, value_deserializer=decode) as k:
+        k.produce_many(topic, [b"%d" % i for i in range(40)])
+        assert k.flush(30) == 0
+        group = unique("g")
+        values: list[bytes] = []
+        errors: list[ConnectorError] = []
+        with k.consumer(group, [topic]) as consumer:
+            for _ in range(200):
+                if len(values) + len(errors) >= 40:
+                    break
+                try:
+                    values += [m.value for m in consumer.consume(100, 0.2)]
+                except ConnectorError as err:
+                    errors.append(err)
+            consumer.commit()
+        assert [e.code for e in errors] == [ErrorCode.SERIALIZATION_ERROR]
+        assert errors[0].details["offset"] == 13
+        assert values == [b"%d" % i for i in range(40) if i != 13]
+        with k.consumer(group, [topic]) as again:
+            assert again.consume(100, 2.0) == []  # committed past all 40

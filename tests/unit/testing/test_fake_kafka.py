@@ -592,3 +592,135 @@ class TestFakeKafkaConformance(_FakeConformance):
 
     def failing_operation(self, connector: Any) -> object:
         return connector.describe_topic("missing")
+
+
+# ----------------------------------------- records behind an error in a batch
+
+
+def _refusing(bad: set[bytes]) -> Any:
+    def decode(data: bytes | None) -> bytes | None:
+        if data in bad:
+            raise ValueError("refused")
+        return data
+
+    return decode
+
+
+def _run_bounded(consumer: KafkaConsumer, handler: Any, stop: threading.Event) -> None:
+    """run() until ``stop``, or 5 s at most (a regression fails, not hangs)."""
+    timer = threading.Timer(5.0, stop.set)
+    timer.start()
+    try:
+        consumer.run(handler, stop_event=stop, handle_sigterm=False)
+    finally:
+        timer.cancel()
+
+
+def _filled(values: list[bytes], bad: set[bytes]) -> FakeKafka:
+    kafka = FakeKafka(value_deserializer=_refusing(bad))
+    kafka.connect()
+    kafka.create_topic("t", partitions=1)
+    for value in values:
+        kafka.produce_sync("t", value)
+    return kafka
+
+
+def test_records_behind_an_error_in_a_consume_batch_are_returned_later_in_order():
+    values = [b"%d" % i for i in range(8)]
+    with _filled(values, {b"2", b"5"}) as kafka, kafka.consumer("g", "t") as consumer:
+        first = consumer.consume(100, 0.5)  # one librdkafka batch: all 8
+        assert [m.value for m in first] == [b"0", b"1"]
+        with pytest.raises(ConnectorError) as info:
+            consumer.consume(100, 0.5)
+        assert info.value.code is ErrorCode.SERIALIZATION_ERROR
+        assert info.value.details["offset"] == 2
+        second = consumer.consume(100, 0.5)
+        assert [m.value for m in second] == [b"3", b"4"]
+        with pytest.raises(ConnectorError) as info:
+            consumer.poll(0.5)
+        assert info.value.details["offset"] == 5
+        assert [consumer.poll(0.5).value for _ in range(2)] == [b"6", b"7"]
+        assert consumer.poll(0.05) is None
+        consumer.commit()
+    with FakeKafka(cluster=kafka.cluster) as again, again.consumer("g", "t") as consumer:
+        assert consumer.poll(0.05) is None  # committed past all 8: none skipped unread
+
+
+def test_an_error_first_in_a_batch_keeps_the_records_behind_it():
+    with _filled([b"bad", b"a", b"b"], {b"bad"}) as kafka, kafka.consumer("g", "t") as consumer:
+        with pytest.raises(ConnectorError):
+            consumer.consume(100, 0.5)
+        assert [m.value for m in consumer.consume(1, 0.5)] == [b"a"]  # max_messages holds
+        assert [m.value for m in consumer.consume(100, 0.5)] == [b"b"]
+
+
+def test_run_handles_the_records_an_earlier_consume_held_back():
+    values = [b"%d" % i for i in range(6)]
+    with _filled(values, {b"1"}) as kafka:
+        seen: list[bytes] = []
+        stop = threading.Event()
+        with kafka.consumer("g", "t") as consumer:
+            assert [m.value for m in consumer.consume(100, 0.5)] == [b"0"]
+            consumer.commit()
+
+            def handler(message: KafkaMessage) -> None:
+                seen.append(message.value)
+                if len(seen) == 4:
+                    stop.set()
+
+            # The held-back error (offset 1) is permanent: run() raises it
+            # first, as the next consume() would have.
+            with pytest.raises(ConnectorError) as info:
+                _run_bounded(consumer, handler, stop)
+            assert info.value.code is ErrorCode.SERIALIZATION_ERROR
+            assert seen == []
+            assert consumer.closed  # run() closes the consumer, as it always does
+        # Not lost: uncommitted, the records behind the error are read again
+        # by the group (consume() moved past the refused one, as documented).
+        with kafka.consumer("g", "t") as consumer:
+            _run_bounded(consumer, handler, stop)
+        assert seen == [b"2", b"3", b"4", b"5"]
+        with kafka.consumer("g", "t") as consumer:
+            assert consumer.poll(0.05) is None  # run() committed them all
+
+
+def test_a_seek_or_revoke_drops_the_held_back_records_of_that_partition():
+    values = [b"0", b"bad", b"2", b"3"]
+    with _filled(values, {b"bad"}) as kafka, kafka.consumer("g", "t") as consumer:
+        assert [m.value for m in consumer.consume(100, 0.5)] == [b"0"]
+        consumer.seek("t", 0, 3)
+        with pytest.raises(ConnectorError):
+            consumer.consume(100, 0.5)  # the error was met before the seek
+        assert [m.value for m in consumer.consume(100, 0.5)] == [b"3"]
+
+
+def test_run_logs_a_transient_held_back_error_and_handles_the_records_behind_it(caplog):
+    # A deserializer whose schema registry is briefly down (transient).
+    calls = {"n": 0}
+
+    def decode(data: bytes | None) -> bytes | None:
+        if data == b"1":
+            calls["n"] += 1
+            raise ConnectorError("registry down", code=ErrorCode.UNAVAILABLE, transient=True)
+        return data
+
+    kafka = FakeKafka(value_deserializer=decode)
+    kafka.connect()
+    kafka.create_topic("t", partitions=1)
+    for i in range(5):
+        kafka.produce_sync("t", b"%d" % i)
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def handler(message: KafkaMessage) -> None:
+        seen.append(message.value)
+        if len(seen) == 3:
+            stop.set()
+
+    with kafka, kafka.consumer("g", "t") as consumer:
+        assert [m.value for m in consumer.consume(100, 0.5)] == [b"0"]
+        with caplog.at_level("WARNING"):
+            _run_bounded(consumer, handler, stop)
+    assert "registry down" in caplog.text
+    assert seen == [b"2", b"3", b"4"]  # held back behind it, then handled by run()
+    assert calls["n"] == 1
