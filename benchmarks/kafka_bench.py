@@ -23,7 +23,13 @@ One run, side by side, against the same broker:
    in-flight accounting and the callback thread), target <= 3 us per record.
 3. The connector's own path: ``produce()`` with librdkafka replaced by a
    stub that reports delivery on the next ``poll()``, against the bare stub
-   calls (no broker, no I/O: steady on a busy box).
+   calls; and ``consume()`` over a stub handing prebuilt records, against a
+   bare loop over it (no broker, no I/O: steady on a busy box).
+
+Both consumers set ``fetch.queue.backoff.ms`` to 10 (see ``main``).
+Consuming asks for no more records than remain (``consume(n)`` waits for
+``n`` records or its timeout: asking for more would time that wait), and
+prints the consuming thread's CPU per record for both sides.
 
 Both sides use the connector's producer settings (acks=all, idempotence,
 linger.ms=5, batch.size=1000000, no compression).
@@ -230,41 +236,94 @@ def own_path_cost(kafka: KafkaConnector, n: int = 100_000) -> None:
 # ---------------------------------------------------------------- consuming
 
 
-def consume_raw(conf: dict[str, Any], topic: str, count: int) -> float:
+class _StubConsumer:
+    """Stands in for librdkafka's consumer: hands over prebuilt records in batches."""
+
+    def __init__(self, records: list[Any]) -> None:
+        self.records = records
+        self.at = 0
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]:
+        batch = self.records[self.at : self.at + num_messages]
+        self.at += len(batch)
+        return batch
+
+
+def consume_own_path_cost(kafka: KafkaConnector, n: int = 100_000) -> None:
+    """consume() of a real KafkaConsumer over a stub, against a bare loop over the stub.
+
+    Both touch every record's value, as the throughput run does; the
+    difference is what the connector adds per record (checks, wrapping).
+    """
+    from confluent_kafka import Message
+
+    records = [
+        Message(topic="stub", partition=i % 3, offset=i, value=VALUE, timestamp=(1, 1))
+        for i in range(n)
+    ]
+    costs = []
+    with kafka.consumer(f"bench-{uuid.uuid4().hex[:8]}", ["stub"]) as consumer:
+        real = consumer._consumer
+        try:
+            for _ in range(5):
+                stub = consumer._consumer = _StubConsumer(records)
+                start = time.thread_time()
+                size = 0
+                while stub.at < n:
+                    for message in consumer.consume(10_000, 0):
+                        size += len(message.value)
+                mid = time.thread_time()
+                stub = _StubConsumer(records)
+                while stub.at < n:
+                    for raw in stub.consume(10_000, 0):
+                        if raw.error() is None:
+                            size += len(raw.value())
+                costs.append(((mid - start) - (time.thread_time() - mid)) / n * 1e6)
+                assert size == 2 * n * len(VALUE)
+        finally:
+            consumer._consumer = real
+    print(f"  consume()  {statistics.median(costs):5.2f} us/record over the bare stub loop")
+
+
+def consume_raw(conf: dict[str, Any], topic: str, count: int) -> tuple[float, float]:
     consumer = Consumer(conf)
     consumer.subscribe([topic])
     seen = 0
     size = 0
-    t0 = 0.0
+    t0 = cpu0 = 0.0
     while seen < count:
-        batch = consumer.consume(10_000, 1.0)
+        # Never more than remain: consume(n) waits for n records or its
+        # timeout, so asking for more than are left would time the wait.
+        batch = consumer.consume(min(10_000, count - seen), 1.0)
         if batch and not t0:
             t0 = time.perf_counter()  # from the first record: the group join is not timed
+            cpu0 = time.thread_time()
         for msg in batch:
             if msg.error() is None:
                 size += len(msg.value())
                 seen += 1
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
     consumer.close()
     assert size == count * len(VALUE)
-    return wall
+    return wall, cpu
 
 
-def consume_connector(kafka: KafkaConnector, topic: str, count: int) -> float:
+def consume_connector(kafka: KafkaConnector, topic: str, count: int) -> tuple[float, float]:
     seen = 0
     size = 0
-    t0 = 0.0
+    t0 = cpu0 = 0.0
     with kafka.consumer(f"bench-{uuid.uuid4().hex[:8]}", [topic]) as consumer:
         while seen < count:
-            batch = consumer.consume(10_000, 1.0)
+            batch = consumer.consume(min(10_000, count - seen), 1.0)
             if batch and not t0:
                 t0 = time.perf_counter()
+                cpu0 = time.thread_time()
             for message in batch:
                 size += len(message.value)
             seen += len(batch)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
     assert size == count * len(VALUE)
-    return wall
+    return wall, cpu
 
 
 # ---------------------------------------------------------------- report
@@ -294,7 +353,16 @@ def main() -> None:
     parser.add_argument("--threads", default="1,8,32", help="producing threads, comma-separated")
     parser.add_argument("--own-path-records", type=int, default=100_000)
     args = parser.parse_args()
-    config = KafkaConfig(bootstrap_servers=BOOTSTRAP, client_id="bench")
+    # Both sides: librdkafka's fetch.queue.backoff.ms (1000) otherwise
+    # stalls a fast reader about one second in two runs out of three (a
+    # partition's fetch is put off when its local queue passed a threshold,
+    # though the reader drains it in milliseconds): that wait, not either
+    # side's cost, would set the ratio.
+    config = KafkaConfig(
+        bootstrap_servers=BOOTSTRAP,
+        client_id="bench",
+        consumer_options={"fetch.queue.backoff.ms": 10},
+    )
     producer_conf = config.producer_conf()
     consumer_conf = dict(config.consumer_conf("x"))
     kafka = KafkaConnector(config)
@@ -318,6 +386,7 @@ def measure(
     print(f"== throughput: {count:,} records of {len(VALUE)} bytes, {args.rounds} rounds, 1 thread")
     produced: dict[str, list[float]] = {"raw": [], "connector": [], "produce_many": []}
     consumed: dict[str, list[float]] = {"raw": [], "connector": []}
+    consumed_cpu: dict[str, list[float]] = {"raw": [], "connector": []}
     for _ in range(args.rounds):
         topics = {}
         for name in ("raw", "connector", "produce_many"):
@@ -328,14 +397,25 @@ def measure(
             else:
                 wall, _ = produce_connector(kafka, topic, count, 1, batch=name == "produce_many")
             produced[name].append(wall)
-        consumed["raw"].append(
-            consume_raw(dict(consumer_conf, **{"group.id": uuid.uuid4().hex}), topics["raw"], count)
-        )
-        consumed["connector"].append(consume_connector(kafka, topics["connector"], count))
+        for name, (wall, cpu) in (
+            (
+                "raw",
+                consume_raw(
+                    dict(consumer_conf, **{"group.id": uuid.uuid4().hex}), topics["raw"], count
+                ),
+            ),
+            ("connector", consume_connector(kafka, topics["connector"], count)),
+        ):
+            consumed[name].append(wall)
+            consumed_cpu[name].append(cpu)
     for name, walls in produced.items():
         print(f"  produce {name:<13} {rate(count, statistics.median(walls))}")
     for name, walls in consumed.items():
-        print(f"  consume {name:<13} {rate(count, statistics.median(walls))}")
+        cpu_us = statistics.median(consumed_cpu[name]) / count * 1e6
+        print(
+            f"  consume {name:<13} {rate(count, statistics.median(walls))}"
+            f"   {cpu_us:.2f} us client CPU/record"
+        )
 
     def ratio(side: dict[str, list[float]], name: str) -> float:
         return median_ratio(list(zip(side[name], side["raw"], strict=True)))
@@ -370,6 +450,7 @@ def measure(
         )
     print("  (target: connector - raw <= 3 us per record)")
     own_path_cost(kafka, args.own_path_records)
+    consume_own_path_cost(kafka, args.own_path_records)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ _BAD_REQUEST = ErrorRule(ErrorCode.INVALID_REQUEST, False, RetryHint.NONE)
 _HANDLER_FAILED = ErrorRule(ErrorCode.EXEC_FAILED, False, RetryHint.NONE)
 _PARTITION_EOF = -191  # KafkaError._PARTITION_EOF: not an error
 _NO_TIMESTAMP = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
+_CREATE_TIME = 1  # confluent_kafka.TIMESTAMP_CREATE_TIME
 _MAX_ERROR_TEXT = 1000
 _PER_CONSUMER = {
     "isolation.level": frozenset({"read_committed", "read_uncommitted"}),
@@ -78,16 +79,21 @@ ORIGIN_HEADERS = (
 
 
 class KafkaMessage:
-    """One consumed record, as plain data (detached from librdkafka).
+    """One consumed record, as plain data.
 
-    Attributes:
+    Attributes (read-only):
         topic, partition, offset: Where it is.
         key, value: Deserialized with the connector's deserializers.
         headers: ``(name, bytes | None)`` pairs, in order (names may repeat).
         timestamp: Milliseconds since the epoch, or ``None``.
+
+    A consumed message reads its fields from librdkafka's record when they
+    are asked for (no copy of fields the handler never looks at); one made
+    with the constructor holds them itself. Both compare, print and pickle
+    alike.
     """
 
-    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
+    __slots__ = ("_key", "_raw", "_value")
 
     def __init__(
         self,
@@ -99,19 +105,51 @@ class KafkaMessage:
         headers: list[tuple[str, bytes | None]],
         timestamp: int | None,
     ) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.key = key
-        self.value = value
-        self.headers = headers
-        self.timestamp = timestamp
+        self._raw: Any = _Detached(topic, partition, offset, headers, timestamp)
+        self._key = key
+        self._value = value
+
+    @property
+    def topic(self) -> str:
+        """The topic the record was read from."""
+        return self._raw.topic()  # type: ignore[no-any-return]
+
+    @property
+    def partition(self) -> int:
+        """The record's partition."""
+        return self._raw.partition()  # type: ignore[no-any-return]
+
+    @property
+    def offset(self) -> int:
+        """The record's offset in its partition."""
+        return self._raw.offset()  # type: ignore[no-any-return]
+
+    @property
+    def key(self) -> Any:
+        """The key, deserialized (bytes, or ``None``, without a deserializer)."""
+        return self._key
+
+    @property
+    def value(self) -> Any:
+        """The value, deserialized (bytes, or ``None`` for a tombstone, without one)."""
+        return self._value
+
+    @property
+    def headers(self) -> list[tuple[str, bytes | None]]:
+        """The headers as ``(name, bytes | None)`` pairs, in order (a new list each time)."""
+        return list(self._raw.headers() or ())
+
+    @property
+    def timestamp(self) -> int | None:
+        """Milliseconds since the epoch, or ``None`` when the record has none."""
+        kind, ts = self._raw.timestamp()
+        return ts if kind != _NO_TIMESTAMP else None
 
     def header(self, name: str) -> bytes | None:
         """The last value of header ``name`` (``None`` if absent)."""
-        for key, value in reversed(self.headers):
+        for key, value in reversed(self._raw.headers() or ()):
             if key == name:
-                return value
+                return value  # type: ignore[no-any-return]
         return None
 
     def _fields(self) -> tuple[Any, ...]:
@@ -138,6 +176,70 @@ class KafkaMessage:
     def __repr__(self) -> str:
         # The payload may be anything (personal data included): not shown.
         return f"<KafkaMessage {self.topic}[{self.partition}]@{self.offset}>"
+
+
+_new_message = KafkaMessage.__new__
+
+
+def _wrap(raw: Any, key: Any, value: Any) -> KafkaMessage:
+    """A KafkaMessage over librdkafka's record ``raw``, with its key and value decoded."""
+    message = _new_message(KafkaMessage)
+    message._raw = raw
+    message._key = key
+    message._value = value
+    return message
+
+
+class _Record(KafkaMessage):
+    """A KafkaMessage whose key and value are the record's bytes (no deserializer)."""
+
+    __slots__ = ()
+
+    @property
+    def key(self) -> Any:
+        """The key's bytes, or ``None``."""
+        return self._raw.key()
+
+    @property
+    def value(self) -> Any:
+        """The value's bytes, or ``None`` for a tombstone."""
+        return self._raw.value()
+
+
+class _Detached:
+    """The fields of a constructed KafkaMessage, with librdkafka's ``Message`` getters."""
+
+    __slots__ = ("_headers", "_offset", "_partition", "_timestamp", "_topic")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        headers: list[tuple[str, bytes | None]],
+        timestamp: int | None,
+    ) -> None:
+        self._topic = topic
+        self._partition = partition
+        self._offset = offset
+        self._headers = list(headers)
+        self._timestamp = timestamp
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def headers(self) -> list[tuple[str, bytes | None]]:
+        return self._headers
+
+    def timestamp(self) -> tuple[int, int]:
+        ts = self._timestamp
+        return (_NO_TIMESTAMP, 0) if ts is None else (_CREATE_TIME, ts)
 
 
 class RunResult(NamedTuple):
@@ -264,9 +366,9 @@ class KafkaConsumer:
         self._owner = threading.get_ident()
         self._pid = os.getpid()
         self._closed = False
-        # Next offset to commit per (topic, partition): what poll()/consume()
-        # returned (for commit()), and what run()'s handler finished.
-        self._consumed: dict[tuple[str, int], int] = {}
+        # Next offset to commit per (topic, partition) that run()'s handler
+        # finished. (What poll()/consume() returned is librdkafka's own
+        # application position: see _positions().)
         self._done: dict[tuple[str, int], int] = {}
         self._stashed: ConnectorError | None = None
         # Records librdkafka handed over behind an error in the same batch:
@@ -337,28 +439,20 @@ class KafkaConsumer:
     # ---------------------------------------------------------------- reading
 
     def _message(self, raw: Any) -> KafkaMessage:
-        kind, ts = raw.timestamp()
-        key = raw.key()
-        value = raw.value()
+        decode_key, decode_value = self._key, self._value
+        if decode_key is None and decode_value is None:
+            record = _new_message(_Record)
+            record._raw = raw
+            return record
         try:
-            if self._key is not None:
-                key = self._key(key)
-            if self._value is not None:
-                value = self._value(value)
+            key = raw.key() if decode_key is None else decode_key(raw.key())
+            value = raw.value() if decode_value is None else decode_value(raw.value())
         except ConnectorError as err:
             err.details.update(
                 {"topic": raw.topic(), "partition": raw.partition(), "offset": raw.offset()}
             )
             raise
-        return KafkaMessage(
-            raw.topic(),
-            raw.partition(),
-            raw.offset(),
-            key,
-            value,
-            raw.headers() or [],
-            ts if kind != _NO_TIMESTAMP else None,
-        )
+        return _wrap(raw, key, value)
 
     def _error_of(self, raw: Any, operation: str) -> ConnectorError | None:
         err = raw.error()
@@ -393,7 +487,6 @@ class KafkaConsumer:
             error = self._error_of(raw, "poll")
             if error is not None:
                 raise error
-            self._consumed[(raw.topic(), raw.partition())] = raw.offset() + 1
             return self._message(raw)
         except ConnectorError as err:
             failed = err
@@ -441,24 +534,34 @@ class KafkaConsumer:
             raise stashed
         raws = self._fetch(consumer, max_messages, -1 if wait is None else wait)
         append = messages.append
-        consumed = self._consumed
+        first = 0
+        if self._key is None and self._value is None:
+            # Bytes as they are: nothing can fail per record, and a record is
+            # only wrapped (the hot path of a bulk read: no call per record).
+            new = _new_message
+            for raw in raws:
+                if raw.error() is not None:
+                    break
+                record = new(_Record)
+                record._raw = raw
+                append(record)
+            first = len(messages)
+            if first == len(raws):
+                return
         make = self._message
-        for index, raw in enumerate(raws):
-            error: ConnectorError | None = None
-            if raw.error() is not None:
+        for index in range(first, len(raws)):
+            raw = raws[index]
+            error: ConnectorError | None
+            if raw.error() is None:
+                try:
+                    append(make(raw))
+                    continue
+                except ConnectorError as err:
+                    error = err
+            else:
                 error = self._error_of(raw, "consume")
                 if error is None:
                     continue  # partition EOF
-            else:
-                try:
-                    message = make(raw)
-                except ConnectorError as err:
-                    error = err
-                    consumed[(raw.topic(), raw.partition())] = raw.offset() + 1
-                else:
-                    consumed[(message.topic, message.partition)] = message.offset + 1
-                    append(message)
-                    continue
             self._pending.extendleft(reversed(raws[index + 1 :]))
             if not messages:
                 raise error
@@ -500,7 +603,7 @@ class KafkaConsumer:
                 raise TypeError("commit() takes a KafkaMessage")
             offsets = {(message.topic, message.partition): message.offset + 1}
         else:
-            offsets, self._consumed = self._consumed, {}
+            offsets = self._positions(consumer)
         if not offsets:
             return
         started = self._clock()
@@ -564,8 +667,7 @@ class KafkaConsumer:
     ) -> list[Any]:
         consumer = self._check()
         if offsets is None:
-            with translate("position", self._target):
-                return [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
+            return _partitions(self._positions(consumer))
         if isinstance(offsets, Mapping):
             checked: dict[tuple[str, int], int] = {}
             for key, offset in offsets.items():
@@ -585,6 +687,26 @@ class KafkaConsumer:
             latest[key] = max(latest.get(key, 0), message.offset + 1)
         return _partitions(latest)
 
+    def _positions(self, consumer: Any) -> dict[tuple[str, int], int]:
+        """The next offset of each assigned partition past every record returned.
+
+        librdkafka's application position moves past each record it hands
+        over (not per record here: nothing to do on the hot path), so also
+        past those held back behind an error (``_pending``), which are not
+        returned yet: for their partitions it is the first one held back.
+        """
+        with translate("position", self._target):
+            found = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in consumer.position(consumer.assignment())
+                if tp.offset >= 0
+            }
+        for raw in self._pending:
+            key = (raw.topic(), raw.partition())
+            if raw.error() is None and key in found:
+                found[key] = min(found[key], raw.offset())
+        return found
+
     def _group_metadata(self) -> Any:
         consumer = self._check()
         with translate("consumer_group_metadata", self._target):
@@ -602,7 +724,6 @@ class KafkaConsumer:
         offsets = {k: v for k, v in self._done.items() if k in revoked}
         for key in revoked:
             self._done.pop(key, None)
-            self._consumed.pop(key, None)
         self._forget_pending(revoked)
         if offsets:
             try:
@@ -619,7 +740,6 @@ class KafkaConsumer:
         # Lost, not revoked: the group moved on; a commit would be refused.
         for tp in partitions:
             self._done.pop((tp.topic, tp.partition), None)
-            self._consumed.pop((tp.topic, tp.partition), None)
         self._forget_pending({(tp.topic, tp.partition) for tp in partitions})
 
     # ---------------------------------------------------------------- the loop

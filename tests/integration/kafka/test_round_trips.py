@@ -4,6 +4,7 @@ by a raw confluent-kafka consumer and by kcat (a client no one here wrote)."""
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import uuid
 
@@ -11,7 +12,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from dictamesh_connectors.errors import ConnectorError, ErrorCode
-from dictamesh_connectors.kafka import KafkaConnector
+from dictamesh_connectors.kafka import KafkaConnector, KafkaMessage
 
 from .conftest import kcat_path, read_all, unique
 
@@ -45,6 +46,8 @@ def test_keys_headers_partitions_and_timestamps(kafka, new_topic):
     assert m.key == b"key-2" and m.headers == [("h", b"1"), ("h", b"7"), ("none", None)]
     assert m.header("h") == b"7" and m.header("missing") is None
     assert repr(m).startswith("<KafkaMessage ") and b"value" not in repr(m).encode()
+    back = pickle.loads(pickle.dumps(m))  # detached from librdkafka's record
+    assert type(back) is KafkaMessage and back == m and back.headers == m.headers
 
 
 def test_json_serializer_round_trip(kafka_config, new_topic):
