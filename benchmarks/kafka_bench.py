@@ -14,7 +14,9 @@ One run, side by side, against the same broker:
      10,000 records), the batch path;
    * raw consumer: ``consume(10000, 1.0)`` touching ``msg.value()``;
    * connector consumer: ``KafkaConsumer.consume(10000, 1.0)`` returning
-     ``KafkaMessage`` objects, touching ``.value``.
+     ``KafkaMessage`` objects, touching ``.value``; and
+     ``consume_batch(10000, 1.0)`` (the batch path), touching each of
+     ``batch.values``.
 2. Client CPU per record at 1, 8 and 32 producing threads: the CPU time
    (``time.thread_time`` of every producing thread, plus the connector's
    delivery thread read through its CPU clock, plus the final flush) per
@@ -308,19 +310,30 @@ def consume_raw(conf: dict[str, Any], topic: str, count: int) -> tuple[float, fl
     return wall, cpu
 
 
-def consume_connector(kafka: KafkaConnector, topic: str, count: int) -> tuple[float, float]:
+def consume_connector(
+    kafka: KafkaConnector, topic: str, count: int, batch_path: bool = False
+) -> tuple[float, float]:
     seen = 0
     size = 0
     t0 = cpu0 = 0.0
     with kafka.consumer(f"bench-{uuid.uuid4().hex[:8]}", [topic]) as consumer:
         while seen < count:
-            batch = consumer.consume(min(10_000, count - seen), 1.0)
-            if batch and not t0:
+            if batch_path:
+                batch = consumer.consume_batch(min(10_000, count - seen), 1.0)
+                if batch and not t0:
+                    t0 = time.perf_counter()
+                    cpu0 = time.thread_time()
+                for value in batch.values:
+                    size += len(value)
+                seen += len(batch)
+                continue
+            messages = consumer.consume(min(10_000, count - seen), 1.0)
+            if messages and not t0:
                 t0 = time.perf_counter()
                 cpu0 = time.thread_time()
-            for message in batch:
+            for message in messages:
                 size += len(message.value)
-            seen += len(batch)
+            seen += len(messages)
         wall, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
     assert size == count * len(VALUE)
     return wall, cpu
@@ -385,8 +398,8 @@ def measure(
 
     print(f"== throughput: {count:,} records of {len(VALUE)} bytes, {args.rounds} rounds, 1 thread")
     produced: dict[str, list[float]] = {"raw": [], "connector": [], "produce_many": []}
-    consumed: dict[str, list[float]] = {"raw": [], "connector": []}
-    consumed_cpu: dict[str, list[float]] = {"raw": [], "connector": []}
+    consumed: dict[str, list[float]] = {"raw": [], "connector": [], "consume_batch": []}
+    consumed_cpu: dict[str, list[float]] = {"raw": [], "connector": [], "consume_batch": []}
     for _ in range(args.rounds):
         topics = {}
         for name in ("raw", "connector", "produce_many"):
@@ -405,6 +418,7 @@ def measure(
                 ),
             ),
             ("connector", consume_connector(kafka, topics["connector"], count)),
+            ("consume_batch", consume_connector(kafka, topics["produce_many"], count, True)),
         ):
             consumed[name].append(wall)
             consumed_cpu[name].append(cpu)
@@ -423,7 +437,8 @@ def measure(
     print(
         f"  ratio produce connector/raw {ratio(produced, 'connector'):.3f}"
         f"   produce_many/raw {ratio(produced, 'produce_many'):.3f}"
-        f"   consume connector/raw {ratio(consumed, 'connector'):.3f}   (target >= 0.95)"
+        f"   consume connector/raw {ratio(consumed, 'connector'):.3f}"
+        f"   consume_batch/raw {ratio(consumed, 'consume_batch'):.3f}   (target >= 0.95)"
     )
 
     n = args.cpu_messages

@@ -22,7 +22,12 @@ from dictamesh_connectors.kafka.config import KafkaConfig
 if TYPE_CHECKING:
     from dictamesh_connectors.kafka.admin import PartitionInfo, TopicInfo
     from dictamesh_connectors.kafka.connector import KafkaConnector
-    from dictamesh_connectors.kafka.consumer import KafkaConsumer, KafkaMessage, RunResult
+    from dictamesh_connectors.kafka.consumer import (
+        KafkaConsumer,
+        KafkaMessage,
+        MessageBatch,
+        RunResult,
+    )
     from dictamesh_connectors.kafka.producer import BatchResult, RecordMetadata
 
 __all__ = [
@@ -31,6 +36,7 @@ __all__ = [
     "KafkaConnector",
     "KafkaConsumer",
     "KafkaMessage",
+    "MessageBatch",
     "PartitionInfo",
     "RecordMetadata",
     "RunResult",
@@ -42,6 +48,7 @@ _LAZY = {
     "KafkaConnector": "dictamesh_connectors.kafka.connector",
     "KafkaConsumer": "dictamesh_connectors.kafka.consumer",
     "KafkaMessage": "dictamesh_connectors.kafka.consumer",
+    "MessageBatch": "dictamesh_connectors.kafka.consumer",
     "PartitionInfo": "dictamesh_connectors.kafka.admin",
     "RecordMetadata": "dictamesh_connectors.kafka.producer",
     "RunResult": "dictamesh_connectors.kafka.consumer",

@@ -16,7 +16,7 @@ import signal
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 else:
     confluent_kafka = require("confluent_kafka", extra="kafka", connector="kafka")
 
-__all__ = ["KafkaConsumer", "KafkaMessage", "RunResult"]
+__all__ = ["KafkaConsumer", "KafkaMessage", "MessageBatch", "RunResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +242,95 @@ class _Detached:
         return (_NO_TIMESTAMP, 0) if ts is None else (_CREATE_TIME, ts)
 
 
+def _record_of(raw: Any) -> KafkaMessage:
+    record = _new_message(_Record)
+    record._raw = raw
+    return record
+
+
+class MessageBatch(Sequence[KafkaMessage]):
+    """The records of one ``KafkaConsumer.consume_batch()``, in order.
+
+    A sequence of ``KafkaMessage`` (made when you index or iterate), plus
+    ``values`` and ``keys``: columns read from librdkafka's records in one
+    pass each, the cheap way to handle many small records.
+
+    Example::
+
+        batch = consumer.consume_batch(10_000, timeout=1.0)
+        rows = [json.loads(v) for v in batch.values]
+        consumer.commit()
+    """
+
+    __slots__ = ("_messages", "_raws")
+
+    def __init__(self, messages: Sequence[KafkaMessage] = ()) -> None:
+        self._raws: list[Any] | None = None
+        self._messages: list[KafkaMessage] | None = list(messages)
+
+    @classmethod
+    def _of_records(cls, raws: list[Any]) -> MessageBatch:
+        """Over librdkafka's records themselves (no deserializer, no error among them)."""
+        batch = cls.__new__(cls)
+        batch._raws = raws
+        batch._messages = None
+        return batch
+
+    def _column(self, name: str) -> list[Any]:
+        raws = self._raws
+        if raws is None:
+            return [getattr(m, name) for m in self._messages or ()]
+        if not raws:
+            return []
+        # The getter of the records' own type (librdkafka's Message: a C
+        # method descriptor), mapped in C: no Python frame per record.
+        return list(map(getattr(type(raws[0]), name), raws))
+
+    @property
+    def values(self) -> list[Any]:
+        """Every record's value, deserialized, in order (a new list each time)."""
+        return self._column("value")
+
+    @property
+    def keys(self) -> list[Any]:
+        """Every record's key, deserialized, in order (a new list each time)."""
+        return self._column("key")
+
+    def __len__(self) -> int:
+        raws = self._raws
+        return len(raws) if raws is not None else len(self._messages or ())
+
+    def __iter__(self) -> Iterator[KafkaMessage]:
+        raws = self._raws
+        if raws is not None:
+            return map(_record_of, raws)
+        return iter(self._messages or ())
+
+    def __getitem__(self, index: Any) -> Any:
+        raws = self._raws
+        if raws is None:
+            return (self._messages or [])[index]
+        if isinstance(index, slice):
+            return [_record_of(raw) for raw in raws[index]]
+        return _record_of(raws[index])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MessageBatch):
+            return NotImplemented
+        return list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (MessageBatch, ([KafkaMessage(*m._fields()) for m in self],))
+
+    def __repr__(self) -> str:
+        return f"<MessageBatch of {len(self)} records>"
+
+
+_NO_RECORDS = MessageBatch()
+
+
 class RunResult(NamedTuple):
     """What ``KafkaConsumer.run()`` did before it stopped."""
 
@@ -259,6 +348,13 @@ class _Stopped(BaseException):
 
 def _bad_request(message: str) -> ConnectorError:
     return build_error(f"{CONNECTOR}: {message}", _BAD_REQUEST, connector=CONNECTOR)
+
+
+def _check_max_messages(max_messages: object) -> None:
+    if isinstance(max_messages, bool) or not isinstance(max_messages, int):
+        raise TypeError("max_messages must be an int")
+    if not 1 <= max_messages <= 1_000_000:
+        raise _bad_request("max_messages must be in 1..1000000")
 
 
 def _check_topics(topics: object) -> list[str]:
@@ -505,10 +601,7 @@ class KafkaConsumer:
                 is raised by the next call, so no record is lost.
         """
         consumer = self._check()
-        if isinstance(max_messages, bool) or not isinstance(max_messages, int):
-            raise TypeError("max_messages must be an int")
-        if not 1 <= max_messages <= 1_000_000:
-            raise _bad_request("max_messages must be in 1..1000000")
+        _check_max_messages(max_messages)
         wait = check_timeout(timeout)
         started = self._clock()
         messages: list[KafkaMessage] = []
@@ -526,13 +619,65 @@ class KafkaConsumer:
             self._record("consume", started, failed, topic, len(messages))
         return messages
 
+    def consume_batch(self, max_messages: int = 10_000, timeout: float = 1.0) -> MessageBatch:
+        """Up to ``max_messages`` records as one ``MessageBatch`` (the cheap path).
+
+        The same records, errors and offsets as ``consume()``: only the
+        container differs. Without deserializers the batch reads
+        librdkafka's records in place, and ``batch.values`` / ``batch.keys``
+        are made in one pass each (no Python object per record); that is
+        the path for bulk reads of small records.
+
+        Raises:
+            ConnectorError: As ``consume()``.
+        """
+        consumer = self._check()
+        _check_max_messages(max_messages)
+        wait = check_timeout(timeout)
+        started = self._clock()
+        batch = _NO_RECORDS
+        failed: ConnectorError | None = None
+        try:
+            if self._stashed is not None:
+                stashed, self._stashed = self._stashed, None
+                raise stashed
+            raws = self._fetch(consumer, max_messages, -1 if wait is None else wait)
+            if (
+                self._key is None
+                and self._value is None
+                and raws
+                and not any(map(type(raws[0]).error, raws))
+            ):
+                batch = MessageBatch._of_records(raws)
+            else:
+                messages: list[KafkaMessage] = []
+                self._read(messages, raws)
+                batch = MessageBatch(messages)
+        except ConnectorError as err:
+            failed = err
+            raise
+        finally:
+            topic = ""
+            if started and len(batch):
+                topics = {message.topic for message in batch}
+                topic = topics.pop() if len(topics) == 1 else ""
+            self._record("consume", started, failed, topic, len(batch))
+        return batch
+
     def _consume_into(
         self, messages: list[KafkaMessage], consumer: Any, max_messages: int, wait: float | None
     ) -> None:
         if self._stashed is not None:
             stashed, self._stashed = self._stashed, None
             raise stashed
-        raws = self._fetch(consumer, max_messages, -1 if wait is None else wait)
+        self._read(messages, self._fetch(consumer, max_messages, -1 if wait is None else wait))
+
+    def _read(self, messages: list[KafkaMessage], raws: list[Any]) -> None:
+        """Append the records of ``raws`` to ``messages`` up to the first error.
+
+        The error is raised when no record came before it, else kept for the
+        next call; the records behind it are held back (``_pending``).
+        """
         append = messages.append
         first = 0
         if self._key is None and self._value is None:
@@ -783,10 +928,7 @@ class KafkaConsumer:
         consumer = self._check()
         if not callable(handler):
             raise TypeError("handler must be callable")
-        if isinstance(max_messages, bool) or not isinstance(max_messages, int):
-            raise TypeError("max_messages must be an int")
-        if not 1 <= max_messages <= 1_000_000:
-            raise _bad_request("max_messages must be in 1..1000000")
+        _check_max_messages(max_messages)
         poll_wait = check_timeout(poll_timeout, name="poll_timeout", positive=True) or 1.0
         if dead_letter_topic is not None:
             check_topic(dead_letter_topic)

@@ -260,3 +260,27 @@ def test_a_refused_record_mid_batch_loses_none_of_the_records_behind_it(kafka_co
         assert values == [b"%d" % i for i in range(40) if i != 13]
         with k.consumer(group, [topic]) as again:
             assert again.consume(100, 2.0) == []  # committed past all 40
+
+
+def test_consume_batch_reads_what_was_written_in_order_and_commits(kafka, new_topic):
+    topic = new_topic(partitions=3)
+    payloads = [b"%05d" % i + bytes(range(i % 256)) for i in range(3000)]
+    result = kafka.produce_many(topic, payloads, keys=[b"%d" % (i % 7) for i in range(3000)])
+    assert result.result(30).delivered == 3000
+    group = unique("g")
+    with kafka.consumer(group, [topic]) as consumer:
+        values: list[bytes] = []
+        per_partition: dict[int, list[int]] = {}
+        for _ in range(300):
+            if len(values) >= 3000:
+                break
+            batch = consumer.consume_batch(500, 0.5)
+            values += batch.values
+            assert batch.keys == [m.key for m in batch]
+            for message in batch:
+                per_partition.setdefault(message.partition, []).append(message.offset)
+        consumer.commit()
+    assert sorted(values) == sorted(payloads)
+    assert all(offsets == sorted(offsets) for offsets in per_partition.values())
+    with kafka.consumer(group, [topic]) as again:
+        assert len(again.consume_batch(100, 2.0)) == 0  # committed past all 3000

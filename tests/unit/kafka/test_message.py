@@ -7,7 +7,7 @@ import pickle
 import confluent_kafka
 import pytest
 
-from dictamesh_connectors.kafka import KafkaMessage
+from dictamesh_connectors.kafka import KafkaMessage, MessageBatch
 from dictamesh_connectors.kafka.consumer import KafkaConsumer
 from dictamesh_connectors.testing.fakes import FakeKafka
 
@@ -103,3 +103,50 @@ def test_an_end_of_partition_event_in_a_batch_is_skipped():
     )
     out = _read([_raw(offset=1), eof, _raw(offset=2)])
     assert [m.offset for m in out] == [1, 2]
+
+
+def _batch(raws: list[confluent_kafka.Message], **deserializers: object) -> MessageBatch:
+    """consume_batch() of a real KafkaConsumer over librdkafka records ``raws``."""
+
+    class Handed:
+        def consume(self, num_messages: int, timeout: float) -> list[confluent_kafka.Message]:
+            return raws
+
+    kafka = FakeKafka(**deserializers)  # type: ignore[arg-type]
+    kafka.connect()
+    kafka.create_topic("orders")
+    consumer = kafka.consumer("g", "orders")
+    real, consumer._consumer = consumer._consumer, Handed()
+    try:
+        return consumer.consume_batch(100, 1.0)
+    finally:
+        consumer._consumer = real
+        consumer.close()
+        kafka.disconnect()
+
+
+@needs_message_constructor
+def test_a_batch_reads_the_records_in_place_with_columns():
+    raws = [_raw(offset=i, key=b"%d" % i, value=b"v%d" % i) for i in range(5)]
+    batch = _batch(raws)
+    assert len(batch) == 5 and repr(batch) == "<MessageBatch of 5 records>"
+    assert batch.values == [b"v0", b"v1", b"v2", b"v3", b"v4"]
+    assert batch.keys == [b"0", b"1", b"2", b"3", b"4"]
+    assert [m.offset for m in batch] == [0, 1, 2, 3, 4]
+    assert batch[2].value == b"v2" and batch[-1].offset == 4
+    assert [m.offset for m in batch[1:3]] == [1, 2]
+    assert list(batch) == _read(raws)  # the same records consume() gives
+    back = pickle.loads(pickle.dumps(batch))
+    assert back == batch and back.values == batch.values
+    assert MessageBatch().values == [] and len(MessageBatch()) == 0
+
+
+@needs_message_constructor
+def test_a_batch_with_deserializers_or_an_end_of_partition_holds_messages():
+    batch = _batch([_raw(value=b"ab")], value_deserializer=lambda b: b.decode())
+    assert batch.values == ["ab"] and batch.keys == [b"k"]
+    eof = confluent_kafka.Message(
+        topic="orders", partition=0, error=confluent_kafka.KafkaError(-191)
+    )
+    batch = _batch([_raw(offset=1), eof, _raw(offset=2)])
+    assert [m.offset for m in batch] == [1, 2] and len(batch.values) == 2

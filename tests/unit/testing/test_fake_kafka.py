@@ -724,3 +724,33 @@ def test_run_logs_a_transient_held_back_error_and_handles_the_records_behind_it(
     assert "registry down" in caplog.text
     assert seen == [b"2", b"3", b"4"]  # held back behind it, then handled by run()
     assert calls["n"] == 1
+
+
+def test_consume_batch_keeps_the_records_behind_an_error_as_consume_does():
+    values = [b"%d" % i for i in range(6)]
+    with _filled(values, {b"3"}) as kafka, kafka.consumer("g", "t") as consumer:
+        assert consumer.consume_batch(100, 0.5).values == [b"0", b"1", b"2"]
+        with pytest.raises(ConnectorError) as info:
+            consumer.consume_batch(100, 0.5)
+        assert info.value.code is ErrorCode.SERIALIZATION_ERROR
+        assert consumer.consume_batch(100, 0.5).values == [b"4", b"5"]
+        assert len(consumer.consume_batch(100, 0.05)) == 0
+        with pytest.raises(TypeError):
+            consumer.consume_batch("10")  # type: ignore[arg-type]
+        with pytest.raises(ConnectorError):
+            consumer.consume_batch(0)
+
+
+def test_consume_batch_without_deserializers_and_commit(kafka):
+    for i in range(30):
+        kafka.produce_sync("orders", b"%d" % i, key=b"k%d" % (i % 4))
+    with kafka.consumer("g", "orders") as consumer:
+        got: list[bytes] = []
+        for _ in range(50):
+            if len(got) >= 30:
+                break
+            got += consumer.consume_batch(7, 0.05).values
+        consumer.commit()
+    assert sorted(got, key=int) == [b"%d" % i for i in range(30)]
+    with kafka.consumer("g", "orders") as consumer:
+        assert len(consumer.consume_batch(100, 0.05)) == 0  # all committed
