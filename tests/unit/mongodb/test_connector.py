@@ -9,6 +9,7 @@ import bson.codec_options
 import pymongo
 import pymongo.errors
 import pytest
+from bson.raw_bson import RawBSONDocument
 
 import dictamesh_connectors.mongodb as mongo_package
 from dictamesh_connectors import registry
@@ -540,3 +541,119 @@ def test_the_chunked_size_check_finds_the_one_large_document_anywhere():
         with pytest.raises(ConnectorError) as info:
             _check_sizes(docs, coll)
         assert info.value.code is ErrorCode.PAYLOAD_TOO_LARGE, position
+
+
+class RecordingCollection:
+    """Records what the connector hands pymongo's insert_one/insert_many."""
+
+    codec_options = bson.codec_options.CodecOptions(
+        tz_aware=True, uuid_representation=bson.binary.UuidRepresentation.STANDARD
+    )
+
+    def __init__(self):
+        self.sent = []
+
+    def insert_one(self, document, session=None):
+        self.sent.append(document)
+        return types.SimpleNamespace(inserted_id=None)  # pymongo's, for a RawBSONDocument
+
+    def insert_many(self, documents, ordered=True, session=None):
+        self.sent.extend(documents)
+        ids = []
+        for document in documents:  # as pymongo: no _id listed for a RawBSONDocument
+            if not isinstance(document, RawBSONDocument):
+                document.setdefault("_id", bson.ObjectId())
+                ids.append(document["_id"])
+        return types.SimpleNamespace(inserted_ids=ids)
+
+
+@pytest.fixture
+def recorded(offline):
+    coll = RecordingCollection()
+    offline._handle.collections["c"] = coll
+    return offline, coll
+
+
+def test_insert_one_encodes_once_and_sets_the_id_as_pymongo_does(recorded):
+    import collections
+    import uuid
+
+    db, coll = recorded
+    given = {"n": 1, "id": uuid.UUID(int=5)}
+    inserted = db.insert_one("c", given)
+    assert isinstance(inserted, bson.ObjectId) and given["_id"] == inserted  # the caller's dict
+    sent = coll.sent[-1]
+    assert isinstance(sent, RawBSONDocument)  # bytes pymongo copies, not a second encode
+    assert sent.raw == bson.encode(given, codec_options=coll.codec_options)
+    assert list(bson.decode(sent.raw)) == ["_id", "n", "id"]  # _id first, as pymongo sends it
+    own = {"_id": "mine", "n": 2}
+    assert db.insert_one("c", own) == "mine" and own == {"_id": "mine", "n": 2}
+    assert bson.decode(coll.sent[-1].raw) == own
+    # A mutable mapping other than a dict gets its _id too; an immutable one is copied.
+    user = collections.UserDict({"n": 3})
+    assert db.insert_one("c", user) == user["_id"]
+    frozen = types.MappingProxyType({"n": 4})
+    frozen_id = db.insert_one("c", frozen)
+    assert "_id" not in frozen and bson.decode(coll.sent[-1].raw) == {"_id": frozen_id, "n": 4}
+
+
+def test_a_raw_bson_document_with_an_id_passes_through_unchanged(recorded):
+    db, coll = recorded
+    raw = RawBSONDocument(bson.encode({"_id": 7, "big": bson.Int64(1)}))
+    assert db.insert_one("c", raw) == 7 and coll.sent[-1] is raw  # not decoded, not re-encoded
+    no_id = RawBSONDocument(bson.encode({"n": 1}))
+    new_id = db.insert_one("c", no_id)  # copied (as before) so that its new _id is returned
+    assert isinstance(new_id, bson.ObjectId)
+    assert bson.decode(coll.sent[-1].raw) == {"_id": new_id, "n": 1}
+    ids = db.insert_many("c", [{"n": 1}, raw, no_id])
+    assert ids[1] == 7 and all(isinstance(i, bson.ObjectId) for i in (ids[0], ids[2]))
+    assert coll.sent[-2] is raw and coll.sent[-1] is not no_id
+
+
+def test_a_refused_insert_leaves_the_document_as_given(recorded):
+    db, coll = recorded
+    for document, code in (
+        ({"s": {1, 2}}, ErrorCode.SERIALIZATION_ERROR),  # bson cannot encode a set
+        ({"o": object()}, ErrorCode.SERIALIZATION_ERROR),
+        ({"b": b"x" * (16 << 20)}, ErrorCode.PAYLOAD_TOO_LARGE),
+    ):
+        before = dict(document)
+        with pytest.raises(ConnectorError) as info:
+            db.insert_one("c", document)
+        assert info.value.code is code and not info.value.maybe_applied
+        assert document == before  # no _id added: nothing was sent
+        assert "InvalidDocument" not in type(info.value).__name__
+    assert coll.sent == []
+    raw = RawBSONDocument(bson.encode({"_id": 1, "b": b"x" * (16 << 20)}))
+    with pytest.raises(ConnectorError) as info:
+        db.insert_one("c", raw)
+    assert info.value.code is ErrorCode.PAYLOAD_TOO_LARGE and coll.sent == []
+
+
+@pytest.mark.parametrize(
+    "document, code",
+    [
+        ({"a$b": 1, "c": {"$d": 1}}, None),  # '$' inside a key, or nested: allowed
+        ({"a": 1, "$b": 1}, ErrorCode.INVALID_REQUEST),
+        ({"a": 1, 2: "x"}, ErrorCode.INVALID_REQUEST),
+        ({"a": 1, b"k": "x"}, ErrorCode.INVALID_REQUEST),
+    ],
+)
+def test_the_key_checks_of_an_insert(document, code):
+    from dictamesh_connectors.mongodb.documents import check_insert
+    from dictamesh_connectors.mongodb.verbs import _insertables
+
+    class Key(str):
+        pass
+
+    for docs in ([document], [types.MappingProxyType(document)]):
+        if code is None:
+            assert check_insert(docs[0]) is docs[0]
+            assert _insertables(docs)[0] == document
+            continue
+        for call, arg in ((check_insert, docs[0]), (_insertables, docs)):
+            with pytest.raises(ConnectorError) as info:
+                call(arg)
+            assert info.value.code is code
+    subclassed = {Key("a"): 1}
+    assert _insertables([subclassed])[0] is subclassed
