@@ -469,8 +469,18 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
         op = self._use(operation)
         op._target = name  # the collection, for listeners (spans): read only by them
         if limit is None:
-            with op as handle, translator:
-                return body(handle.collection(name), None)
+            with op as handle:
+                # The translator's with-block, spelled out: its __enter__ and a
+                # clean __exit__ were two Python calls on every operation.
+                try:
+                    try:
+                        coll = handle.collections[name]
+                    except (KeyError, TypeError):  # not cached yet, or not a str
+                        coll = handle.collection(name)
+                    return body(coll, None)
+                except BaseException as exc:
+                    translator.__exit__(type(exc), exc, exc.__traceback__)  # raises it translated
+                    raise
         with op as handle, translator, pymongo.timeout(limit):
             return body(handle.collection(name), None)
 

@@ -171,27 +171,20 @@ def check_insert(document: object) -> Mapping[str, Any]:
     """
     if type(document) is not dict and not isinstance(document, Mapping):
         raise wrong_type(f"a document must be a mapping, not {type(document).__name__}")
-    if _plain_keys(document):
-        return document
+    # The common case (every key a str, none with a '$') in two C calls:
+    # str.join refuses a key that is not a str (a subclass passes, as with
+    # isinstance); a '$' found may be inside a key, which the loop allows.
+    try:
+        if "$" not in "".join(document):
+            return document
+    except TypeError:
+        pass
     for key in document:
         if not isinstance(key, str):
             raise bad_request("a document key must be a string")
         if key.startswith("$"):
             raise bad_request("a top-level key of a document cannot start with '$'")
     return document
-
-
-def _plain_keys(document: Mapping[Any, Any]) -> bool:
-    """True when every key is a str and none holds a ``$``: the common case, in two C calls.
-
-    ``str.join`` refuses a key that is not a str (subclasses pass, as with
-    ``isinstance``). False only means "look key by key": a ``$`` may be in
-    the middle of a key, which is allowed.
-    """
-    try:
-        return "$" not in "".join(document)
-    except TypeError:
-        return False
 
 
 def check_replacement(document: object) -> Mapping[str, Any]:

@@ -25,7 +25,6 @@ from dictamesh_connectors.mongodb.documents import (
     MAX_DOCUMENT_BYTES,
     BulkResult,
     UpdateResult,
-    _plain_keys,
     bad_request,
     check_filter,
     check_insert,
@@ -334,7 +333,9 @@ class _Verbs:
                 a duplicate key (``details["key_pattern"]``); a lost
                 connection or timeout has ``maybe_applied=True``.
         """
-        doc = _mutable(check_insert(document))
+        doc = check_insert(document)
+        if type(doc) is not dict:
+            doc = _mutable(doc)
 
         def body(coll: Collection[Document], s: ClientSession | None) -> Any:
             raw, inserted_id = _encoded(doc, coll)
@@ -783,7 +784,8 @@ def _encoded(document: MutableMapping[str, Any], coll: Collection[Document]) -> 
         bson.errors.InvalidDocument: A value bson cannot encode (the caller's
             ``translate`` makes it SERIALIZATION_ERROR).
     """
-    if isinstance(document, RawBSONDocument):  # the caller's own bytes, with an _id
+    # (type() first: RawBSONDocument is an ABC, its isinstance a Python call.)
+    if type(document) is not dict and isinstance(document, RawBSONDocument):  # has an _id
         _refuse_over_limit(len(document.raw))
         return document, document["_id"]
     added = "_id" not in document
@@ -791,7 +793,8 @@ def _encoded(document: MutableMapping[str, Any], coll: Collection[Document]) -> 
         document["_id"] = ObjectId()
     try:
         data = bson.encode(document, codec_options=coll.codec_options)
-        _refuse_over_limit(len(data))
+        if len(data) > MAX_DOCUMENT_BYTES:
+            _refuse_over_limit(len(data))
     except BaseException:
         if added:
             del document["_id"]
@@ -1023,10 +1026,14 @@ def _insertables(documents: Sequence[Mapping[str, Any]]) -> list[MutableMapping[
     docs: list[MutableMapping[str, Any]] = []
     append = docs.append
     for document in documents:
-        if type(document) is dict and _plain_keys(document):
-            append(document)
-        else:
-            append(_mutable(check_insert(document)))
+        if type(document) is dict:
+            try:  # check_insert's common case, inlined
+                if "$" not in "".join(document):
+                    append(document)
+                    continue
+            except TypeError:
+                pass
+        append(_mutable(check_insert(document)))
     return docs
 
 
