@@ -32,6 +32,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pymongo
+from bson.objectid import ObjectId
+from bson.raw_bson import RawBSONDocument
 from harness import run_threads
 
 from dictamesh_connectors.mongodb import MongoDBConfig, MongoDBConnector
@@ -76,6 +78,10 @@ class _StubCollection:
         return {"_id": 1}
 
     def insert_one(self, document: Any, session: Any = None) -> Any:
+        # What pymongo's insert_one does before any encoding: a document
+        # without an _id gets one (a RawBSONDocument is sent as it is).
+        if not isinstance(document, RawBSONDocument) and "_id" not in document:
+            document["_id"] = ObjectId()
         return _INSERTED
 
 

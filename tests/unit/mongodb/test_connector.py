@@ -657,3 +657,25 @@ def test_the_key_checks_of_an_insert(document, code):
             assert info.value.code is code
     subclassed = {Key("a"): 1}
     assert _insertables([subclassed])[0] is subclassed
+
+
+def test_call_translates_what_the_body_raises_and_passes_the_rest(offline):
+    raising = types.SimpleNamespace(codec_options=RecordingCollection.codec_options)
+    offline._handle.collections["c"] = raising
+    duplicate = pymongo.errors.DuplicateKeyError("E11000 dup", 11000, {"code": 11000})
+    own = ConnectorError("mine", connector="mongodb")
+    for raised in (duplicate, own, RuntimeError("a bug"), KeyboardInterrupt()):
+
+        def insert_one(document, session=None, raised=raised):
+            raise raised
+
+        raising.insert_one = insert_one
+        with pytest.raises(BaseException) as info:
+            offline.insert_one("c", {"n": 1})
+        if raised is duplicate:
+            assert info.value.code is ErrorCode.CONSTRAINT_VIOLATION
+            assert info.value.__cause__ is duplicate
+        else:
+            assert info.value is raised  # not a driver error: unchanged
+    errors = offline.stats().errors  # the translated error reaches the in-flight exit
+    assert errors[ErrorCode.CONSTRAINT_VIOLATION.value] == 1, errors
