@@ -323,7 +323,9 @@ class _Verbs:
         """Insert one document and return its ``_id``.
 
         A document without ``_id`` gets a new ``ObjectId`` (added to the
-        mapping you passed, as pymongo does). A retryable write: pymongo
+        mapping you passed, as pymongo does; not if the document is refused
+        before it is sent). A ``bson.raw_bson.RawBSONDocument`` with an
+        ``_id`` is sent as it is. A retryable write: pymongo
         retries it once, and the server applies it at most once.
 
         Raises:
