@@ -191,6 +191,12 @@ def _consumer_calls() -> list[Call]:
             ),
         ),
         Call(
+            "consume_batch",
+            kwargs=st.fixed_dictionaries(
+                {}, optional={"max_messages": numbers(), "timeout": _short_numbers()}
+            ),
+        ),
+        Call(
             "commit",
             st.tuples(st.one_of(st.none(), values)),
             st.fixed_dictionaries({}, optional={"asynchronous": st.booleans()}),
