@@ -472,6 +472,9 @@ class KafkaConsumer:
         # consumer's position is already past them: dropping them would
         # lose them, and a later commit would skip them for good).
         self._pending: deque[Any] = deque()
+        # Records handed over since the last commit() of everything: without
+        # any, that commit() has nothing new to say (no round trip).
+        self._handed = False
 
     # ---------------------------------------------------------------- checks
 
@@ -580,6 +583,7 @@ class KafkaConsumer:
                     raw = consumer.poll(-1 if wait is None else wait)
             if raw is None:
                 return None
+            self._handed = True
             error = self._error_of(raw, "poll")
             if error is not None:
                 raise error
@@ -718,7 +722,11 @@ class KafkaConsumer:
         pending = self._pending
         if not pending:
             with translate("consume", self._target):
-                return consumer.consume(max_messages, wait)  # type: ignore[no-any-return]
+                raws: list[Any] = consumer.consume(max_messages, wait)
+            if raws:
+                self._handed = True
+            return raws
+        self._handed = True
         take = pending.popleft
         return [take() for _ in range(min(max_messages, len(pending)))]
 
@@ -748,6 +756,8 @@ class KafkaConsumer:
                 raise TypeError("commit() takes a KafkaMessage")
             offsets = {(message.topic, message.partition): message.offset + 1}
         else:
+            if not self._handed:
+                return  # nothing handed over since the last commit()
             offsets = self._positions(consumer)
         if not offsets:
             return
@@ -756,6 +766,8 @@ class KafkaConsumer:
         try:
             with translate("commit", self._target, write=True):
                 consumer.commit(offsets=_partitions(offsets), asynchronous=asynchronous)
+            if message is None:
+                self._handed = False
         except ConnectorError as err:
             failed = err
             raise
@@ -772,6 +784,7 @@ class KafkaConsumer:
             consumer.seek(confluent_kafka.TopicPartition(topic, partition, offset))
         self._done.pop((topic, partition), None)
         self._forget_pending({(topic, partition)})
+        self._handed = True  # the position moved: a commit() says where
 
     def assignment(self) -> list[tuple[str, int]]:
         """The ``(topic, partition)`` pairs currently assigned to this member."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
+from collections.abc import Iterator
+from typing import Any
 
 import confluent_kafka
 import pytest
@@ -32,8 +35,9 @@ def _raw(**fields: object) -> confluent_kafka.Message:
     return confluent_kafka.Message(**base)
 
 
-def _read(raws: list[confluent_kafka.Message], **deserializers: object) -> list[KafkaMessage]:
-    """consume() of a real KafkaConsumer over librdkafka records ``raws``."""
+@contextlib.contextmanager
+def _handing(raws: list[confluent_kafka.Message], **deserializers: object) -> Iterator[Any]:
+    """A real KafkaConsumer whose librdkafka consumer hands over ``raws``."""
 
     class Handed:
         def consume(self, num_messages: int, timeout: float) -> list[confluent_kafka.Message]:
@@ -44,11 +48,19 @@ def _read(raws: list[confluent_kafka.Message], **deserializers: object) -> list[
     kafka.create_topic("orders")
     consumer = kafka.consumer("g", "orders")
     assert isinstance(consumer, KafkaConsumer)
-    out: list[KafkaMessage] = []
-    consumer._consume_into(out, Handed(), 100, 1.0)
-    consumer.close()
-    kafka.disconnect()
-    return out
+    real, consumer._consumer = consumer._consumer, Handed()
+    try:
+        yield consumer
+    finally:
+        consumer._consumer = real
+        consumer.close()
+        kafka.disconnect()
+
+
+def _read(raws: list[confluent_kafka.Message], **deserializers: object) -> list[KafkaMessage]:
+    """consume() of a real KafkaConsumer over librdkafka records ``raws``."""
+    with _handing(raws, **deserializers) as consumer:
+        return consumer.consume(100, 1.0)  # type: ignore[no-any-return]
 
 
 def test_a_built_message_holds_its_fields():
@@ -107,22 +119,8 @@ def test_an_end_of_partition_event_in_a_batch_is_skipped():
 
 def _batch(raws: list[confluent_kafka.Message], **deserializers: object) -> MessageBatch:
     """consume_batch() of a real KafkaConsumer over librdkafka records ``raws``."""
-
-    class Handed:
-        def consume(self, num_messages: int, timeout: float) -> list[confluent_kafka.Message]:
-            return raws
-
-    kafka = FakeKafka(**deserializers)  # type: ignore[arg-type]
-    kafka.connect()
-    kafka.create_topic("orders")
-    consumer = kafka.consumer("g", "orders")
-    real, consumer._consumer = consumer._consumer, Handed()
-    try:
-        return consumer.consume_batch(100, 1.0)
-    finally:
-        consumer._consumer = real
-        consumer.close()
-        kafka.disconnect()
+    with _handing(raws, **deserializers) as consumer:
+        return consumer.consume_batch(100, 1.0)  # type: ignore[no-any-return]
 
 
 @needs_message_constructor

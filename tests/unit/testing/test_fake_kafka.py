@@ -754,3 +754,53 @@ def test_consume_batch_without_deserializers_and_commit(kafka):
     assert sorted(got, key=int) == [b"%d" % i for i in range(30)]
     with kafka.consumer("g", "orders") as consumer:
         assert len(consumer.consume_batch(100, 0.05)) == 0  # all committed
+
+
+def test_commit_of_everything_makes_no_round_trip_when_nothing_new_was_read(kafka):
+    for i in range(3):
+        kafka.produce_sync("orders", b"%d" % i)
+    with kafka.consumer("g", "orders") as consumer:
+        calls: list[object] = []
+        real = consumer._consumer.commit
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls.append(kwargs.get("offsets"))
+            return real(*args, **kwargs)
+
+        consumer._consumer.commit = counted  # type: ignore[method-assign]
+        consumer.commit()  # nothing read yet
+        assert calls == []
+        assert len(drain(consumer, 3)) == 3
+        consumer.commit()
+        assert len(calls) == 1
+        consumer.commit()  # nothing new since
+        assert consumer.consume(100, 0.05) == []
+        consumer.commit()
+        assert len(calls) == 1
+    with kafka.consumer("g", "orders") as again:
+        assert again.consume(100, 0.05) == []  # the one commit covered all 3
+
+
+def test_records_held_back_and_handed_after_a_commit_are_committed_by_the_next():
+    values = [b"0", b"bad", b"2", b"3"]
+    with _filled(values, {b"bad"}) as kafka:
+        with kafka.consumer("g", "t") as consumer:
+            assert [m.value for m in consumer.consume(100, 0.5)] == [b"0"]
+            consumer.commit()  # up to the first record held back
+            with pytest.raises(ConnectorError):
+                consumer.consume(100, 0.5)
+            assert [m.value for m in consumer.consume(100, 0.5)] == [b"2", b"3"]
+            consumer.commit()  # they were handed after the last commit: not skipped
+        with kafka.consumer("g", "t") as consumer:
+            assert consumer.poll(0.05) is None
+
+
+def test_a_commit_after_a_seek_commits_the_position_sought():
+    with _filled([b"0", b"1", b"2"], set()) as kafka:
+        with kafka.consumer("g", "t") as consumer:
+            assert len(drain(consumer, 3)) == 3
+            consumer.commit()
+            consumer.seek("t", 0, 1)
+            consumer.commit()  # rewinds the group to the position sought
+        with kafka.consumer("g", "t") as consumer:
+            assert [m.value for m in drain(consumer, 2)] == [b"1", b"2"]
