@@ -196,6 +196,10 @@ class _StubProducer:
         if callback is not None:
             self.pending.append(callback)
 
+    def produce_batch(self, topic: str, messages: list[dict[str, Any]], partition: int = -1) -> int:
+        self.pending += [m["callback"] for m in messages if "callback" in m]
+        return len(messages)
+
     def poll(self, timeout: float = 0) -> int:
         pending, self.pending = self.pending, []
         if not pending and timeout:
@@ -229,10 +233,25 @@ def own_path_cost(kafka: KafkaConnector, n: int = 100_000) -> None:
                 stub_produce("stub", VALUE)
                 stub_poll(0)
             costs.append(((mid - start) - (time.thread_time() - mid)) / n * 1e6)
+        many = []
+        chunk = [VALUE] * 10_000
+        for _ in range(5):
+            start = time.thread_time()
+            for _ in range(0, n, len(chunk)):
+                kafka.produce_many("stub", chunk)
+            mid = time.thread_time()
+            for _ in range(0, n, len(chunk)):
+                stub.produce_batch("stub", [{"value": value} for value in chunk])
+                stub.poll(0)
+            many.append(((mid - start) - (time.thread_time() - mid)) / n * 1e6)
     finally:
         handle.producer = real
     print(f"\n== the connector's own path, librdkafka replaced by a stub ({n:,} records, 1 thread)")
-    print(f"  produce()  {statistics.median(costs):5.2f} us/record over the bare stub calls")
+    print(f"  produce()       {statistics.median(costs):5.2f} us/record over the bare stub calls")
+    print(
+        f"  produce_many()  {statistics.median(many):5.2f} us/record over the bare stub"
+        " produce_batch() (no callback)"
+    )
 
 
 # ---------------------------------------------------------------- consuming
@@ -284,7 +303,7 @@ def consume_own_path_cost(kafka: KafkaConnector, n: int = 100_000) -> None:
                 assert size == 2 * n * len(VALUE)
         finally:
             consumer._consumer = real
-    print(f"  consume()  {statistics.median(costs):5.2f} us/record over the bare stub loop")
+    print(f"  consume()       {statistics.median(costs):5.2f} us/record over the bare stub loop")
 
 
 def consume_raw(conf: dict[str, Any], topic: str, count: int) -> tuple[float, float]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import contextlib
-import functools
 import logging
 import os
 import threading
@@ -413,7 +412,10 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
 
         The future resolves, once every record has its delivery report, to
         ``BatchResult(delivered, failed)`` where ``failed`` lists
-        ``(index, ConnectorError)``; it never fails as a whole.
+        ``(index, ConnectorError)``; it never fails as a whole. A failure is
+        matched to its record by key and value, so of records with equal
+        keys and values (interchangeable: re-sending either sends the same
+        bytes) it names the lowest index not already named.
 
         Raises:
             As ``produce()``, for a record refused before queueing: the
@@ -437,16 +439,28 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
         raw_values, raw_keys = self._value_bytes, self._key_bytes
         batch = Batch(len(items))
         report = batch.report
-        messages = [
-            {
-                "value": value if raw_values and type(value) is bytes else serialize_value(value),
-                "key": key
-                if raw_keys and (key is None or type(key) is bytes)
-                else serialize_key(key),
-                "callback": functools.partial(report, index),
-            }
-            for index, (value, key) in enumerate(zip(items, key_list, strict=True))
-        ]
+        if raw_values and raw_keys and keys is None:  # the common case: no key, bytes
+            messages = [
+                {
+                    "value": value if type(value) is bytes else serialize_value(value),
+                    "callback": report,
+                }
+                for value in items
+            ]
+        else:
+            messages = [
+                {
+                    "value": value
+                    if raw_values and type(value) is bytes
+                    else serialize_value(value),
+                    "key": key
+                    if raw_keys and (key is None or type(key) is bytes)
+                    else serialize_key(key),
+                    "callback": report,
+                }
+                for value, key in zip(items, key_list, strict=True)
+            ]
+        batch.messages = messages
         wait = _seconds(timeout, self.config.produce_timeout)
         op = self._use("produce_many")
         op._target = topic  # the destination, for listeners (spans)
@@ -454,7 +468,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
             if handle.fatal is not None:
                 self._lost(handle, handle.fatal)
             try:
-                produce_batch(handle, topic, messages, partition, wait)
+                produce_batch(handle, topic, batch, partition, wait)
             except ConnectorError as err:
                 batch.fail_unqueued([i for i, m in enumerate(messages) if "_error" in m], err)
                 if err.retry_hint is RetryHint.RECONNECT:

@@ -15,6 +15,7 @@ ones), and returns how many that was.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import functools
 import itertools
@@ -197,39 +198,103 @@ def _weak_callback(method: Any) -> Any:
     return call
 
 
+def _as_bytes(data: Any) -> Any:
+    """A record's key or value as its delivery report gives it back (``str`` is UTF-8)."""
+    return data.encode("utf-8") if type(data) is str else data
+
+
 class Batch:
     """Counts the delivery reports of one ``produce_many()`` and resolves its future.
 
+    Every record of the batch has the same callback, ``report`` (one bound
+    method: no object per record, which would cost more than librdkafka's
+    own work). A failed record's report carries its key and value, and
+    those name its index: the lowest index of a record with those bytes not
+    already named. Records with equal keys and values are interchangeable,
+    and within a partition librdkafka reports them in the order produced.
+
     Reports of one batch may be served by several threads at once (the
     producing threads serve inline, the delivery thread when they are
-    quiet), yet they take no lock: ``list.append`` and ``next()`` on an
-    ``itertools.count`` are each one atomic call under the GIL, and the
-    report that draws the last number resolves the future.
+    quiet), yet success reports take no lock: ``next()`` on an
+    ``itertools.count`` is one atomic call under the GIL, and the report
+    that draws the last number resolves the future. Naming a failed record
+    takes the batch's own lock (never held across I/O or user code).
     """
 
-    __slots__ = ("_last", "_reported", "failed", "future", "size")
+    __slots__ = (
+        "_last",
+        "_lock",
+        "_named",
+        "_reported",
+        "_unnamed",
+        "failed",
+        "future",
+        "messages",
+        "size",
+    )
 
     def __init__(self, size: int) -> None:
         self.future: concurrent.futures.Future[BatchResult] = concurrent.futures.Future()
         self.future.set_running_or_notify_cancel()
         self.size = size
         self.failed: list[tuple[int, ConnectorError]] = []
+        # The ``size`` messages as librdkafka's produce_batch() takes them,
+        # each with ``report`` as its callback: set by the caller.
+        self.messages: list[dict[str, Any]] = []
+        self._named: set[int] = set()  # indexes already in failed
+        self._unnamed: dict[tuple[Any, Any], collections.deque[int]] | None = None
+        self._lock = threading.Lock()
         self._reported = itertools.count(1).__next__  # draws 1, 2, ... size
         self._last = size
         if size == 0:
             self._finish()
 
-    def report(self, index: int, err: Any, msg: Any) -> None:
+    def report(self, err: Any, msg: Any) -> None:
         """One delivery report (on whichever thread serves ``poll()``)."""
         if err is not None:
-            topic = msg.topic() if msg is not None else None
-            error = from_kafka_error(err, operation=f"produce to {topic}", write=True, topic=topic)
-            self.failed.append((index, error))
+            with self._lock:
+                index = self._name(_as_bytes(msg.key()), _as_bytes(msg.value()))
+            self._failed(index, err, msg.topic())
+        if self._reported() == self._last:
+            self._finish()
+
+    def _failed(self, index: int, err: Any, topic: str) -> None:
+        error = from_kafka_error(err, operation=f"produce to {topic}", write=True, topic=topic)
+        self.failed.append((index, error))
+
+    def _name(self, key: Any, value: Any) -> int:
+        """The index of a failed record with these bytes (under ``_lock``)."""
+        if self._unnamed is None:
+            unnamed: dict[tuple[Any, Any], collections.deque[int]] = {}
+            for index, message in enumerate(self.messages):
+                if index not in self._named:
+                    pair = (_as_bytes(message.get("key")), _as_bytes(message["value"]))
+                    unnamed.setdefault(pair, collections.deque()).append(index)
+            self._unnamed = unnamed
+        indexes = self._unnamed.get((key, value))
+        while indexes:
+            index = indexes.popleft()
+            if index not in self._named:
+                self._named.add(index)
+                return index
+        # Not a record of this batch as given (cannot happen): the lowest unnamed.
+        index = min(set(range(self.size)) - self._named, default=0)
+        self._named.add(index)
+        return index
+
+    def refused(self, message: dict[str, Any], err: Any, topic: str) -> None:
+        """librdkafka refused ``message`` (one of the batch's) at once, for good."""
+        index = next(i for i, m in enumerate(self.messages) if m is message)
+        with self._lock:
+            self._named.add(index)
+        self._failed(index, err, topic)
         if self._reported() == self._last:
             self._finish()
 
     def fail_unqueued(self, indexes: list[int], error: ConnectorError) -> None:
         """The records at ``indexes`` were never queued: count them failed."""
+        with self._lock:
+            self._named.update(indexes)
         self.failed.extend([(i, error) for i in indexes])  # one call: atomic
         last = False
         for _ in indexes:
@@ -238,6 +303,10 @@ class Batch:
             self._finish()
 
     def _finish(self) -> None:
+        # Each message holds ``report`` (so this batch): break that cycle, and
+        # the batch and its messages go as soon as nothing else holds them.
+        self.messages = []
+        self._unnamed = None
         failed = sorted(self.failed, key=lambda pair: pair[0])
         self.future.set_result(BatchResult(self.size - len(failed), failed))
 
@@ -263,6 +332,8 @@ class ProducerHandle:
         conf.setdefault("statistics.interval.ms", 5000)
         conf["stats_cb"] = _weak_callback(self._on_stats)
         self.stats: dict[str, Any] | None = None  # the latest, replaced whole
+        # librdkafka's local queue holds this many records at most.
+        self.queue_limit = max(int(conf.get("queue.buffering.max.messages", 100_000)), 1)
         with _translate_config(config):
             self.producer = confluent_kafka.Producer(conf)
         self.last_error: ConnectorError | None = None  # the latest error_cb report
@@ -728,25 +799,25 @@ new_future: Callable[[], DeliveryFuture] = functools.partial(object.__new__, Del
 def produce_batch(
     handle: ProducerHandle,
     topic: str,
-    messages: list[dict[str, Any]],
+    batch: Batch,
     partition: int | None,
     timeout: float,
 ) -> None:
-    """Queue ``messages`` with one call into librdkafka; wait for room as ``produce_one``.
+    """Queue ``batch``'s messages with one call into librdkafka; wait for room as ``produce_one``.
 
-    Records librdkafka refuses for good get their ``callback`` called with
-    the error (so the batch counts them); records refused because the queue
-    is full are retried after a pause, until ``timeout``.
+    Records librdkafka refuses for good are counted failed by ``batch``;
+    records refused because the queue is full are retried after a pause,
+    until ``timeout``.
 
     Raises:
         ConnectorError: RESOURCE_EXHAUSTED when the queue stayed full; the
             records still unqueued keep an ``_error`` key.
     """
     producer = handle.producer
-    pending = messages
+    pending = batch.messages
     deadline = 0.0
-    pause = 0.0005
     while True:
+        handle.activity += 1  # producers are active: the delivery thread stays off
         try:
             with translate_produce(handle, topic):
                 if partition is None:
@@ -770,7 +841,7 @@ def produce_batch(
                     pending.append(message)
                 else:
                     message.pop("_error")
-                    message["callback"](error, None)
+                    batch.refused(message, error, topic)
         handle.activity += 1
         handle.serve(0)
         if not pending:
@@ -788,11 +859,27 @@ def produce_batch(
                 connector=CONNECTOR,
                 details={"kafka_code": "_QUEUE_FULL", "topic": topic},
             )
-        handle.activity += 1
-        handle.serve(min(pause, deadline - now))  # serving reports is what makes room
-        pause = min(pause * 2, 0.02)
+        # Serving reports is what makes room. Wait until there is room for
+        # what is left (or for half the queue): offered again too soon,
+        # librdkafka would refuse most of them again, each refusal costing
+        # as much as queueing.
+        room_at = handle.queue_limit - min(len(pending), handle.queue_limit // 2)
+        while True:
+            handle.activity += 1
+            handle.serve(min(0.005, deadline - now))
+            now = time.monotonic()
+            if handle.closed or now >= deadline or _queued(producer) <= room_at:
+                break
         for message in pending:
             del message["_error"]
+
+
+def _queued(producer: Any) -> int:
+    """Records in librdkafka's queue (0 once the producer was closed meanwhile)."""
+    try:
+        return len(producer)
+    except RuntimeError:
+        return 0
 
 
 class translate_produce:

@@ -78,13 +78,24 @@ def _kafka_error_for(error: ConnectorError) -> Any:
 class _Delivered:
     """What a delivery report's ``msg`` argument offers (librdkafka's ``Message``)."""
 
-    __slots__ = ("_offset", "_partition", "_timestamp", "_topic")
+    __slots__ = ("_key", "_offset", "_partition", "_timestamp", "_topic", "_value")
 
-    def __init__(self, topic: str, partition: int, offset: int, timestamp: int) -> None:
+    def __init__(
+        self, topic: str, partition: int, offset: int, timestamp: int, key: Any, value: Any
+    ) -> None:
         self._topic = topic
         self._partition = partition
         self._offset = offset
         self._timestamp = timestamp
+        # As librdkafka gives them back: str encoded as UTF-8.
+        self._key = key.encode("utf-8") if isinstance(key, str) else key
+        self._value = value.encode("utf-8") if isinstance(value, str) else value
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
 
     def topic(self) -> str:
         return self._topic
@@ -145,19 +156,19 @@ class _Producer:
                 found = cluster.topics[topic]
             if found is None:
                 return _KE(_KE.UNKNOWN_TOPIC_OR_PART, "Broker: Unknown topic or partition"), (
-                    _Delivered(topic, -1, -1001, 0)
+                    _Delivered(topic, -1, -1001, 0, key, value)
                 )
             count = len(found.logs)
             if partition < 0:
                 partition = pick_partition(self._partitioner, key, count)
             elif partition >= count:
                 return _KE(_KE._UNKNOWN_PARTITION, "Local: Unknown partition"), (
-                    _Delivered(topic, partition, -1001, 0)
+                    _Delivered(topic, partition, -1001, 0, key, value)
                 )
             limit = found.config.get("max.message.bytes")
             if limit is not None and size > int(limit):
                 return _KE(_KE.MSG_SIZE_TOO_LARGE, "Broker: Message size too large"), (
-                    _Delivered(topic, partition, -1001, 0)
+                    _Delivered(topic, partition, -1001, 0, key, value)
                 )
             txn = self._txn
             if self._transactional_id is not None and txn is None:
@@ -168,11 +179,11 @@ class _Producer:
                     _KE._FENCED,
                     "Local: This instance has been fenced by a newer instance",
                     fatal=True,
-                ), _Delivered(topic, partition, -1001, 0)
+                ), _Delivered(topic, partition, -1001, 0, key, value)
             ts = timestamp or int(time.time() * 1000)
             record = Record(key, value, pairs or None, ts, txn)
             offset = cluster.append(topic, partition, record)
-        return None, _Delivered(topic, partition, offset, ts)
+        return None, _Delivered(topic, partition, offset, ts, key, value)
 
     def produce(
         self,

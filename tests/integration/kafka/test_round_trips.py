@@ -284,3 +284,24 @@ def test_consume_batch_reads_what_was_written_in_order_and_commits(kafka, new_to
     assert all(offsets == sorted(offsets) for offsets in per_partition.values())
     with kafka.consumer(group, [topic]) as again:
         assert len(again.consume_batch(100, 2.0)) == 0  # committed past all 3000
+
+
+@pytest.mark.parametrize("alike", [False, True], ids=["distinct", "alike"])
+def test_produce_many_names_exactly_the_records_the_broker_refused(kafka_config, new_topic, alike):
+    # The topic takes record batches of 2,000 bytes at most, the producer
+    # makes batches of 1,500: the broker refuses each 3,000-byte record (a
+    # batch of its own) in its delivery report, and takes all the others.
+    topic = new_topic(partitions=3, config={"max.message.bytes": "2000"})
+    size = [3000 if i % 17 == 0 else 50 for i in range(400)]
+    values = [
+        (b"%d" % (i % 3) if alike else b"%05d" % i).ljust(n, b"-") for i, n in enumerate(size)
+    ]
+    keys = [b"k%d" % (i % 5) for i in range(400)]
+    with KafkaConnector(kafka_config.evolve(batch_size=1500)) as k:
+        result = k.produce_many(topic, values, keys=keys).result(60)
+        indexes = [index for index, _ in result.failed]
+        assert indexes == [i for i in range(400) if size[i] == 3000]
+        assert {e.code for _, e in result.failed} == {ErrorCode.PAYLOAD_TOO_LARGE}
+        assert result.delivered == 400 - len(indexes)
+        stored = sorted((m.key, m.value) for m in read_all(k, topic, result.delivered))
+    assert stored == sorted((keys[i], values[i]) for i in range(400) if size[i] == 50)

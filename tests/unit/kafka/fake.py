@@ -19,8 +19,17 @@ from confluent_kafka import KafkaError, KafkaException
 
 
 class FakeMessage:
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
+    def __init__(
+        self, topic: str, partition: int, offset: int, key: Any = None, value: Any = None
+    ) -> None:
         self._topic, self._partition, self._offset = topic, partition, offset
+        self._key, self._value = key, value
+
+    def key(self) -> Any:
+        return self._key
+
+    def value(self) -> Any:
+        return self._value
 
     def topic(self) -> str:
         return self._topic
@@ -45,7 +54,8 @@ class FakeProducer:
         self.conf = conf
         self._lock = threading.Lock()
         self.queue: list[tuple[str, Any, Any, Any]] = []
-        self.reports: list[tuple[Any, KafkaError | None, str]] = []
+        # (callback, error, (topic, key, value)) of reports due on the next poll()
+        self.reports: list[tuple[Any, KafkaError | None, tuple[str, Any, Any]]] = []
         self.deliver = threading.Event()  # cleared: the "broker" holds every record
         self.deliver.set()
         self.outcome: KafkaError | None = None  # the delivery result for every record
@@ -87,11 +97,13 @@ class FakeProducer:
                 queued += 1
         return queued
 
-    def _take(self) -> list[tuple[Any, KafkaError | None, str]]:
+    def _take(self) -> list[tuple[Any, KafkaError | None, tuple[str, Any, Any]]]:
         with self._lock:
             reports, self.reports = self.reports, []
             if self.deliver.is_set():
-                reports += [(cb, self.outcome, topic) for topic, _, _, cb in self.queue]
+                reports += [
+                    (cb, self.outcome, (topic, key, value)) for topic, value, key, cb in self.queue
+                ]
                 self.queue = []
         return reports
 
@@ -102,9 +114,9 @@ class FakeProducer:
         reports = self._take()
         if not reports:
             time.sleep(min(max(timeout, 0), 0.005))
-        for cb, err, topic in reports:
+        for cb, err, (topic, key, value) in reports:
             self.offset += 1
-            cb(err, FakeMessage(topic, 0, self.offset))
+            cb(err, FakeMessage(topic, 0, self.offset, key, value))
         return len(reports)
 
     def flush(self, timeout: float = -1) -> int:
@@ -128,7 +140,8 @@ class FakeProducer:
     def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None:
         with self._lock:
             self.reports += [
-                (cb, KafkaError(KafkaError._PURGE_QUEUE), topic) for topic, _, _, cb in self.queue
+                (cb, KafkaError(KafkaError._PURGE_QUEUE), (topic, key, value))
+                for topic, value, key, cb in self.queue
             ]
             self.queue = []
 
