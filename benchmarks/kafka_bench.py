@@ -9,6 +9,9 @@ One run, side by side, against the same broker:
    * raw producer: ``Producer.produce(topic, value)`` with ``poll(0)`` after
      each call (the idiomatic way to serve its delivery reports) and no
      per-record callback; ``flush()`` at the end;
+   * raw producer with a no-op delivery callback per record: the least any
+     producer pays that learns each record's outcome (confluent-kafka then
+     builds a ``Message`` per delivery report and calls into Python);
    * connector: ``produce()`` (a Future per record, resolved by the delivery
      thread), ``flush()`` at the end; and ``produce_many()`` (one future per
      10,000 records), the batch path;
@@ -121,18 +124,32 @@ def run_producers(
     return time.perf_counter() - t0, sum(cpu) + flush_cpu
 
 
-def produce_raw(conf: dict[str, Any], topic: str, count: int, threads: int) -> tuple[float, float]:
-    """Return (wall seconds, client CPU seconds) for ``count`` records."""
+def _noop_report(err: Any, msg: Any) -> None:
+    """A delivery callback that does nothing (what learning each outcome costs at least)."""
+
+
+def produce_raw(
+    conf: dict[str, Any], topic: str, count: int, threads: int, *, callback: bool = False
+) -> tuple[float, float]:
+    """Return (wall seconds, client CPU seconds) for ``count`` records.
+
+    ``callback``: pass a no-op delivery callback with every record, as any
+    producer that learns each record's outcome must.
+    """
     producer = Producer(conf)
     producer.list_topics(timeout=10)
     per = count // threads
+    report = _noop_report if callback else None
 
     def work() -> None:
         produce, poll = producer.produce, producer.poll
         for _ in range(per):
             while True:
                 try:
-                    produce(topic, VALUE)
+                    if report is None:
+                        produce(topic, VALUE)
+                    else:
+                        produce(topic, VALUE, callback=report)
                     break
                 except BufferError:
                     poll(0.001)
@@ -416,16 +433,21 @@ def measure(
     count = args.messages
 
     print(f"== throughput: {count:,} records of {len(VALUE)} bytes, {args.rounds} rounds, 1 thread")
-    produced: dict[str, list[float]] = {"raw": [], "connector": [], "produce_many": []}
+    produced: dict[str, list[float]] = {
+        "raw": [],
+        "raw+callback": [],
+        "connector": [],
+        "produce_many": [],
+    }
     consumed: dict[str, list[float]] = {"raw": [], "connector": [], "consume_batch": []}
     consumed_cpu: dict[str, list[float]] = {"raw": [], "connector": [], "consume_batch": []}
     for _ in range(args.rounds):
         topics = {}
-        for name in ("raw", "connector", "produce_many"):
+        for name in produced:
             topic = fresh_topic(kafka)
             topics[name] = topic
-            if name == "raw":
-                wall, _ = produce_raw(producer_conf, topic, count, 1)
+            if name.startswith("raw"):
+                wall, _ = produce_raw(producer_conf, topic, count, 1, callback=name != "raw")
             else:
                 wall, _ = produce_connector(kafka, topic, count, 1, batch=name == "produce_many")
             produced[name].append(wall)
@@ -454,7 +476,8 @@ def measure(
         return median_ratio(list(zip(side[name], side["raw"], strict=True)))
 
     print(
-        f"  ratio produce connector/raw {ratio(produced, 'connector'):.3f}"
+        f"  ratio produce raw+callback/raw {ratio(produced, 'raw+callback'):.3f}"
+        f"   connector/raw {ratio(produced, 'connector'):.3f}"
         f"   produce_many/raw {ratio(produced, 'produce_many'):.3f}"
         f"   consume connector/raw {ratio(consumed, 'connector'):.3f}"
         f"   consume_batch/raw {ratio(consumed, 'consume_batch'):.3f}   (target >= 0.95)"

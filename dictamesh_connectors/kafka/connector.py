@@ -424,9 +424,9 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
         """
         check_topic(topic)
         partition = check_partition(partition)
-        items = list(values)
-        key_list: Sequence[Any] = list(keys) if keys is not None else [None] * len(items)
-        if len(key_list) != len(items):
+        items = values if type(values) is list else list(values)
+        key_list: Sequence[Any] = list(keys) if keys is not None else ()
+        if keys is not None and len(key_list) != len(items):
             raise build_error(
                 f"kafka: produce_many: {len(key_list)} keys for {len(items)} values",
                 _BAD_REQUEST,
@@ -458,7 +458,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
                     else serialize_key(key),
                     "callback": report,
                 }
-                for value, key in zip(items, key_list, strict=True)
+                for value, key in zip(items, key_list or [None] * len(items), strict=True)
             ]
         batch.messages = messages
         wait = _seconds(timeout, self.config.produce_timeout)

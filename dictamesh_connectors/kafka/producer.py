@@ -821,9 +821,9 @@ def produce_batch(
         try:
             with translate_produce(handle, topic):
                 if partition is None:
-                    producer.produce_batch(topic, pending)
+                    queued = producer.produce_batch(topic, pending)
                 else:
-                    producer.produce_batch(topic, pending, partition=partition)
+                    queued = producer.produce_batch(topic, pending, partition=partition)
         except BufferError:
             pass  # nothing queued: every one is retried below
         except ConnectorError:
@@ -831,7 +831,7 @@ def produce_batch(
                 message["_error"] = True  # not queued
             raise
         else:
-            refused = [m for m in pending if "_error" in m]
+            refused = [m for m in pending if "_error" in m] if queued != len(pending) else []
             pending = []
             for message in refused:
                 error = message["_error"]
