@@ -3,8 +3,11 @@
 1. ``find_one`` by ``_id`` and ``insert_one`` at 1, 8 and 32 threads: the
    two contenders alternate for a fixed time each, over several rounds;
    printed are the median ops/s of each and the median of the per-round
-   ratios connector / raw pymongo (target >= 0.95).
-2. ``insert_many`` of 100,000 documents, alternating, the median ratio.
+   ratios connector / raw pymongo (target >= 0.95), and a control: raw
+   pymongo through a second client against raw pymongo, whose ratio shows
+   how much the server's own variation moves a ratio.
+2. ``insert_many`` of 100,000 documents, alternating (``--many-rounds``, default
+   7), the median ratio.
 3. Client CPU time per operation (``time.thread_time`` in the calling
    thread, one thread): the stand-in server is slower than mongod, so wall
    clock ratios hide the client's cost; the CPU difference is the
@@ -18,6 +21,7 @@ writes on, the connector's default ``tz_aware`` and ``uuidRepresentation``);
 raw pymongo reuses one ``Collection`` object, as a careful application does.
 
 Usage: python benchmarks/mongodb_bench.py [--seconds 2] [--rounds 5] [--docs 100000]
+       [--many-rounds 7] [--cpu-ops 200] [--cpu-batches 30]
 Reads the server from DICTAMESH_TEST_MONGODB_URI (default: the local SecantusDB).
 """
 
@@ -122,6 +126,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument(
+        "--many-rounds",
+        type=int,
+        default=7,
+        help="insert_many rounds (the server's time per round varies by 10-20%%)",
+    )
     parser.add_argument("--cpu-ops", type=int, default=200, help="operations per CPU batch")
     parser.add_argument("--cpu-batches", type=int, default=30, help="paired CPU batches")
     args = parser.parse_args()
@@ -151,31 +161,51 @@ def main() -> None:
         def raw_insert_reused(i: int) -> None:
             raw_writes.insert_one({"n": i, "name": "x"})
 
-        for op in (ours_find, raw_find, ours_insert, raw_insert_reused):
+        # The control: raw pymongo against itself, through a second client
+        # with the same options. Its ratio would be 1.000 on a steady
+        # server; how far it strays is how far a ratio here can be trusted.
+        control = pymongo.MongoClient(
+            URI, maxPoolSize=POOL, tz_aware=True, uuidRepresentation="standard", appname="bench-2"
+        )
+        control_items, control_writes = control[database]["items"], control[database]["writes"]
+
+        def control_find(i: int) -> None:
+            assert control_items.find_one({"_id": ids[i % 1000]}) is not None
+
+        def control_insert(i: int) -> None:
+            control_writes.insert_one({"n": i, "name": "x"})
+
+        for op in (ours_find, raw_find, control_find, ours_insert, raw_insert_reused):
             run_threads(op, 4, 0.3)  # warm up pools and caches
 
         print(f"MongoDB benchmark on {db.config.connection_string()} ({args.rounds} rounds)")
         print(
             f"{'operation':<12} {'threads':>7} {'connector/s':>12} {'pymongo/s':>12} {'ratio':>7}"
+            f"  {'control':>7}  (control: pymongo / pymongo on a second client)"
         )
-        for label, ours, theirs in (
-            ("find_one", ours_find, raw_find),
-            ("insert_one", ours_insert, raw_insert_reused),
+        for label, ours, theirs, again in (
+            ("find_one", ours_find, raw_find, control_find),
+            ("insert_one", ours_insert, raw_insert_reused, control_insert),
         ):
             for threads in THREADS:
                 rates = alternate(
-                    [("ours", ours), ("raw", theirs)], threads, args.seconds, args.rounds
+                    [("ours", ours), ("raw", theirs), ("control", again)],
+                    threads,
+                    args.seconds,
+                    args.rounds,
                 )
                 print(
                     f"{label:<12} {threads:>7} {statistics.median(rates['ours']):>12.0f} "
                     f"{statistics.median(rates['raw']):>12.0f} "
                     f"{median_ratio(rates['ours'], rates['raw']):>7.3f}"
+                    f"  {median_ratio(rates['control'], rates['raw']):>7.3f}"
                 )
+        control.close()
 
         docs = args.docs
         many_ours: list[float] = []
         many_raw: list[float] = []
-        for r in range(3):
+        for r in range(args.many_rounds):
             for name in ("ours", "raw") if r % 2 == 0 else ("raw", "ours"):
                 batch = [{"n": i, "name": f"bulk {i}"} for i in range(docs)]
                 start = time.perf_counter()
