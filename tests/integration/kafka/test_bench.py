@@ -28,9 +28,10 @@ def test_the_benchmark_leaves_no_topic_behind(kafka, kafka_bootstrap, monkeypatc
     monkeypatch.setattr(sys, "argv", ["kafka_bench", *args, "--own-path-records", "100"])
     kafka_bench.main()
     out = capsys.readouterr().out
-    assert "ratio produce connector/raw" in out and "own path" in out
+    assert "ratio produce raw+callback/raw" in out and "   connector/raw" in out
+    assert "own path" in out and "produce_many()" in out
     assert "us/record over the bare stub loop" in out and "us client CPU/record" in out
-    assert len(made) == 5  # three for throughput, one per thread count
+    assert len(made) == 6  # four for throughput, one per thread count
     assert wait_for(lambda: not set(made) & set(kafka.list_topics()), 60), sorted(
         set(made) & set(kafka.list_topics())
     )
