@@ -243,7 +243,7 @@ class Batch:
         self.messages: list[dict[str, Any]] = []
         self._named: set[int] = set()  # indexes already in failed
         self._unnamed: dict[tuple[Any, Any], collections.deque[int]] | None = None
-        self._lock = threading.Lock()
+        self._lock = _fork.create_lock()  # a child forked mid-report gets it unlocked
         self._reported = itertools.count(1).__next__  # draws 1, 2, ... size
         self._last = size
         if size == 0:
