@@ -227,6 +227,7 @@ class Batch:
         "_named",
         "_reported",
         "_unnamed",
+        "_where",
         "failed",
         "future",
         "messages",
@@ -243,6 +244,7 @@ class Batch:
         self.messages: list[dict[str, Any]] = []
         self._named: set[int] = set()  # indexes already in failed
         self._unnamed: dict[tuple[Any, Any], collections.deque[int]] | None = None
+        self._where: dict[int, int] | None = None  # id(message) -> index, for refused()
         self._lock = _fork.create_lock()  # a child forked mid-report gets it unlocked
         self._reported = itertools.count(1).__next__  # draws 1, 2, ... size
         self._last = size
@@ -284,8 +286,10 @@ class Batch:
 
     def refused(self, message: dict[str, Any], err: Any, topic: str) -> None:
         """librdkafka refused ``message`` (one of the batch's) at once, for good."""
-        index = next(i for i, m in enumerate(self.messages) if m is message)
         with self._lock:
+            if self._where is None:  # built once: a batch may be refused whole
+                self._where = {id(m): i for i, m in enumerate(self.messages)}
+            index = self._where[id(message)]
             self._named.add(index)
         self._failed(index, err, topic)
         if self._reported() == self._last:
@@ -306,7 +310,7 @@ class Batch:
         # Each message holds ``report`` (so this batch): break that cycle, and
         # the batch and its messages go as soon as nothing else holds them.
         self.messages = []
-        self._unnamed = None
+        self._unnamed = self._where = None
         failed = sorted(self.failed, key=lambda pair: pair[0])
         self.future.set_result(BatchResult(self.size - len(failed), failed))
 

@@ -90,3 +90,13 @@ def test_reports_served_by_many_threads_at_once_name_every_index_once():
 
 def test_an_empty_batch_is_done_at_once():
     assert Batch(0).future.result(0).delivered == 0
+
+
+def test_a_batch_refused_whole_names_each_record_once():
+    batch = _batch([b"x"] * 500)
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+    for index in [*range(1, 500, 2), *range(0, 500, 2)]:
+        batch.refused(batch.messages[index], too_large, "t")
+    result = batch.future.result(0)
+    assert [i for i, _ in result.failed] == list(range(500)) and result.delivered == 0
+    assert batch.messages == []  # the cycle through each message's callback is broken
