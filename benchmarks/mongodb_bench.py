@@ -6,8 +6,8 @@
    ratios connector / raw pymongo (target >= 0.95), and a control: raw
    pymongo through a second client against raw pymongo, whose ratio shows
    how much the server's own variation moves a ratio.
-2. ``insert_many`` of 100,000 documents, alternating (``--many-rounds``, default
-   7), the median ratio.
+2. ``insert_many`` of 100,000 documents, the same three in turn
+   (``--many-rounds``, default 9), the median ratio and its control.
 3. Client CPU time per operation (``time.thread_time`` in the calling
    thread, one thread): the stand-in server is slower than mongod, so wall
    clock ratios hide the client's cost; the CPU difference is the
@@ -21,7 +21,7 @@ writes on, the connector's default ``tz_aware`` and ``uuidRepresentation``);
 raw pymongo reuses one ``Collection`` object, as a careful application does.
 
 Usage: python benchmarks/mongodb_bench.py [--seconds 2] [--rounds 5] [--docs 100000]
-       [--many-rounds 7] [--cpu-ops 200] [--cpu-batches 30]
+       [--many-rounds 9] [--cpu-ops 200] [--cpu-batches 30]
 Reads the server from DICTAMESH_TEST_MONGODB_URI (default: the local SecantusDB).
 """
 
@@ -54,15 +54,36 @@ def median_ratio(ours: list[float], theirs: list[float]) -> float:
 
 
 def alternate(
-    contenders: list[tuple[str, Callable[[int], Any]]], threads: int, seconds: float, rounds: int
+    contenders: list[tuple[str, Callable[[Any], Any]]],
+    threads: int,
+    seconds: float,
+    rounds: int,
+    each: Callable[[Callable[[Any], Any]], float] | None = None,
 ) -> dict[str, list[float]]:
+    """Each contender's rate per round, in an order that turns each round.
+
+    ``each`` measures one contender's round (default: ``threads`` threads
+    for ``seconds``).
+    """
     rates: dict[str, list[float]] = {name: [] for name, _ in contenders}
     for r in range(rounds):
-        # Alternate who goes first, so neither always meets a warmer server.
-        order = contenders if r % 2 == 0 else contenders[::-1]
-        for name, op in order:
-            rates[name].append(run_threads(op, threads, seconds))
+        # Turn who goes first, so none always meets a warmer server.
+        shift = r % len(contenders)
+        order = contenders[shift:] + contenders[:shift]
+        for name, op in order if r % 2 == 0 else order[::-1]:
+            rates[name].append(each(op) if each else run_threads(op, threads, seconds))
     return rates
+
+
+def _bulk_rate(op: Callable[[Any], Any], docs: int, bulk: Any) -> float:
+    """Documents per second of one ``insert_many`` (the list built outside the
+    timing), then the collection dropped so each starts empty."""
+    batch = [{"n": i, "name": f"bulk {i}"} for i in range(docs)]
+    start = time.perf_counter()
+    op(batch)
+    rate = docs / (time.perf_counter() - start)
+    bulk.drop()
+    return rate
 
 
 def cpu_per_op(op: Callable[[int], Any], n: int) -> float:
@@ -129,7 +150,7 @@ def main() -> None:
     parser.add_argument(
         "--many-rounds",
         type=int,
-        default=7,
+        default=9,
         help="insert_many rounds (the server's time per round varies by 10-20%%)",
     )
     parser.add_argument("--cpu-ops", type=int, default=200, help="operations per CPU batch")
@@ -164,7 +185,7 @@ def main() -> None:
         # The control: raw pymongo against itself, through a second client
         # with the same options. Its ratio would be 1.000 on a steady
         # server; how far it strays is how far a ratio here can be trusted.
-        control = pymongo.MongoClient(
+        control: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
             URI, maxPoolSize=POOL, tz_aware=True, uuidRepresentation="standard", appname="bench-2"
         )
         control_items, control_writes = control[database]["items"], control[database]["writes"]
@@ -200,27 +221,26 @@ def main() -> None:
                     f"{median_ratio(rates['ours'], rates['raw']):>7.3f}"
                     f"  {median_ratio(rates['control'], rates['raw']):>7.3f}"
                 )
-        control.close()
 
         docs = args.docs
-        many_ours: list[float] = []
-        many_raw: list[float] = []
-        for r in range(args.many_rounds):
-            for name in ("ours", "raw") if r % 2 == 0 else ("raw", "ours"):
-                batch = [{"n": i, "name": f"bulk {i}"} for i in range(docs)]
-                start = time.perf_counter()
-                if name == "ours":
-                    db.insert_many("bulk", batch)
-                else:
-                    client[database]["bulk"].insert_many(batch)
-                (many_ours if name == "ours" else many_raw).append(
-                    docs / (time.perf_counter() - start)
-                )
-                client[database]["bulk"].drop()
+        control_bulk = control[database]["bulk"]
+        many = alternate(
+            [
+                ("ours", lambda batch: db.insert_many("bulk", batch)),
+                ("raw", lambda batch: client[database]["bulk"].insert_many(batch)),
+                ("control", lambda batch: control_bulk.insert_many(batch)),
+            ],
+            0,
+            0.0,
+            args.many_rounds,
+            each=lambda op: _bulk_rate(op, docs, client[database]["bulk"]),
+        )
+        control.close()
         print(
-            f"{'insert_many':<12} {docs:>7} {statistics.median(many_ours):>12.0f} "
-            f"{statistics.median(many_raw):>12.0f} {median_ratio(many_ours, many_raw):>7.3f}"
-            "   (documents/s)"
+            f"{'insert_many':<12} {docs:>7} {statistics.median(many['ours']):>12.0f} "
+            f"{statistics.median(many['raw']):>12.0f} "
+            f"{median_ratio(many['ours'], many['raw']):>7.3f}"
+            f"  {median_ratio(many['control'], many['raw']):>7.3f}  (documents/s)"
         )
 
         print(

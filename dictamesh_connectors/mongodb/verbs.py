@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Mapping, MutableMapping, Sequence
+from itertools import chain
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dictamesh_connectors._compat import require
@@ -1020,23 +1021,25 @@ def _mutable(document: Mapping[str, Any]) -> MutableMapping[str, Any]:
 
 
 def _insertables(documents: Sequence[Mapping[str, Any]]) -> list[MutableMapping[str, Any]]:
-    """``_mutable(check_insert(d))`` of each document, a plain dict without a call.
+    """``_mutable(check_insert(d))`` of each document, in a few C calls when it can.
 
-    ``insert_many``'s per-document cost: two Python calls and an ABC check
-    a document were about a third of the connector's own time on 100,000.
+    ``insert_many``'s per-document cost. The common case, every document a
+    plain dict and no top-level key starting with ``$``, is settled for the
+    whole batch at once: the set of the documents' types, and every key
+    joined behind a NUL (a BSON key cannot hold one) in one string, where a
+    ``$`` key shows as NUL + ``$`` (about 0.1 µs a small document, against
+    0.26 µs for a Python loop over them). A key that is not a str (the join
+    refuses it) or anything else goes the document-by-document way, which
+    raises the precise error.
     """
-    docs: list[MutableMapping[str, Any]] = []
-    append = docs.append
-    for document in documents:
-        if type(document) is dict:
-            try:  # check_insert's common case, inlined
-                if "$" not in "".join(document):
-                    append(document)
-                    continue
-            except TypeError:
-                pass
-        append(_mutable(check_insert(document)))
-    return docs
+    docs: list[Any] = list(documents)
+    if set(map(type, docs)) == {dict}:
+        try:
+            if "\0$" not in "\0" + "\0".join(chain.from_iterable(docs)):
+                return docs
+        except TypeError:
+            pass
+    return [_mutable(check_insert(document)) for document in docs]
 
 
 def _array_filters(filters: object) -> list[Mapping[str, Any]]:

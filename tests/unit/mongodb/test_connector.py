@@ -659,6 +659,41 @@ def test_the_key_checks_of_an_insert(document, code):
     assert _insertables([subclassed])[0] is subclassed
 
 
+@pytest.mark.parametrize("where", [0, 1, 25, 49])
+@pytest.mark.parametrize(
+    "bad, code",
+    [
+        ({"$b": 1}, ErrorCode.INVALID_REQUEST),  # a document's first key
+        ({"a": 1, "$b": 1}, ErrorCode.INVALID_REQUEST),  # a later one
+        ({"a": 1, 2: "x"}, ErrorCode.INVALID_REQUEST),  # not a str: the join refuses it
+        ({"a\0$": 1}, None),  # a NUL before the '$' is looked at key by key
+        ({"a$": 1, "b$": 2}, None),  # a '$' ending a key, before the next one
+    ],
+)
+def test_the_batch_key_check_of_insert_many_finds_the_one_bad_document(bad, code, where):
+    """_insertables settles a batch of plain dicts in C calls: a bad document
+    anywhere among good ones (and a key that only looks bad there) still gets
+    the document-by-document verdict."""
+    from dictamesh_connectors.mongodb.verbs import _insertables
+
+    docs = [{"n": i, "name": "x"} for i in range(49)] + [{}]
+    docs.insert(where, bad)
+    if code is None:
+        assert _insertables(docs) == docs
+    else:
+        with pytest.raises(ConnectorError) as info:
+            _insertables(docs)
+        assert info.value.code is code
+    # The same documents among mappings that are not dicts: the slow way agrees.
+    mixed = [types.MappingProxyType(d) for d in docs[:3]] + docs[3:]
+    if code is None:
+        assert _insertables(mixed) == docs
+    else:
+        with pytest.raises(ConnectorError) as info:
+            _insertables(mixed)
+        assert info.value.code is code
+
+
 def test_call_translates_what_the_body_raises_and_passes_the_rest(offline):
     raising = types.SimpleNamespace(codec_options=RecordingCollection.codec_options)
     offline._handle.collections["c"] = raising
