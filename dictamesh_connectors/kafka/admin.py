@@ -8,6 +8,7 @@ translated ``ConnectorError``.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -40,6 +41,8 @@ _BAD_REQUEST = ErrorRule(ErrorCode.INVALID_REQUEST, False, RetryHint.NONE)
 _TIMEOUT = ErrorRule(ErrorCode.TIMEOUT, True, RetryHint.RETRY)
 _MAX_PARTITIONS = 10_000
 _MAX_REPLICAS = 32_767
+# How often create_topic() asks for the new topic's metadata.
+_VISIBLE_POLL = 0.05
 
 
 class PartitionInfo(NamedTuple):
@@ -126,17 +129,47 @@ def create_topic(
     config: Mapping[str, str] | None,
     timeout: float,
 ) -> None:
-    """Create topic ``name`` (see ``KafkaConnector.create_topic``)."""
+    """Create topic ``name`` (see ``KafkaConnector.create_topic``).
+
+    Returns once the metadata of the broker answering shows the topic with a
+    leader for each partition: the controller's yes comes first, and a
+    describe or produce right after it could still be told the topic does
+    not exist.
+    """
     check_topic(name)
+    deadline = time.monotonic() + timeout
+    count = _count(partitions, "partitions", _MAX_PARTITIONS)
     new = NewTopic(
         name,
-        num_partitions=_count(partitions, "partitions", _MAX_PARTITIONS),
+        num_partitions=count,
         replication_factor=_count(replication_factor, "replication_factor", _MAX_REPLICAS),
         config=_topic_config(config),
     )
     with translate("create_topic", target, write=True, topic=name):
         futures = admin.create_topics([new], operation_timeout=timeout, request_timeout=timeout)
     _wait(futures[name], "create_topic", target, name, timeout)
+    while True:
+        left = deadline - time.monotonic()
+        with translate("create_topic", target, topic=name):
+            metadata = admin.list_topics(topic=name, timeout=max(0.001, min(left, 1.0)))
+        topic = metadata.topics.get(name)
+        if (
+            topic is not None
+            and topic.error is None
+            and len(topic.partitions) == count
+            and all(p.leader >= 0 for p in topic.partitions.values())
+        ):
+            return
+        if left <= 0:
+            raise build_error(
+                f"{CONNECTOR}: create_topic {name} on {target}: created, but the cluster "
+                f"metadata did not show it with a leader for each partition within {timeout:g}s",
+                _TIMEOUT,
+                connector=CONNECTOR,
+                maybe_applied=True,
+                details={"topic": name, "created": True},
+            )
+        time.sleep(min(_VISIBLE_POLL, left))
 
 
 def delete_topic(admin: AdminClient, target: str, name: str, timeout: float) -> None:

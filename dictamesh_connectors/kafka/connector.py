@@ -702,7 +702,7 @@ class KafkaConnector(Connector[KafkaConfig, ProducerHandle]):
         *,
         timeout: float | None = None,
     ) -> None:
-        """Create a topic and wait until the controller has it.
+        """Create a topic; return once the cluster metadata shows it with a leader per partition.
 
         Raises:
             ConnectorError: CONFLICT if it exists; INVALID_REQUEST for a bad
