@@ -458,20 +458,14 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
                 timeout=timeout,
                 session=session,
             )
-        # Translators hold no per-call state: one per verb shape, made once.
-        translator = self._translators.get((operation, write, retried))
-        if translator is None:
-            translator = translate(
-                operation, self._target, write=write, retried=retried and self._retry_writes
-            )
-            self._translators[(operation, write, retried)] = translator
         limit = None if timeout is None else call_timeout(timeout)
         op = self._use(operation)
         op._target = name  # the collection, for listeners (spans): read only by them
         if limit is None:
             with op as handle:
                 # The translator's with-block, spelled out: its __enter__ and a
-                # clean __exit__ were two Python calls on every operation.
+                # clean __exit__ were two Python calls on every operation, and
+                # it is looked up only when there is an error to translate.
                 try:
                     try:
                         coll = handle.collections[name]
@@ -479,10 +473,21 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
                         coll = handle.collection(name)
                     return body(coll, None)
                 except BaseException as exc:
+                    translator = self._translator(operation, write, retried)
                     translator.__exit__(type(exc), exc, exc.__traceback__)  # raises it translated
                     raise
-        with op as handle, translator, pymongo.timeout(limit):
+        with op as handle, self._translator(operation, write, retried), pymongo.timeout(limit):
             return body(handle.collection(name), None)
+
+    def _translator(self, operation: str, write: bool, retried: bool) -> translate:
+        """The ``translate()`` context of a verb shape (they hold no per-call state: made once)."""
+        translator = self._translators.get((operation, write, retried))
+        if translator is None:
+            translator = translate(
+                operation, self._target, write=write, retried=retried and self._retry_writes
+            )
+            self._translators[(operation, write, retried)] = translator
+        return translator
 
     def _open_stream(
         self,

@@ -709,3 +709,51 @@ def test_call_translates_what_the_body_raises_and_passes_the_rest(offline):
             assert info.value is raised  # not a driver error: unchanged
     errors = offline.stats().errors  # the translated error reaches the in-flight exit
     assert errors[ErrorCode.CONSTRAINT_VIOLATION.value] == 1, errors
+
+
+def test_documents_are_encoded_to_the_same_bytes_with_the_cheaper_codec_options():
+    import datetime
+    import decimal
+    import uuid
+
+    from bson.codec_options import TypeCodec, TypeRegistry
+
+    from dictamesh_connectors.mongodb import verbs
+
+    class Money:
+        def __init__(self, cents: int) -> None:
+            self.cents = cents
+
+    class MoneyCodec(TypeCodec):
+        python_type = Money
+        bson_type = int
+
+        def transform_python(self, value):
+            return value.cents
+
+        def transform_bson(self, value):
+            return Money(value)
+
+    options = bson.codec_options.CodecOptions(
+        tz_aware=True,
+        uuid_representation=bson.binary.UuidRepresentation.STANDARD,
+        type_registry=TypeRegistry([MoneyCodec()]),
+    )
+    coll = types.SimpleNamespace(codec_options=options)
+    document = {
+        "_id": bson.ObjectId(),
+        "u": uuid.uuid4(),
+        "at": datetime.datetime(2026, 12, 3, 18, 0, tzinfo=datetime.timezone.utc),
+        "price": Money(1999),
+        "d": bson.Decimal128(decimal.Decimal("1.10")),
+        "nested": [{"a": [1, 2.5, None, True]}, RawBSONDocument(bson.encode({"r": 1}))],
+    }
+    encoding = verbs._encoding(coll)  # type: ignore[arg-type]
+    assert encoding.document_class is RawBSONDocument
+    assert bson.encode(document, codec_options=encoding) == bson.encode(
+        document, codec_options=options
+    )
+    assert verbs._encoding(coll) is encoding  # made once per codec options
+    other = types.SimpleNamespace(codec_options=options.with_options(tz_aware=False))
+    assert verbs._encoding(other) is not encoding  # type: ignore[arg-type]
+    assert verbs._encoding(other).tz_aware is False  # type: ignore[arg-type]
