@@ -263,10 +263,13 @@ class _View:
         except MongoError as exc:
             raise _server_error(exc, write=False) from None
 
-    def find_one(self, session: Any = None, **find: Any) -> Document | None:
+    def find_one(
+        self, filter: Mapping[str, Any] | None = None, session: Any = None, **find: Any
+    ) -> Document | None:
+        """pymongo's ``find_one(filter=None, *args, **kwargs)``: the filter may come positionally."""
         self._check()
         docs = self._find(
-            find["filter"],
+            {} if filter is None else filter,
             find.get("projection"),
             find.get("sort"),
             1,
