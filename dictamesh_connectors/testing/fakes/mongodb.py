@@ -266,7 +266,7 @@ class _View:
     def find_one(
         self, filter: Mapping[str, Any] | None = None, session: Any = None, **find: Any
     ) -> Document | None:
-        """pymongo's ``find_one(filter=None, *args, **kwargs)``: the filter may come positionally."""
+        """pymongo's ``find_one(filter=None, *args, **kwargs)``: the filter may be positional."""
         self._check()
         docs = self._find(
             {} if filter is None else filter,
