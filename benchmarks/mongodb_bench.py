@@ -11,7 +11,13 @@
 3. Client CPU time per operation (``time.thread_time`` in the calling
    thread, one thread): the stand-in server is slower than mongod, so wall
    clock ratios hide the client's cost; the CPU difference is the
-   connector's own cost per operation (target <= 10 µs).
+   connector's own cost per operation (target <= 10 µs), printed with a
+   control (pymongo through the second client). With ``--server-pid`` (the
+   server runs on this machine) the figures once more with the server's
+   threads pinned to the last CPU and the client to the others, as when
+   they run on different machines: on a box of two cores the server
+   otherwise runs on the client's core between its calls and leaves the
+   client's caches cold.
 4. The connector's own path alone: the same verbs with pymongo's
    ``Collection`` replaced by a stub, against the bare stub call. No server,
    no network: the steadiest figure of the connector's cost on a busy box.
@@ -21,18 +27,19 @@ writes on, the connector's default ``tz_aware`` and ``uuidRepresentation``);
 raw pymongo reuses one ``Collection`` object, as a careful application does.
 
 Usage: python benchmarks/mongodb_bench.py [--seconds 2] [--rounds 5] [--docs 100000]
-       [--many-rounds 15] [--cpu-ops 200] [--cpu-batches 30]
+       [--many-rounds 15] [--cpu-ops 200] [--cpu-batches 30] [--server-pid PID]
 Reads the server from DICTAMESH_TEST_MONGODB_URI (default: the local SecantusDB).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pymongo
@@ -91,6 +98,73 @@ def cpu_per_op(op: Callable[[int], Any], n: int) -> float:
     for i in range(n):
         op(i)
     return (time.thread_time() - start) / n * 1e6
+
+
+def client_cpu(
+    pairs: tuple[tuple[str, Callable[[int], Any], Callable[[int], Any], Callable[[int], Any]], ...],
+    ops: int,
+    batches: int,
+    how: str,
+) -> None:
+    """Print each verb's client CPU per operation: connector, pymongo, control.
+
+    The three take turns in batches of ``ops`` (each batch another order):
+    a load spike hits a batch's neighbours alike, so the per-batch
+    differences stay meaningful on a busy machine. The control's difference
+    (pymongo through a second client, minus pymongo) is what the timing
+    itself strays by.
+    """
+    print(
+        f"client CPU per operation, 1 thread{how} (time.thread_time; batches of {ops} "
+        "taking turns, medians):"
+    )
+    for label, ours, theirs, again in pairs:
+        cpu: dict[str, list[float]] = {"ours": [], "raw": [], "control": []}
+        sides = [("ours", ours), ("raw", theirs), ("control", again)]
+        for batch in range(batches):
+            shift = batch % 3
+            for side, op in sides[shift:] + sides[:shift]:
+                cpu[side].append(cpu_per_op(op, ops))
+
+        diff = {
+            side: statistics.median(a - b for a, b in zip(cpu[side], cpu["raw"], strict=True))
+            for side in ("ours", "control")
+        }
+        print(
+            f"  {label:<11} connector {statistics.median(cpu['ours']):7.1f} µs   "
+            f"pymongo {statistics.median(cpu['raw']):7.1f} µs   "
+            f"connector's own cost {diff['ours']:+6.1f} µs/op   control {diff['control']:+6.1f}"
+        )
+
+
+@contextlib.contextmanager
+def pinned(server_pid: int) -> Iterator[None]:
+    """The server's threads on the last CPU, this thread on the others, then as before.
+
+    On a machine of few cores the server otherwise runs on the client's core
+    between two of its calls (the scheduler wakes it there), and the client's
+    caches and branch predictors come back cold: every client instruction
+    costs more, the connector's extra ones too. A client and its database on
+    separate cores (or machines) is the usual deployment.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        print("  (one CPU: nothing to pin apart)")
+        yield
+        return
+    tasks = [int(t) for t in os.listdir(f"/proc/{server_pid}/task")]
+    before = {t: os.sched_getaffinity(t) for t in tasks}
+    mine = os.sched_getaffinity(0)
+    try:
+        for t in tasks:
+            os.sched_setaffinity(t, {cpus[-1]})
+        os.sched_setaffinity(0, set(cpus[:-1]))
+        yield
+    finally:
+        os.sched_setaffinity(0, mine)
+        for t, was in before.items():
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                os.sched_setaffinity(t, was)
 
 
 class _StubCollection:
@@ -154,7 +228,14 @@ def main() -> None:
         help="insert_many rounds (one round's ratio strays by about 6%%)",
     )
     parser.add_argument("--cpu-ops", type=int, default=200, help="operations per CPU batch")
-    parser.add_argument("--cpu-batches", type=int, default=30, help="paired CPU batches")
+    parser.add_argument("--cpu-batches", type=int, default=30, help="CPU batches of each side")
+    parser.add_argument(
+        "--server-pid",
+        type=int,
+        default=0,
+        help="the server's process id (on this machine): the CPU figures once more, "
+        "the server pinned to the last CPU and the client to the others",
+    )
     args = parser.parse_args()
 
     database = f"bench_{uuid.uuid4().hex[:8]}"
@@ -235,7 +316,6 @@ def main() -> None:
             args.many_rounds,
             each=lambda op: _bulk_rate(op, docs, client[database]["bulk"]),
         )
-        control.close()
         print(
             f"{'insert_many':<12} {docs:>7} {statistics.median(many['ours']):>12.0f} "
             f"{statistics.median(many['raw']):>12.0f} "
@@ -243,30 +323,15 @@ def main() -> None:
             f"  {median_ratio(many['control'], many['raw']):>7.3f}  (documents/s)"
         )
 
-        print(
-            "client CPU per operation, 1 thread (time.thread_time; paired batches of "
-            f"{args.cpu_ops} in alternating order, medians):"
+        pairs = (
+            ("find_one", ours_find, raw_find, control_find),
+            ("insert_one", ours_insert, raw_insert_reused, control_insert),
         )
-        for label, ours, theirs in (
-            ("find_one", ours_find, raw_find),
-            ("insert_one", ours_insert, raw_insert_reused),
-        ):
-            cpu_ours: list[float] = []
-            cpu_raw: list[float] = []
-            for batch in range(args.cpu_batches):
-                # A load spike hits both halves of a pair alike: the per-pair
-                # differences stay meaningful on a busy machine.
-                for side in ("ours", "raw") if batch % 2 == 0 else ("raw", "ours"):
-                    if side == "ours":
-                        cpu_ours.append(cpu_per_op(ours, args.cpu_ops))
-                    else:
-                        cpu_raw.append(cpu_per_op(theirs, args.cpu_ops))
-            mo, mr = statistics.median(cpu_ours), statistics.median(cpu_raw)
-            diffs = [a - b for a, b in zip(cpu_ours, cpu_raw, strict=True)]
-            print(
-                f"  {label:<11} connector {mo:7.1f} µs   pymongo {mr:7.1f} µs   "
-                f"connector's own cost {statistics.median(diffs):+6.1f} µs/op"
-            )
+        client_cpu(pairs, args.cpu_ops, args.cpu_batches, "")
+        if args.server_pid:
+            with pinned(args.server_pid):
+                client_cpu(pairs, args.cpu_ops, args.cpu_batches, ", the server pinned apart")
+        control.close()
         own_path_cost(db, client, database)
     finally:
         client.drop_database(database)
