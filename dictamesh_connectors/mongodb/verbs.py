@@ -848,14 +848,25 @@ def _refuse_over_limit(size: int) -> None:
         )
 
 
+# The bytes of an ``_id`` element holding an ObjectId: type, "_id\0", 12 bytes.
+_ID_ELEMENT_BYTES = 17
+
+
 def _check_size(document: Mapping[str, Any], coll: Collection[Document]) -> None:
     """Refuse a document over 16 MiB before any I/O (PAYLOAD_TOO_LARGE).
 
     pymongo leaves the limit to the server (it allows 16 KiB of command
     overhead on top), and not every server enforces it (FerretDB stores
     larger documents): one C-speed encode, about 2 µs for a small document.
+    A document without ``_id`` counts the ObjectId one it will have: pymongo
+    adds it to an insert, the server to an upserted replacement (a matched
+    one keeps its old ``_id``, mostly an ObjectId too). Asked only near the
+    limit: on a ``RawBSONDocument`` the question decodes it.
     """
-    _refuse_over_limit(len(bson.encode(document, codec_options=_encoding(coll))))
+    size = len(bson.encode(document, codec_options=_encoding(coll)))
+    if size > MAX_DOCUMENT_BYTES - _ID_ELEMENT_BYTES and "_id" not in document:
+        size += _ID_ELEMENT_BYTES
+    _refuse_over_limit(size)
 
 
 _CHUNK_BYTES = 4 * 1024 * 1024
@@ -878,7 +889,8 @@ def _check_sizes(documents: Sequence[Mapping[str, Any]], coll: Collection[Docume
     while start < total:
         chunk = documents[start : start + step]
         size = len(encode({"d": chunk}, codec_options=opts))
-        if size > MAX_DOCUMENT_BYTES:
+        # (A document may still get its _id: near the limit, look closer.)
+        if size > MAX_DOCUMENT_BYTES - _ID_ELEMENT_BYTES:
             for document in chunk:
                 _check_size(document, coll)
         start += len(chunk)

@@ -543,6 +543,39 @@ def test_the_chunked_size_check_finds_the_one_large_document_anywhere():
         assert info.value.code is ErrorCode.PAYLOAD_TOO_LARGE, position
 
 
+def test_the_size_check_counts_the_id_a_document_will_get(recorded):
+    """Just under 16 MiB without ``_id``, over it with the ObjectId pymongo adds: refused."""
+    db, coll = recorded
+    limit = 16 << 20
+    at_limit = {"b": b"x" * (limit - 13 - 17)}  # 13 bytes of BSON around b; 17 for the _id
+    over = {"b": b"x" * (limit - 13 - 5)}
+    assert len(bson.encode(at_limit)) + 17 == limit and len(bson.encode(over)) < limit
+    for call in (
+        lambda doc: db.insert_one("c", doc),
+        lambda doc: db.insert_many("c", [doc]),
+        lambda doc: db.insert_many("c", [{"n": 1}, doc, {"n": 2}]),
+        lambda doc: db.bulk_write("c", [("insert_one", doc)]),
+    ):
+        with pytest.raises(ConnectorError) as info:
+            call(dict(over))
+        assert info.value.code is ErrorCode.PAYLOAD_TOO_LARGE
+        assert coll.sent == []
+    db.insert_many("c", [dict(at_limit)])
+    db.insert_one("c", dict(at_limit))
+    sizes = [
+        len(d.raw) if isinstance(d, RawBSONDocument) else len(bson.encode(d)) for d in coll.sent
+    ]
+    assert sizes == [limit, limit]
+    # A replacement keeps (or, upserted, gets) an _id too; one of its own counts as it is.
+    with pytest.raises(ConnectorError) as info:
+        db.replace_one("c", {}, dict(over), upsert=True)
+    assert info.value.code is ErrorCode.PAYLOAD_TOO_LARGE
+    from dictamesh_connectors.mongodb.verbs import _check_size
+
+    # An int _id (14 bytes) of its own: at the limit, and nothing added to it.
+    _check_size({"_id": 1, "b": b"x" * (limit - 13 - 14)}, coll)
+
+
 class RecordingCollection:
     """Records what the connector hands pymongo's insert_one/insert_many."""
 
