@@ -27,7 +27,7 @@ writes on, the connector's default ``tz_aware`` and ``uuidRepresentation``);
 raw pymongo reuses one ``Collection`` object, as a careful application does.
 
 Usage: python benchmarks/mongodb_bench.py [--seconds 2] [--rounds 5] [--docs 100000]
-       [--many-rounds 15] [--cpu-ops 200] [--cpu-batches 30] [--server-pid PID]
+       [--many-rounds 15] [--cpu-ops 200] [--cpu-batches 90] [--server-pid PID]
 Reads the server from DICTAMESH_TEST_MONGODB_URI (default: the local SecantusDB).
 """
 
@@ -228,7 +228,7 @@ def main() -> None:
         help="insert_many rounds (one round's ratio strays by about 6%%)",
     )
     parser.add_argument("--cpu-ops", type=int, default=200, help="operations per CPU batch")
-    parser.add_argument("--cpu-batches", type=int, default=30, help="CPU batches of each side")
+    parser.add_argument("--cpu-batches", type=int, default=90, help="CPU batches of each side")
     parser.add_argument(
         "--server-pid",
         type=int,
