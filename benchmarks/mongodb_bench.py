@@ -12,12 +12,7 @@
    thread, one thread): the stand-in server is slower than mongod, so wall
    clock ratios hide the client's cost; the CPU difference is the
    connector's own cost per operation (target <= 10 µs), printed with a
-   control (pymongo through the second client). With ``--server-pid`` (the
-   server runs on this machine) the figures once more with the server's
-   threads pinned to the last CPU and the client to the others, as when
-   they run on different machines: on a box of two cores the server
-   otherwise runs on the client's core between its calls and leaves the
-   client's caches cold.
+   control (pymongo through the second client).
 4. The connector's own path alone: the same verbs with pymongo's
    ``Collection`` replaced by a stub, against the bare stub call. No server,
    no network: the steadiest figure of the connector's cost on a busy box.
@@ -26,20 +21,19 @@ Both contenders use the same pool size and options (retryable reads and
 writes on, the connector's default ``tz_aware`` and ``uuidRepresentation``);
 raw pymongo reuses one ``Collection`` object, as a careful application does.
 
-Usage: python benchmarks/mongodb_bench.py [--seconds 2] [--rounds 5] [--docs 100000]
-       [--many-rounds 15] [--cpu-ops 200] [--cpu-batches 90] [--server-pid PID]
+Usage: python benchmarks/mongodb_bench.py [--seconds 2] [--rounds 15] [--docs 100000]
+       [--many-rounds 15] [--cpu-ops 200] [--cpu-batches 90]
 Reads the server from DICTAMESH_TEST_MONGODB_URI (default: the local SecantusDB).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pymongo
@@ -104,7 +98,6 @@ def client_cpu(
     pairs: tuple[tuple[str, Callable[[int], Any], Callable[[int], Any], Callable[[int], Any]], ...],
     ops: int,
     batches: int,
-    how: str,
 ) -> None:
     """Print each verb's client CPU per operation: connector, pymongo, control.
 
@@ -115,7 +108,7 @@ def client_cpu(
     itself strays by.
     """
     print(
-        f"client CPU per operation, 1 thread{how} (time.thread_time; batches of {ops} "
+        f"client CPU per operation, 1 thread (time.thread_time; batches of {ops} "
         "taking turns, medians):"
     )
     for label, ours, theirs, again in pairs:
@@ -135,36 +128,6 @@ def client_cpu(
             f"pymongo {statistics.median(cpu['raw']):7.1f} µs   "
             f"connector's own cost {diff['ours']:+6.1f} µs/op   control {diff['control']:+6.1f}"
         )
-
-
-@contextlib.contextmanager
-def pinned(server_pid: int) -> Iterator[None]:
-    """The server's threads on the last CPU, this thread on the others, then as before.
-
-    On a machine of few cores the server otherwise runs on the client's core
-    between two of its calls (the scheduler wakes it there), and the client's
-    caches and branch predictors come back cold: every client instruction
-    costs more, the connector's extra ones too. A client and its database on
-    separate cores (or machines) is the usual deployment.
-    """
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        print("  (one CPU: nothing to pin apart)")
-        yield
-        return
-    tasks = [int(t) for t in os.listdir(f"/proc/{server_pid}/task")]
-    before = {t: os.sched_getaffinity(t) for t in tasks}
-    mine = os.sched_getaffinity(0)
-    try:
-        for t in tasks:
-            os.sched_setaffinity(t, {cpus[-1]})
-        os.sched_setaffinity(0, set(cpus[:-1]))
-        yield
-    finally:
-        os.sched_setaffinity(0, mine)
-        for t, was in before.items():
-            with contextlib.suppress(OSError):  # a thread that ended meanwhile
-                os.sched_setaffinity(t, was)
 
 
 class _StubCollection:
@@ -219,7 +182,12 @@ def own_path_cost(db: MongoDBConnector, client: Any, database: str, n: int = 100
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=15,
+        help="rounds of each contender (a ratio moves by about 2.5%% at 15)",
+    )
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument(
         "--many-rounds",
@@ -229,13 +197,6 @@ def main() -> None:
     )
     parser.add_argument("--cpu-ops", type=int, default=200, help="operations per CPU batch")
     parser.add_argument("--cpu-batches", type=int, default=90, help="CPU batches of each side")
-    parser.add_argument(
-        "--server-pid",
-        type=int,
-        default=0,
-        help="the server's process id (on this machine): the CPU figures once more, "
-        "the server pinned to the last CPU and the client to the others",
-    )
     args = parser.parse_args()
 
     database = f"bench_{uuid.uuid4().hex[:8]}"
@@ -327,10 +288,7 @@ def main() -> None:
             ("find_one", ours_find, raw_find, control_find),
             ("insert_one", ours_insert, raw_insert_reused, control_insert),
         )
-        client_cpu(pairs, args.cpu_ops, args.cpu_batches, "")
-        if args.server_pid:
-            with pinned(args.server_pid):
-                client_cpu(pairs, args.cpu_ops, args.cpu_batches, ", the server pinned apart")
+        client_cpu(pairs, args.cpu_ops, args.cpu_batches)
         control.close()
         own_path_cost(db, client, database)
     finally:
