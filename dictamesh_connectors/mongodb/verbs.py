@@ -829,10 +829,7 @@ def _encoded(document: MutableMapping[str, Any], coll: Collection[Document]) -> 
     if added:
         document["_id"] = ObjectId()
     try:
-        opts = coll.codec_options  # _encoding(coll), its cache hit inline: one frame less
-        entry = _ENCODING.get(id(opts))
-        encoding = entry[1] if entry is not None and entry[0] is opts else _encoding(coll)
-        data = bson.encode(document, codec_options=encoding)
+        data = bson.encode(document, codec_options=_encoding(coll))
         if len(data) > MAX_DOCUMENT_BYTES:
             _refuse_over_limit(len(data))
     except BaseException:
