@@ -265,16 +265,18 @@ def main() -> None:
         for op in (ours_find, raw_find, control_find, ours_insert, raw_insert_reused):
             run_threads(op, 4, 0.3)  # warm up pools and caches
 
-        print(f"MongoDB benchmark on {db.config.connection_string()} ({args.rounds} rounds)")
+        pairs = (
+            ("find_one", ours_find, raw_find, control_find),
+            ("insert_one", ours_insert, raw_insert_reused, control_insert),
+        )
+        print(f"MongoDB benchmark on {db.config.connection_string()}")
         if not args.cpu_only:  # throughput, then insert_many
             print(
                 f"{'operation':<12} {'threads':>7} {'connector/s':>12} {'pymongo/s':>12}"
-                f" {'ratio':>7}  {'control':>7}  (control: pymongo / pymongo on a second client)"
+                f" {'ratio':>7}  {'control':>7}  ({args.rounds} rounds; control: pymongo"
+                " / pymongo on a second client)"
             )
-            for label, ours, theirs, again in (
-                ("find_one", ours_find, raw_find, control_find),
-                ("insert_one", ours_insert, raw_insert_reused, control_insert),
-            ):
+            for label, ours, theirs, again in pairs:
                 for threads in THREADS:
                     rates = alternate(
                         [("ours", ours), ("raw", theirs), ("control", again)],
@@ -309,10 +311,6 @@ def main() -> None:
                 f"  {median_ratio(many['control'], many['raw']):>7.3f}  (documents/s)"
             )
 
-        pairs = (
-            ("find_one", ours_find, raw_find, control_find),
-            ("insert_one", ours_insert, raw_insert_reused, control_insert),
-        )
         client_cpu(pairs, args.cpu_ops, args.cpu_batches)
         control.close()
         own_path_cost(db, client, database)

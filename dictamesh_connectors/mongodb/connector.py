@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import attrs
 
 from dictamesh_connectors._compat import require
-from dictamesh_connectors.base import Connector, _InFlight, _new_in_flight
+from dictamesh_connectors.base import Connector
 from dictamesh_connectors.errors import (
     ConnectorError,
     ErrorCode,
@@ -459,8 +459,7 @@ class MongoDBConnector(_Verbs, Connector[MongoDBConfig, _Handle]):
                 session=session,
             )
         limit = None if timeout is None else call_timeout(timeout)
-        op: _InFlight[_Handle] = _new_in_flight(_InFlight)  # self._use(operation), inline
-        op._connector, op._operation = self, operation
+        op = self._use(operation)
         op._target = name  # the collection, for listeners (spans): read only by them
         if limit is None:
             with op as handle:
